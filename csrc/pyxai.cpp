@@ -1,0 +1,13 @@
+// The pyxai op library: one schema per op. Kernels register per device in <family>/cpu.cpp and
+// <family>/cuda_glue.cpp; fake (meta) kernels are registered in Python (pyxai/ops/_fake.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(pyxai, m) {
+  // masks: grids [N, gh, gw] upsampled to `canvas`, cropped at offsets [N, 2] to the output size.
+  m.def("upsample_masks(Tensor grids, Tensor offsets, int[2] size, int[2] canvas, str mode)"
+        " -> Tensor");
+  m.def("upsample_blend(Tensor x, Tensor grids, Tensor offsets, Tensor baseline, int[2] canvas,"
+        " str mode) -> Tensor");
+  m.def("weighted_mask_sum(Tensor grids, Tensor offsets, Tensor weights, int[2] size,"
+        " int[2] canvas, str mode) -> Tensor");
+}

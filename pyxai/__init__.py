@@ -1,0 +1,11 @@
+"""pyxai: fast, faithful attribution for PyTorch vision models.
+
+Every explainer has a pure-PyTorch reference path and, where it pays, native C++/CUDA kernels
+(``pyxai.native_status()`` says which are available).
+"""
+
+from pyxai._native import native_status
+
+__version__ = "0.1.0"
+
+__all__ = ["native_status", "__version__"]

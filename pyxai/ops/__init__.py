@@ -1,0 +1,17 @@
+"""pyxai.ops: one function per op; each picks the native kernel or its pure-PyTorch reference.
+
+Every op takes ``backend="auto" | "native" | "reference"`` (default: env ``PYXAI_BACKEND`` or
+"auto").
+"""
+
+from pyxai.ops._dispatch import BACKENDS, NativeUnavailableError, resolve_backend
+from pyxai.ops.masks import upsample_blend, upsample_masks, weighted_mask_sum
+
+__all__ = [
+    "BACKENDS",
+    "NativeUnavailableError",
+    "resolve_backend",
+    "upsample_blend",
+    "upsample_masks",
+    "weighted_mask_sum",
+]

@@ -1,0 +1,23 @@
+"""Fake (meta) kernels of the native ops, so torch.compile and torch.library.opcheck can trace them.
+
+Imported by pyxai._native once pyxai._C has loaded. One function per op, named after it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.library.register_fake("pyxai::upsample_masks")
+def _upsample_masks_fake(grids, offsets, size, canvas, mode):
+    return grids.new_empty(grids.shape[0], size[0], size[1])
+
+
+@torch.library.register_fake("pyxai::upsample_blend")
+def _upsample_blend_fake(x, grids, offsets, baseline, canvas, mode):
+    return x.new_empty(grids.shape[0] * x.shape[0], *x.shape[1:])
+
+
+@torch.library.register_fake("pyxai::weighted_mask_sum")
+def _weighted_mask_sum_fake(grids, offsets, weights, size, canvas, mode):
+    return grids.new_empty(weights.shape[1], size[0], size[1])
