@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ _INSTALL_HINT = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load() -> tuple[Any, str]:
     """Import pyxai._C once. Returns (module or None, reason it is missing)."""
     try:

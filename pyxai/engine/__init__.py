@@ -1,0 +1,1 @@
+"""The engine: target resolution, argument checks, layer capture and the perturbation runner."""

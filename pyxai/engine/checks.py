@@ -1,0 +1,66 @@
+"""Argument checks for explainers: clear errors naming the argument, before any work is done."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def check_inputs(
+    inputs: torch.Tensor, name: str = "inputs", ndims: Sequence[int] = (4, 5)
+) -> torch.Tensor:
+    """Validate an input batch: a non-empty, finite, floating-point Tensor with a rank in ``ndims``.
+
+    Returns ``inputs`` unchanged. Raises TypeError / ValueError naming ``name``.
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
+    if inputs.dim() not in ndims:
+        shapes = " or ".join({4: "[B, C, H, W]", 5: "[B, C, T, H, W]"}.get(d, f"{d}-D")
+                             for d in ndims)
+        raise ValueError(f"{name} must be a Tensor{shapes}, got shape {tuple(inputs.shape)}")
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {inputs.dtype}")
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(inputs.shape)})")
+    if inputs.numel() == 0:
+        raise ValueError(f"{name} has an empty dimension (shape {tuple(inputs.shape)})")
+    if not torch.isfinite(inputs).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return inputs
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """Validate a strictly positive integer argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_output_batch(outputs: torch.Tensor, batch: int, name: str = "forward_func") -> None:
+    """The model must return one row per input row."""
+    if not isinstance(outputs, torch.Tensor):
+        raise TypeError(f"{name} must return a Tensor, got {type(outputs).__name__}")
+    if outputs.dim() == 0 or outputs.shape[0] != batch:
+        raise ValueError(
+            f"{name} returned output of shape {tuple(outputs.shape)} for a batch of {batch} "
+            "inputs; it must return one row per input"
+        )
+
+
+def model_device(model: torch.nn.Module | object, default: torch.device) -> torch.device:
+    """The device of a module's first parameter or buffer (``default`` for plain callables)."""
+    if isinstance(model, torch.nn.Module):
+        for t in model.parameters():
+            return t.device
+        for t in model.buffers():
+            return t.device
+    return default
+
+
+def check_same_device(model: torch.nn.Module | object, inputs: torch.Tensor) -> None:
+    """Inputs must live on the model's device."""
+    dev = model_device(model, inputs.device)
+    if dev != inputs.device:
+        raise ValueError(f"inputs are on {inputs.device} but the model is on {dev}")
