@@ -1,0 +1,237 @@
+"""The harness behind ``pyxai bench`` and ``benchmarks/``: workloads, parity first, then timing.
+
+A benchmark module in this package registers a *method* with :func:`register`; its function returns
+:class:`Case` objects. Each case holds callables that do the same work in different ways:
+
+* ``"pyxai"`` — the explainer with its default (native when available) backend;
+* ``"reference"`` — the same explainer on the pure-PyTorch backend;
+* ``"floor"`` — the bare model forwards (and backwards) the method cannot avoid, same batch size;
+* anchors (``"captum"``, ``"pytorch-grad-cam"``, ``"zennit"``, ...) when installed;
+* anything else worth showing (e.g. ``"original"``: the reference paper's algorithm).
+
+Before timing, the results of the callables named in ``parity`` are compared; a mismatch is reported
+and that callable is not timed. Timings are medians over ``repeat`` runs after one warm-up; the ratio
+column is time / floor time. Peak memory is the peak resident-set growth (CPU, sampled) or the peak
+CUDA allocation over the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import pkgutil
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+Registry = dict[str, Callable[..., list["Case"]]]
+REGISTRY: Registry = {}
+
+
+@dataclass
+class Case:
+    """One workload done several ways.
+
+    Attributes:
+        name: what is computed, e.g. "resnet18 224x224 b=1, 8000 masks".
+        impls: label -> zero-argument callable returning the result (a Tensor, array or None).
+        parity: (label, other_label, tolerance) pairs checked before timing; results must agree to
+            ``max|a - b| <= tol * (max|b| + 1e-12)``.
+        device: where it runs.
+        notes: free text shown under the table (e.g. the number of forwards).
+        prepare: label -> callable mapping the raw result to a comparable tensor (optional).
+    """
+
+    name: str
+    impls: dict[str, Callable[[], Any]]
+    parity: list[tuple[str, str, float]] = field(default_factory=list)
+    device: str = "cpu"
+    notes: str = ""
+    prepare: dict[str, Callable[[Any], torch.Tensor]] = field(default_factory=dict)
+
+
+def register(*names: str) -> Callable:
+    """Decorator: ``@register("rise")`` on ``def cases(quick: bool, device: str) -> list[Case]``."""
+
+    def deco(fn: Callable[..., list[Case]]) -> Callable[..., list[Case]]:
+        for n in names:
+            REGISTRY[n] = fn
+        return fn
+
+    return deco
+
+
+def load_all() -> Registry:
+    """Import every benchmark module of this package so that they register their methods."""
+    import pyxai.benchmark as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != "core":
+            importlib.import_module(f"pyxai.benchmark.{mod.name}")
+    return REGISTRY
+
+
+class _PeakRSS:
+    """Samples this process's resident set size in a thread; reports the peak growth in bytes."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.base = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                import os
+
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # not Linux
+            return 0
+
+    def __enter__(self) -> _PeakRSS:
+        gc.collect()
+        self.base = self.peak = self.rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+def _to_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().double().cpu()
+    if isinstance(x, (tuple, list)):
+        return torch.cat([_to_tensor(v).reshape(-1) for v in x])
+    return torch.as_tensor(x).double()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(fn: Callable[[], Any], device: str, repeat: int) -> tuple[Any, list[float], int]:
+    """Warm up once (keeping the result), then time ``repeat`` runs; returns (result, secs, peak)."""
+    _sync(device)
+    result = fn()
+    _sync(device)
+    times = []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    with _PeakRSS() as mem:
+        for _ in range(repeat):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() - base if device.startswith("cuda") else mem.growth
+    return result, times, peak
+
+
+def parity_error(a: Any, b: Any) -> float:
+    """Relative max error ``max|a - b| / max|b|`` (inf when the shapes differ)."""
+    ta, tb = _to_tensor(a), _to_tensor(b)
+    if ta.shape != tb.shape:
+        ta, tb = ta.reshape(-1), tb.reshape(-1)
+        if ta.shape != tb.shape:
+            return float("inf")
+    return float((ta - tb).abs().max() / (tb.abs().max() + 1e-12))
+
+
+def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list[dict]:
+    """Check parity, then time every implementation of ``case``. Returns one row per label."""
+    rows: dict[str, dict] = {}
+    results: dict[str, Any] = {}
+    labels = [k for k in case.impls if only is None or k in only or k == "floor"]
+    # results first (the warm-up run of each), so parity is known before anything is timed
+    for label in labels:
+        try:
+            out = case.impls[label]()
+            results[label] = case.prepare.get(label, lambda r: r)(out)
+            rows[label] = {"case": case.name, "impl": label, "status": "ok"}
+        except ImportError as exc:
+            rows[label] = {"case": case.name, "impl": label, "status": f"not installed ({exc.name})"}
+    for a, b, tol in case.parity:
+        if a in results and b in results and results[a] is not None and results[b] is not None:
+            err = parity_error(results[a], results[b])
+            ok = err <= tol
+            for lab in (a, b):
+                rows[lab].setdefault("parity", []).append(f"{a}~{b}: {err:.1e}")
+            if not ok:
+                rows[a]["status"] = f"PARITY FAIL vs {b} ({err:.2e} > {tol:.0e})"
+    for label in labels:
+        row = rows[label]
+        if row["status"] != "ok":
+            continue
+        _, times, peak = measure(case.impls[label], case.device, repeat)
+        row.update(median_s=statistics.median(times), times_s=times, peak_bytes=peak)
+    floor = rows.get("floor", {}).get("median_s")
+    for row in rows.values():
+        if floor and "median_s" in row:
+            row["vs_floor"] = row["median_s"] / floor
+        row["parity"] = "; ".join(row.get("parity", []))
+        row["notes"] = case.notes
+        row["device"] = case.device
+    return list(rows.values())
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table: case, impl, median ms, x floor, peak MB, parity/status."""
+    head = f"{'case':<44} {'impl':<18} {'median ms':>10} {'x floor':>8} {'peak MB':>9}  parity / status"
+    lines = [head, "-" * len(head)]
+    last = None
+    for r in rows:
+        case = r["case"] if r["case"] != last else ""
+        last = r["case"]
+        ms = f"{r['median_s'] * 1e3:10.1f}" if "median_s" in r else f"{'-':>10}"
+        ratio = f"{r['vs_floor']:8.2f}" if "vs_floor" in r else f"{'-':>8}"
+        mb = f"{r['peak_bytes'] / 2**20:9.1f}" if "peak_bytes" in r else f"{'-':>9}"
+        status = r["parity"] if r["status"] == "ok" else r["status"]
+        lines.append(f"{case[:44]:<44} {r['impl'][:18]:<18} {ms} {ratio} {mb}  {status}")
+    notes = sorted({r["case"] + ": " + r["notes"] for r in rows if r.get("notes")})
+    return "\n".join(lines + [""] + notes)
+
+
+def run_methods(
+    methods: list[str], quick: bool = False, repeat: int = 3, device: str = "cpu",
+    only: list[str] | None = None, json_path: str | None = None, echo: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run the named methods' cases; print a table per method; optionally write all rows as JSON."""
+    registry = load_all()
+    unknown = [m for m in methods if m not in registry]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown}; known: {sorted(registry)}")
+    all_rows = []
+    for m in methods:
+        rows = []
+        for case in registry[m](quick=quick, device=device):
+            rows += run_case(case, repeat=repeat, only=only)
+        echo(f"\n== {m} ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        echo(format_table(rows))
+        all_rows += [dict(r, method=m) for r in rows]
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(all_rows, f, indent=1)
+    return all_rows

@@ -1,0 +1,184 @@
+"""The perturbation runner: one engine that runs a model over many perturbed inputs.
+
+Every perturbation explainer and metric describes its work as ``n_items`` perturbations, each
+expanding to ``rows_per_item`` model inputs (typically one per image of the batch). The runner asks
+for chunks of perturbed inputs, runs the model on them under ``torch.inference_mode`` (optionally
+with autocast and channels_last), checks the output batch size once, and hands the outputs (or the
+target scores) to a ``consume`` callback that accumulates whatever the method needs. Nothing of size
+``n_items`` is ever held, so peak memory is O(batch_size x input) whatever the number of
+perturbations.
+
+On CUDA the work is queued asynchronously on the current stream: the kernels that build chunk k+1 are
+launched while the forward of chunk k is still running, as long as ``consume`` does not synchronise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pyxai.engine.checks import check_output_batch
+from pyxai.engine.targets import select_scores
+
+ForwardFunc = Callable[..., torch.Tensor]
+
+#: CPU default for ``batch_size=None``: model inputs per forward.
+CPU_BATCH = 64
+#: Cap on the bytes of one chunk of perturbed inputs when the batch size is chosen automatically.
+MAX_CHUNK_BYTES = 256 * 2**20
+
+
+def auto_batch_size(sample: torch.Tensor, forward_func: ForwardFunc | None = None) -> int:
+    """Model inputs per forward pass chosen to fit memory.
+
+    CPU: :data:`CPU_BATCH` rows, fewer if one chunk of inputs would exceed :data:`MAX_CHUNK_BYTES`.
+    CUDA: measures the peak memory of a one-row forward and fills half of the free memory with it
+    (at most 512 rows).
+
+    Args:
+        sample: Tensor[1, ...] one model input row.
+        forward_func: the model (needed on CUDA for the measurement).
+    """
+    row_bytes = max(1, sample[:1].numel() * sample.element_size())
+    cap = max(1, MAX_CHUNK_BYTES // row_bytes)
+    if sample.device.type != "cuda" or forward_func is None:
+        return int(min(CPU_BATCH, cap))
+    torch.cuda.synchronize(sample.device)
+    torch.cuda.reset_peak_memory_stats(sample.device)
+    before = torch.cuda.memory_allocated(sample.device)
+    with torch.inference_mode():
+        forward_func(sample[:1])
+    per_row = max(row_bytes, torch.cuda.max_memory_allocated(sample.device) - before)
+    free, _ = torch.cuda.mem_get_info(sample.device)
+    return int(max(1, min(512, cap, (free // 2) // per_row)))
+
+
+class PerturbationRunner:
+    """Runs ``forward_func`` over chunks of perturbed inputs.
+
+    Args:
+        forward_func: model or callable mapping Tensor[R, ...] to outputs with R rows.
+        batch_size: model inputs per forward pass; None chooses one that fits memory.
+        show_progress: show a tqdm progress bar.
+        autocast: dtype for ``torch.autocast`` (e.g. ``torch.bfloat16``) or None.
+        channels_last: convert 4-D chunks to channels_last memory format before the forward.
+        additional_forward_args: extra positional arguments passed to every forward call.
+        grad_enabled: run with autograd on (optimisation-based methods); default inference mode.
+    """
+
+    def __init__(
+        self,
+        forward_func: ForwardFunc,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+        autocast: torch.dtype | None = None,
+        channels_last: bool = False,
+        additional_forward_args: Sequence[Any] | None = None,
+        grad_enabled: bool = False,
+    ) -> None:
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) <= 0):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.forward_func = forward_func
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.autocast = autocast
+        self.channels_last = channels_last
+        if additional_forward_args is not None and not isinstance(additional_forward_args, tuple):
+            additional_forward_args = (additional_forward_args,)
+        self.args = tuple(additional_forward_args or ())
+        self.grad_enabled = grad_enabled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward pass with the runner's settings (mode, autocast, memory format)."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        mode = torch.enable_grad() if self.grad_enabled else torch.inference_mode()
+        cast = (
+            torch.autocast(x.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        with mode, cast:
+            out = self.forward_func(x, *self.args)
+        if self.autocast is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
+            out = out.float()
+        return out
+
+    def rows_per_forward(self, sample: torch.Tensor) -> int:
+        """The batch size in model inputs (resolving ``None`` with :func:`auto_batch_size`)."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return auto_batch_size(sample, self.forward)
+
+    def run(
+        self,
+        n_items: int,
+        make_chunk: Callable[[int, int], torch.Tensor],
+        consume: Callable[[int, int, torch.Tensor], Any],
+        rows_per_item: int = 1,
+        target: torch.Tensor | Callable | None = None,
+        desc: str = "pyxai",
+        sample: torch.Tensor | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Evaluate perturbations ``[0, n_items)`` chunk by chunk.
+
+        Args:
+            n_items: number of perturbations.
+            make_chunk: ``(start, stop) -> Tensor[(stop - start) * rows_per_item, ...]`` perturbed
+                inputs, item-major (row ``j * rows_per_item + b`` is item ``start + j``, row ``b``).
+            consume: ``(start, stop, values)`` called once per chunk, in order; ``values`` are the
+                model outputs, or the target scores Tensor[(stop - start) * rows_per_item] when
+                ``target`` is given.
+            rows_per_item: model inputs per perturbation (e.g. the number of images).
+            target: resolved target (Tensor[rows_per_item] or callable) to gather scores on device.
+            desc: progress bar label.
+            sample: one model input row, used to pick the batch size when it is None.
+            stop: optional early-stopping predicate checked after every chunk.
+
+        Returns:
+            The number of perturbations evaluated (``n_items`` unless ``stop`` ended the run).
+        """
+        if n_items <= 0:
+            return 0
+        if self.batch_size is None and sample is None:
+            sample = make_chunk(0, 1)[:1]
+        rows = self.rows_per_forward(sample) if self.batch_size is None else int(self.batch_size)
+        per_chunk = max(1, rows // max(1, rows_per_item))
+        bar = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_items, desc=desc, unit="pert")
+        done = 0
+        checked = False
+        try:
+            while done < n_items:
+                end = min(n_items, done + per_chunk)
+                chunk = make_chunk(done, end)
+                out = self.forward(chunk)
+                if not checked:
+                    check_output_batch(out, chunk.shape[0])
+                    checked = True
+                if target is not None:
+                    out = select_scores(out, target, repeat=end - done)
+                consume(done, end, out)
+                if bar is not None:
+                    bar.update(end - done)
+                done = end
+                if stop is not None and stop():
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        return done
+
+    def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model outputs on unperturbed ``inputs``, in chunks of the batch size."""
+        rows = self.rows_per_forward(inputs[:1])
+        outs = [self.forward(inputs[i : i + rows]) for i in range(0, inputs.shape[0], rows)]
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        check_output_batch(out, inputs.shape[0])
+        return out
