@@ -1,0 +1,320 @@
+"""The ``pyxai`` command line: ``info``, ``explain`` and ``bench``.
+
+    pyxai info                              # versions, native status, devices
+    pyxai explain                           # bundled demo model + images, every method, overlays + table
+    pyxai explain cat.jpg --model torchvision:resnet50 --weights resnet50.pth --method gradcam
+    pyxai bench rise occlusion --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: name -> (description, factory(model, target_layer) -> explain(inputs, target) -> Tensor map).
+#: Each method family adds its entry here; maps are Tensor[B, 1 or C, H, W].
+METHODS: dict[str, tuple[str, Callable[[torch.nn.Module, torch.nn.Module], Explain]]] = {}
+
+
+def _register_methods() -> None:
+    """Fill :data:`METHODS` with every explainer pyxai has (imported lazily)."""
+    import pyxai
+
+    def add(name: str, desc: str, factory: Callable) -> None:
+        METHODS[name] = (desc, factory)
+
+    # -- method entries: one line per method, grouped by family ----------------------------
+    for name, cls_name, desc in [
+        ("saliency", "Saliency", "gradient magnitude (Captum Saliency)"),
+        ("inputxgradient", "InputXGradient", "input x gradient (Captum)"),
+        ("integrated_gradients", "IntegratedGradients", "integrated gradients (Captum)"),
+        ("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
+    ]:
+        if hasattr(pyxai, cls_name):
+            add(name, desc, lambda m, layer, c=cls_name: getattr(pyxai, c)(m).attribute)
+    for name, cls_name, desc in [
+        ("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)"),
+        ("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)"),
+        ("scorecam", "ScoreCAM", "Score-CAM (pytorch-grad-cam semantics)"),
+    ]:
+        if hasattr(pyxai, cls_name):
+            add(name, desc,
+                lambda m, layer, c=cls_name: getattr(pyxai, c)(m, target_layers=[layer]).attribute)
+    if hasattr(pyxai, "SIDU"):
+        add("sidu", "SIDU (similarity difference and uniqueness)",
+            lambda m, layer: pyxai.SIDU(m, layer).attribute)
+    if hasattr(pyxai, "RISE"):
+        add("rise", "RISE, 2000 masks", lambda m, layer: pyxai.RISE(m, n_masks=2000).attribute)
+    if hasattr(pyxai, "Occlusion"):
+        def occlusion(m: torch.nn.Module, layer: torch.nn.Module) -> Explain:
+            occ = pyxai.Occlusion(m)
+
+            def run(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                win = max(2, x.shape[-1] // 8)
+                return occ.attribute(x, sliding_window_shapes=(x.shape[1], win, win),
+                                     strides=(x.shape[1], win // 2, win // 2), target=target,
+                                     perturbations_per_eval=16)
+            return run
+        add("occlusion", "Occlusion, windows of 1/8 the image, stride 1/16", occlusion)
+    if hasattr(pyxai, "SobolAttribution"):
+        add("sobol", "Sobol total-order indices, grid 8, 32 designs",
+            lambda m, layer: pyxai.SobolAttribution(m).attribute)
+    if hasattr(pyxai, "LRP"):
+        add("lrp", "LRP, epsilon_plus_flat composite", lambda m, layer: pyxai.LRP(m).attribute)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _last_feature_layer(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """The last module (in execution order) whose output is a 4-D or 5-D feature map."""
+    order: list[torch.nn.Module] = []
+    handles = []
+    for mod in model.modules():
+        if mod is model:
+            continue
+
+        def hook(m: torch.nn.Module, inp: tuple, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and out.shape[-1] > 1:
+                order.append(m)
+
+        handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise ValueError("the model has no module with a 4-D/5-D output to use as target layer")
+    last = order[-1]
+    # prefer the outermost module that produced that output (e.g. a residual block, not its ReLU)
+    for m in reversed(order):
+        if any(c is last for c in m.modules()):
+            last = m
+    return last
+
+
+def _heat(attr: torch.Tensor) -> torch.Tensor:
+    """Tensor[B, C, H, W] attribution -> Tensor[B, H, W] in [0, 1] for display and pointing."""
+    a = attr.detach().float()
+    if a.dim() == 5:  # video: average over time
+        a = a.mean(2)
+    a = a.abs().sum(1) if a.shape[1] > 1 else a[:, 0]
+    lo = a.flatten(1).min(1).values[:, None, None]
+    hi = a.flatten(1).max(1).values[:, None, None]
+    return (a - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def _pointing_hits(heat: torch.Tensor, masks: torch.Tensor, tolerance: int = 3) -> list[bool]:
+    """Pointing game: is the argmax of each map within ``tolerance`` px of the object mask?"""
+    hits = []
+    for h, m in zip(heat, masks[:, 0]):
+        w = h.shape[-1]
+        idx = int(h.flatten().argmax())
+        py, px = idx // w, idx % w
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        hits.append(bool(((ys - py) ** 2 + (xs - px) ** 2 < tolerance**2 + 1e-9).any()))
+    return hits
+
+
+def _jet(v: torch.Tensor) -> torch.Tensor:
+    """Jet colormap: Tensor[H, W] in [0, 1] -> Tensor[3, H, W]."""
+    r = (1.5 - (4 * v - 3).abs()).clamp(0, 1)
+    g = (1.5 - (4 * v - 2).abs()).clamp(0, 1)
+    b = (1.5 - (4 * v - 1).abs()).clamp(0, 1)
+    return torch.stack([r, g, b])
+
+
+def _save_overlays(images: torch.Tensor, heat: torch.Tensor, path: Path, scale: int = 3) -> None:
+    """One PNG: a row of images, a row of heat-map overlays."""
+    from PIL import Image
+
+    imgs = images.detach().float().cpu()
+    if imgs.shape[1] != 3:
+        imgs = imgs[:, :1].expand(-1, 3, -1, -1)
+    lo = imgs.flatten(1).min(1).values[:, None, None, None]
+    hi = imgs.flatten(1).max(1).values[:, None, None, None]
+    imgs = (imgs - lo) / (hi - lo).clamp_min(1e-12)
+    over = torch.stack([0.5 * i + 0.5 * _jet(h) for i, h in zip(imgs, heat.cpu())])
+    grid = torch.cat([torch.cat(list(imgs), 2), torch.cat(list(over), 2)], 1)
+    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img.save(path)
+
+
+def _load_user_model(spec: str, weights: str | None) -> torch.nn.Module:
+    if spec == "demo":
+        from pyxai.models import demo_cnn
+
+        return demo_cnn(pretrained=True)
+    if not spec.startswith("torchvision:"):
+        raise ValueError(f"unknown model {spec!r}: use 'demo' or 'torchvision:<name>'")
+    name = spec.split(":", 1)[1]
+    try:
+        import torchvision
+    except ImportError:
+        raise ValueError("torchvision is not installed (pip install torchvision)") from None
+    if name not in torchvision.models.list_models():
+        raise ValueError(f"unknown torchvision model {name!r}")
+    model = torchvision.models.get_model(name, weights=None)
+    if weights:
+        if not Path(weights).is_file():
+            raise ValueError(f"weights file not found: {weights}")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    return model.eval()
+
+
+def _load_images(paths: list[str], size: int) -> torch.Tensor:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise ValueError(f"image file not found: {p}")
+        try:
+            img = Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)
+        except OSError as exc:
+            raise ValueError(f"cannot read image {p}: {exc}") from None
+        t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        out.append(t.reshape(size, size, 3).permute(2, 0, 1).float() / 255)
+    return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import pyxai
+
+    status = pyxai.native_status()
+    print(f"pyxai {pyxai.__version__}")
+    print(f"torch {status['torch']} (CUDA {status['torch_cuda']}), python {status['python']}")
+    print("devices: cpu" + (f", cuda x{torch.cuda.device_count()}" if status["cuda_available"] else ""))
+    if status["compiled"]:
+        print(f"native: compiled for {', '.join(status['devices'])}; ops: {', '.join(status['ops'])}")
+        print(f"build: {json.dumps(status['build'])}")
+    else:
+        print(f"native: not available — {status['reason']}")
+    print(f"default backend: {status['backend_default']}")
+    _register_methods()
+    print(f"methods: {', '.join(sorted(METHODS))}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _register_methods()
+    wanted = args.method or sorted(METHODS)
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {', '.join(unknown)}; available: {', '.join(sorted(METHODS))}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    masks = None
+    if args.images:
+        if args.model == "demo":
+            size = 64
+        else:
+            size = args.size
+        model = _load_user_model(args.model, args.weights)
+        x = _load_images(args.images, size)
+        if args.model != "demo":  # ImageNet normalisation for torchvision models
+            mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+            std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+            x = (x - mean) / std
+    else:
+        from pyxai.data import SHAPE_CLASSES, shapes
+        from pyxai.models import demo_cnn
+
+        model = _load_user_model(args.model, args.weights) if args.model != "demo" else demo_cnn()
+        x, labels, masks = shapes(args.n, seed=args.seed)
+        print(f"demo: {args.n} images of pyxai.data.shapes(seed={args.seed}); classes "
+              f"{[SHAPE_CLASSES[int(i)] for i in labels]}")
+    layer = _last_feature_layer(model, x)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    rows = []
+    for name in wanted:
+        desc, factory = METHODS[name]
+        explain = factory(model, layer)
+        t0 = time.perf_counter()
+        attr = explain(x, target)
+        dt = time.perf_counter() - t0
+        if attr.dim() >= 4 and attr.shape[-2:] != x.shape[-2:]:
+            attr = torch.nn.functional.interpolate(attr.float(), size=x.shape[-2:], mode="bilinear")
+        heat = _heat(attr)
+        png = out / f"{name}.png"
+        _save_overlays(x, heat, png)
+        row = {"method": name, "ms": dt * 1e3, "png": str(png)}
+        if masks is not None:
+            row["pointing"] = sum(_pointing_hits(heat, masks))
+        rows.append(row)
+    head = f"{'method':<22} {'time ms':>9} " + ("pointing " if masks is not None else "") + " overlay"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        point = f"{r['pointing']:>3}/{x.shape[0]:<4} " if masks is not None else ""
+        print(f"{r['method']:<22} {r['ms']:9.1f} {point} {r['png']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pyxai.benchmark import core
+
+    registry = core.load_all()
+    methods = args.methods or sorted(registry)
+    rows = core.run_methods(methods, quick=args.quick, repeat=args.repeat, device=args.device,
+                            only=args.only, json_path=args.json)
+    return 1 if any(r["status"].startswith("PARITY FAIL") for r in rows) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pyxai", description="Fast, faithful attribution for PyTorch.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, native status, devices").set_defaults(fn=cmd_info)
+    e = sub.add_parser("explain", help="explain images (default: the bundled demo)")
+    e.add_argument("images", nargs="*", help="image files (default: bundled demo images)")
+    e.add_argument("--model", default="demo", help="'demo' or 'torchvision:<name>'")
+    e.add_argument("--weights", help="state_dict file for --model")
+    e.add_argument("--method", action="append", help="method name (repeatable; default: all)")
+    e.add_argument("--out", default="pyxai_out", help="folder for overlay PNGs")
+    e.add_argument("--size", type=int, default=224, help="input size for user images")
+    e.add_argument("--n", type=int, default=8, help="number of demo images")
+    e.add_argument("--seed", type=int, default=2024, help="seed of the demo images")
+    e.add_argument("--json", help="also write the table as JSON")
+    e.set_defaults(fn=cmd_explain)
+    b = sub.add_parser("bench", help="native vs reference vs anchors, parity checked first")
+    b.add_argument("methods", nargs="*", help="methods (default: all registered)")
+    b.add_argument("--quick", action="store_true", help="small shapes only")
+    b.add_argument("--repeat", type=int, default=3, help="timed runs per implementation")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--only", action="append", help="only these implementations (plus the floor)")
+    b.add_argument("--json", help="write all rows as JSON")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"pyxai {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
