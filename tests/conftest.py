@@ -1,0 +1,27 @@
+"""Shared test fixtures: fresh random inputs every run (the seed is printed on failure)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two shared cores: keep intra-op threads modest so parallel test jobs don't thrash.
+torch.set_num_threads(int(os.environ.get("PYXAI_TEST_THREADS", "2")))
+
+
+@pytest.fixture
+def rng(request) -> torch.Generator:
+    """A CPU generator seeded freshly for each test; the seed is in the test report."""
+    seed = int(torch.seed() % (2**31))
+    request.node.user_properties.append(("seed", seed))
+    print(f"[seed {seed}]")
+    return torch.Generator().manual_seed(seed)
+
+
+def native_or_skip(device: str = "cpu") -> None:
+    from pyxai import _native
+
+    if not _native.available(device):
+        pytest.skip(f"native kernels unavailable on {device}: {_native.why_unavailable(device)}")
