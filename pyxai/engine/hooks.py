@@ -1,0 +1,168 @@
+"""Layer capture with hooks that are always removed.
+
+Every explainer that needs a layer's activations (Grad-CAM family, Score-CAM, SIDU, layer
+attributions) or that changes how gradients flow through modules (guided backprop) does it inside
+one of the context managers below. Handles are removed in ``finally`` blocks, so the model is left
+exactly as found, also when the model raises inside the forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+def check_layers(model: object, layers: Sequence[nn.Module], name: str = "target_layers") -> list:
+    """Validate that every layer is an ``nn.Module`` inside ``model`` (by identity).
+
+    Returns the layers as a list. Raises TypeError / ValueError naming ``name``.
+    """
+    if isinstance(layers, nn.Module):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+        raise ValueError(f"{name} must be a non-empty list of modules of the model")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"{name}[{i}] must be an nn.Module, got {type(layer).__name__}")
+        if isinstance(model, nn.Module) and not any(m is layer for m in model.modules()):
+            raise ValueError(
+                f"{name}[{i}] ({type(layer).__name__}) is not a module of the model; pass a "
+                "submodule of the model you explain, e.g. model.layer4[-1]"
+            )
+    return list(layers)
+
+
+class LayerCapture:
+    """What :func:`capture_layers` recorded during one forward.
+
+    Attributes:
+        activations: per layer, the tensor the layer produced (or received, with ``inputs=True``).
+            With ``grad=True`` each one is a tensor the rest of the forward depends on, so
+            ``torch.autograd.grad(score, capture.activations)`` gives the layer gradients.
+        calls: per layer, how many times it ran in the forward.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.activations: list[torch.Tensor | None] = [None] * n
+        self.calls = [0] * n
+
+    def check(self, layers: Sequence[nn.Module], name: str = "target_layers") -> list[torch.Tensor]:
+        """Every layer ran exactly once; returns the activations."""
+        for i, (layer, c) in enumerate(zip(layers, self.calls)):
+            if c == 0:
+                raise ValueError(
+                    f"{name}[{i}] ({type(layer).__name__}) did not run in the model's forward: "
+                    "the model output does not depend on it"
+                )
+            if c > 1:
+                raise ValueError(
+                    f"{name}[{i}] ({type(layer).__name__}) ran {c} times in one forward; "
+                    "pick a module that runs once (e.g. not a shared activation module)"
+                )
+        return list(self.activations)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def capture_layers(
+    layers: Sequence[nn.Module], grad: bool = True, inputs: bool = False
+) -> Iterator[LayerCapture]:
+    """Record the outputs (or inputs) of ``layers`` during the forwards run inside the block.
+
+    With ``grad=True`` (and autograd enabled) the captured tensor is made part of the graph even
+    when nothing before the layer requires grad (frozen backbone, plain inputs), so the gradient of
+    any score with respect to it can be taken with ``torch.autograd.grad``; no parameter gradient
+    is needed or computed. The rest of the model consumes a copy, so in-place operations after the
+    layer (``out += identity``) cannot change the captured values.
+
+    Args:
+        layers: modules to capture (each should run once per forward).
+        grad: make the captured tensors differentiable leaves/nodes of the graph.
+        inputs: capture the layer's (first) input instead of its output.
+
+    Yields:
+        A :class:`LayerCapture`, filled as forwards run (the last forward wins).
+    """
+    cap = LayerCapture(len(layers))
+    handles = []
+
+    def make_hook(i: int):
+        def prepare(t: torch.Tensor) -> torch.Tensor:
+            if grad and torch.is_grad_enabled() and not t.requires_grad:
+                t = t.detach().requires_grad_()
+            elif not grad:
+                t = t.detach()
+            cap.activations[i] = t
+            cap.calls[i] += 1
+            return t.clone()
+
+        def out_hook(module: nn.Module, args: tuple, out: object) -> object:
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(
+                    f"target layer {type(module).__name__} returned {type(out).__name__}; "
+                    "a layer whose output is a single Tensor is needed"
+                )
+            return prepare(out)
+
+        def in_hook(module: nn.Module, args: tuple) -> object:
+            if not args or not isinstance(args[0], torch.Tensor):
+                raise TypeError(f"target layer {type(module).__name__} has no Tensor input")
+            return (prepare(args[0]), *args[1:])
+
+        return out_hook, in_hook
+
+    try:
+        for i, layer in enumerate(layers):
+            out_hook, in_hook = make_hook(i)
+            if inputs:
+                handles.append(layer.register_forward_pre_hook(in_hook))
+            else:
+                handles.append(layer.register_forward_hook(out_hook))
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _GuidedGrad(torch.autograd.Function):
+    """Identity forward; backward passes only the positive part of the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return g.clamp_min(0)
+
+
+@contextlib.contextmanager
+def guided_relus(model: nn.Module) -> Iterator[None]:
+    """Guided backprop on every ``nn.ReLU`` of ``model`` (Captum's ``GuidedBackprop`` rule).
+
+    The gradient reaching a ReLU's input is replaced by its positive part, ``relu(grad_input)``
+    (= ``g * 1[x > 0] * 1[g > 0]``). As in Captum, the rule acts on the gradient of the tensor the
+    ReLU receives, and only ``nn.ReLU`` modules are changed (functional relus are not). Hooks are
+    removed on exit, also after an exception.
+    """
+    handles = []
+
+    def pre_hook(module: nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not x.requires_grad:
+            return args
+        if x.grad_fn is not None:
+            x.register_hook(lambda g: g.clamp_min(0))  # the graph owns this hook
+            return (x.clone(), *args[1:])  # in-place ReLUs modify the copy
+        return (_GuidedGrad.apply(x), *args[1:])  # leaf: keep the user's tensor hook-free
+
+    try:
+        for m in model.modules():
+            if isinstance(m, nn.ReLU):
+                handles.append(m.register_forward_pre_hook(pre_hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

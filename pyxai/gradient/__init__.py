@@ -1,0 +1,11 @@
+"""Gradient explainers, drop-in for Captum: same class names, constructors, ``attribute()``
+signatures, defaults and outputs."""
+
+from pyxai.gradient.guided_backprop import GuidedBackprop, GuidedGradCam
+from pyxai.gradient.integrated_gradients import IntegratedGradients
+from pyxai.gradient.layer_grad_cam import LayerGradCam
+from pyxai.gradient.noise_tunnel import NoiseTunnel
+from pyxai.gradient.saliency import InputXGradient, Saliency
+
+__all__ = ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
+           "LayerGradCam", "GuidedGradCam"]

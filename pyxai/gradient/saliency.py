@@ -1,0 +1,105 @@
+"""Saliency and Input x Gradient, drop-in for ``captum.attr.Saliency`` / ``InputXGradient``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from pyxai.gradient._common import (
+    check_model_device,
+    format_args,
+    format_inputs,
+    format_output,
+    input_gradients,
+)
+
+
+class Saliency:
+    """Gradient of the target score with respect to the inputs (Simonyan et al., 2013).
+
+    Args:
+        forward_func: model or callable mapping the inputs (and additional_forward_args) to
+            outputs, one row per example.
+
+    Examples::
+
+        >>> sal = pyxai.Saliency(model)
+        >>> attr = sal.attribute(x, target=3)      # Tensor shaped like x
+    """
+
+    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
+        self.forward_func = forward_func
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    def attribute(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, ...],
+        target: Any = None,
+        abs: bool = True,
+        additional_forward_args: Any = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Gradients of the target scores.
+
+        Args:
+            inputs: Tensor[B, ...] or a tuple of them (batch first).
+            target: int, tuple, Tensor[B], list, callable ``outputs -> Tensor[B]`` or None (the
+                output itself if the model returns one value per example, else the predicted
+                class). Default: None
+            abs: return absolute gradients. Default: True
+            additional_forward_args: extra forward arguments (not attributed). Default: None
+
+        Returns:
+            Tensor (or tuple) shaped like ``inputs``.
+        """
+        is_tuple, inp = format_inputs(inputs)
+        check_model_device(self.forward_func, inp)
+        grads, _ = input_gradients(self.forward_func, inp, target, format_args(additional_forward_args))
+        if abs:
+            grads = tuple(g.abs() for g in grads)
+        return format_output(is_tuple, grads)
+
+
+class InputXGradient:
+    """Input times the gradient of the target score (Shrikumar et al., 2016).
+
+    Args:
+        forward_func: model or callable mapping inputs to outputs, one row per example.
+    """
+
+    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
+        self.forward_func = forward_func
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    def attribute(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, ...],
+        target: Any = None,
+        additional_forward_args: Any = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``inputs * d score / d inputs``.
+
+        Args:
+            inputs: Tensor[B, ...] or a tuple of them.
+            target: as :meth:`Saliency.attribute`. Default: None
+            additional_forward_args: extra forward arguments. Default: None
+
+        Returns:
+            Tensor (or tuple) shaped like ``inputs``.
+        """
+        is_tuple, inp = format_inputs(inputs)
+        check_model_device(self.forward_func, inp)
+        grads, _ = input_gradients(self.forward_func, inp, target, format_args(additional_forward_args))
+        return format_output(is_tuple, tuple(g * x.detach() for g, x in zip(grads, inp)))
