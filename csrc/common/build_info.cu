@@ -3,8 +3,8 @@
 
 #include <string>
 
-#define PYXAI_STR2(x) #x
-#define PYXAI_STR(x) PYXAI_STR2(x)
+#define PYXAI_STR2(...) #__VA_ARGS__
+#define PYXAI_STR(...) PYXAI_STR2(__VA_ARGS__)
 
 namespace pyxai {
 
