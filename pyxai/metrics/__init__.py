@@ -1,0 +1,44 @@
+"""pyxai.metrics: how good is an explanation?
+
+Faithfulness: :func:`deletion`, :func:`insertion` (RISE's causal metrics), :func:`mu_fidelity`.
+Localisation: :func:`pointing_game` (TorchRay), :func:`pointing_game_accuracy`,
+:func:`energy_pointing_game`. Robustness: :func:`max_sensitivity`, :func:`avg_sensitivity`,
+:func:`local_lipschitz` (Quantus' definitions). Sanity: :func:`model_parameter_randomisation`.
+
+All take batches, run the model through the perturbation runner in full batches, and return
+``Tensor[B]`` unless stated.
+"""
+
+from pyxai.metrics.faithfulness import (
+    auc,
+    deletion,
+    insertion,
+    mu_fidelity,
+    rise_blur,
+    rise_blur_weights,
+)
+from pyxai.metrics.localisation import (
+    energy_pointing_game,
+    pointing_game,
+    pointing_game_accuracy,
+    pointing_points,
+)
+from pyxai.metrics.randomisation import model_parameter_randomisation
+from pyxai.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
+
+__all__ = [
+    "auc",
+    "avg_sensitivity",
+    "deletion",
+    "energy_pointing_game",
+    "insertion",
+    "local_lipschitz",
+    "max_sensitivity",
+    "model_parameter_randomisation",
+    "mu_fidelity",
+    "pointing_game",
+    "pointing_game_accuracy",
+    "pointing_points",
+    "rise_blur",
+    "rise_blur_weights",
+]

@@ -1,0 +1,322 @@
+"""Faithfulness metrics: deletion and insertion (RISE's causal metrics) and MuFidelity.
+
+Deletion / insertion follow ``eclique/RISE:evaluation.py`` ``CausalMetric`` (SPECS §1.6): pixels
+are ordered by attribution (most important first); deletion starts from the image and replaces
+``step_px`` pixels per step (all channels) with a substrate, insertion starts from the substrate
+(RISE: a blurred copy) and puts the image's pixels back. The score of the target is recorded before
+every step and once more at the end (``n_steps + 1`` scores), and the AUC is the trapezoid rule on
+[0, 1]: ``(sum(s) - s[0]/2 - s[-1]/2) / n_steps``. The canvases come from
+:func:`pyxai.ops.metrics.reveal_by_rank` (one sort, every step and image as items of the
+perturbation runner), so the model runs on exactly ``(n_steps + 1) * B`` inputs in full batches.
+
+The model's outputs are used as they are: RISE scores class *probabilities*, so pass a model that
+ends with a softmax (e.g. ``lambda x: model(x).softmax(1)``) to reproduce its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from pyxai.engine.checks import check_inputs
+from pyxai.engine.runner import PerturbationRunner
+from pyxai.metrics._common import ScoreGatherer, pearson, pixel_saliency
+from pyxai.ops.masks import upsample_blend, upsample_masks
+from pyxai.ops.metrics import pixel_ranks, reveal_by_rank
+
+#: RISE's pixels per step for single images (``CausalMetric.single_run``).
+RISE_STEP_PX = 224
+
+Substrate = str | float | torch.Tensor
+
+
+def rise_blur_weights(klen: int = 11, sigma: float = 5.0, truncate: float = 4.0) -> torch.Tensor:
+    """The 1-D weights of RISE's ``gkern(klen, sigma)`` (float64, sums to 1).
+
+    RISE builds its kernel as ``scipy.ndimage.gaussian_filter`` applied to an 11x11 delta with
+    scipy's default ``mode="reflect"`` (half-sample mirror): the Gaussian's tails are folded back
+    into the window, giving a nearly flat kernel (not a truncated, renormalised Gaussian). It is
+    separable: the 2-D kernel is ``outer(w, w)``. Computed here in torch; tests check it against
+    scipy.
+    """
+    radius = int(truncate * sigma + 0.5)
+    offs = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * offs.square() / sigma**2)
+    g = g / g.sum()
+    centre = klen // 2
+    w = torch.zeros(klen, dtype=torch.float64)
+    for i in range(klen):
+        j = (i + offs.long()) % (2 * klen)  # scipy 'reflect': period 2n, d c b a | a b c d
+        j = torch.where(j >= klen, 2 * klen - 1 - j, j)
+        w[i] = g[j == centre].sum()
+    return w
+
+
+def rise_blur(inputs: torch.Tensor, klen: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """RISE's insertion substrate: each channel convolved with ``gkern(klen, sigma)``, zero padding.
+
+    Args:
+        inputs: Tensor[B, C, H, W].
+
+    Returns:
+        Tensor[B, C, H, W] of the inputs' dtype.
+    """
+    if inputs.dim() != 4:
+        raise ValueError(f"substrate 'blur' needs Tensor[B, C, H, W] inputs, got {tuple(inputs.shape)}")
+    w = rise_blur_weights(klen, sigma).to(dtype=inputs.dtype, device=inputs.device)
+    k2 = torch.outer(w, w)[None, None].expand(inputs.shape[1], 1, klen, klen)
+    return F.conv2d(inputs, k2, padding=klen // 2, groups=inputs.shape[1])
+
+
+def make_substrate(inputs: torch.Tensor, substrate: Substrate) -> torch.Tensor:
+    """The substrate canvas, a Tensor shaped like ``inputs`` (contiguous).
+
+    ``"zeros"`` (0, RISE's deletion), ``"blur"`` (:func:`rise_blur`, RISE's insertion), ``"mean"``
+    (each image's per-channel mean), a number, or a Tensor broadcastable to ``inputs``.
+    """
+    if isinstance(substrate, str):
+        if substrate == "zeros":
+            return torch.zeros_like(inputs)
+        if substrate == "blur":
+            return rise_blur(inputs)
+        if substrate == "mean":
+            dims = tuple(range(2, inputs.dim()))
+            return inputs.mean(dims, keepdim=True).expand_as(inputs).contiguous()
+        raise ValueError(f"substrate must be 'zeros', 'blur', 'mean', a number or a Tensor, "
+                         f"got {substrate!r}")
+    if isinstance(substrate, bool):
+        raise TypeError("substrate must be 'zeros', 'blur', 'mean', a number or a Tensor")
+    sub = torch.as_tensor(substrate, dtype=inputs.dtype, device=inputs.device)
+    try:
+        return sub.expand_as(inputs).contiguous()
+    except RuntimeError:
+        raise ValueError(f"substrate of shape {tuple(sub.shape)} does not broadcast to inputs "
+                         f"{tuple(inputs.shape)}") from None
+
+
+def steps_for(n_pixels: int, n_steps: int | None) -> tuple[int, int]:
+    """(n_steps, step_px): RISE's 224 pixels per step when ``n_steps`` is None, else
+    ``step_px = ceil(P / n_steps)`` (the last steps may already show every pixel)."""
+    if n_steps is None:
+        return math.ceil(n_pixels / RISE_STEP_PX), RISE_STEP_PX
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be an int >= 1 or None, got {n_steps!r}")
+    return n_steps, math.ceil(n_pixels / n_steps)
+
+
+def auc(curves: torch.Tensor) -> torch.Tensor:
+    """Trapezoid area on [0, 1] of Tensor[B, n + 1] curves (RISE's ``auc``) -> Tensor[B]."""
+    n = curves.shape[-1] - 1
+    if n < 1:
+        raise ValueError("a curve needs at least 2 points")
+    return (curves.sum(-1) - curves[..., 0] / 2 - curves[..., -1] / 2) / n
+
+
+def _causal(
+    forward_func: Callable, inputs: torch.Tensor, attributions: torch.Tensor, target: Any,
+    n_steps: int | None, substrate: Substrate, insertion: bool, return_curves: bool,
+    batch_size: int | None, show_progress: bool, backend: str | None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    check_inputs(inputs)
+    sal = pixel_saliency(attributions, inputs)
+    b, p = sal.shape
+    n, step_px = steps_for(p, n_steps)
+    sub = make_substrate(inputs, substrate)
+    ranks = pixel_ranks(sal)
+    if insertion:
+        # Insertion run backwards is a deletion of the image by the substrate in reverse order:
+        # step n - j shows the image where rank < (n - j) * step_px, i.e. the substrate where
+        # n * step_px - 1 - rank < j * step_px. So item 0 is always the clean image.
+        ranks = n * step_px - 1 - ranks
+    x = inputs.contiguous()
+    runner = PerturbationRunner(forward_func, batch_size=batch_size, show_progress=show_progress)
+    gather = ScoreGatherer(target, b, (n + 1) * b, inputs.device)
+    runner.run(
+        (n + 1) * b,
+        lambda s, e: reveal_by_rank(x, sub, ranks, s, e - s, step_px, backend=backend),
+        gather, rows_per_item=1, desc="insertion" if insertion else "deletion", sample=x[:1],
+    )
+    curves = gather.scores.reshape(n + 1, b).T
+    if insertion:
+        curves = curves.flip(1)
+    dtype = inputs.dtype if inputs.dtype == torch.float64 else torch.float32
+    curves = curves.to(dtype)
+    area = auc(curves)
+    return (area, curves) if return_curves else area
+
+
+def deletion(
+    forward_func: Callable,
+    inputs: torch.Tensor,
+    attributions: torch.Tensor,
+    target: Any = None,
+    n_steps: int | None = None,
+    substrate: Substrate = "zeros",
+    return_curves: bool = False,
+    batch_size: int | None = None,
+    show_progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Deletion AUC (RISE): remove the most important pixels first; lower is better.
+
+    Args:
+        forward_func: model or callable, Tensor[R, C, H, W] -> Tensor[R, K] scores (RISE uses
+            probabilities: wrap the model with a softmax to match its numbers).
+        inputs: Tensor[B, C, H, W] (or Tensor[B, C, *S]; every spatial position is a "pixel").
+        attributions: Tensor[B, 1, H, W], Tensor[B, C, H, W] or Tensor[B, H, W]; channels are
+            summed to rank pixels. Ties keep the lower flat index first.
+        target: int, sequence, Tensor[B], callable or None (the predicted class on the unperturbed
+            inputs, as RISE). Default: None
+        n_steps: number of steps; None = RISE's 224 pixels per step, ``ceil(H*W / 224)`` steps.
+            Otherwise ``ceil(H*W / n_steps)`` pixels per step. Default: None
+        substrate: what deleted pixels become: "zeros" (RISE), "blur", "mean" (per-image channel
+            means), a number or a Tensor broadcastable to inputs. Default: "zeros"
+        return_curves: also return the scores. Default: False
+        batch_size: model inputs per forward (None: automatic). Default: None
+        show_progress: progress bar. Default: False
+        backend: backend of the canvas op ("auto" | "native" | "reference"). Default: None
+
+    Returns:
+        Tensor[B] AUCs; with ``return_curves``, ``(auc, curves)`` where curves is
+        Tensor[B, n_steps + 1] (score after 0, 1, ..., n_steps steps).
+
+    Examples::
+
+        >>> probs = lambda x: model(x).softmax(1)
+        >>> pyxai.metrics.deletion(probs, x, attr)          # Tensor[B]
+    """
+    return _causal(forward_func, inputs, attributions, target, n_steps, substrate, False,
+                   return_curves, batch_size, show_progress, backend)
+
+
+def insertion(
+    forward_func: Callable,
+    inputs: torch.Tensor,
+    attributions: torch.Tensor,
+    target: Any = None,
+    n_steps: int | None = None,
+    substrate: Substrate = "blur",
+    return_curves: bool = False,
+    batch_size: int | None = None,
+    show_progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Insertion AUC (RISE): start from the substrate and insert the most important pixels first;
+    higher is better.
+
+    Same arguments as :func:`deletion`; the default substrate is "blur": RISE's exact 11x11
+    folded-Gaussian kernel (sigma 5, :func:`rise_blur_weights`) with zero padding. The curve's
+    first score is on the substrate, its last on the unperturbed image.
+
+    Returns:
+        Tensor[B] AUCs (and Tensor[B, n_steps + 1] curves with ``return_curves``).
+    """
+    return _causal(forward_func, inputs, attributions, target, n_steps, substrate, True,
+                   return_curves, batch_size, show_progress, backend)
+
+
+def mu_fidelity(
+    forward_func: Callable,
+    inputs: torch.Tensor,
+    attributions: torch.Tensor,
+    target: Any = None,
+    grid_size: int | None = 9,
+    subset_percent: float = 0.2,
+    n_samples: int = 128,
+    baseline: float | torch.Tensor = 0.0,
+    seed: int = 0,
+    masks: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    show_progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """MuFidelity (Bhatt et al. 2020): Pearson correlation, over random subsets S of the image,
+    between the attribution mass of S and the output drop when S is set to the baseline.
+
+    Semantics of Xplique's ``MuFidelity`` (per image instead of Xplique's mean over images): the
+    subsets are cells of a ``grid_size x grid_size`` grid, each removed independently with
+    probability ``subset_percent``, upsampled to the image with torch's ``nearest`` rule (Xplique
+    resizes with TF's half-pixel nearest: cell borders may differ by one pixel); the same subsets
+    are used for every image. ``grid_size=None`` removes single pixels (Quantus'
+    ``FaithfulnessCorrelation`` works on pixels too, but removes exactly ``subset_size`` pixels,
+    drawn per image; pass those subsets as ``masks`` to reproduce it exactly).
+    ``drop = f(x)[t] - f(x_S)[t]``, ``mass = sum of attributions over S`` (channels summed).
+
+    Args:
+        forward_func: model or callable, Tensor[R, C, H, W] -> Tensor[R, K].
+        inputs: Tensor[B, C, H, W].
+        attributions: Tensor[B, 1 or C, H, W] or Tensor[B, H, W].
+        target: int, sequence, Tensor[B], callable or None (predicted class). Default: None
+        grid_size: cells per side, or None for pixels. Default: 9
+        subset_percent: probability that a cell is removed, in (0, 1). Default: 0.2
+        n_samples: number of random subsets. Default: 128
+        baseline: value of removed pixels: a number or a Tensor broadcastable to inputs.
+            Default: 0.0
+        seed: seed of the subsets (CPU generator; same seed, same subsets on every device).
+            Default: 0
+        masks: explicit subsets instead of random ones: Tensor[N, gh, gw] (bool or 0/1, 1 =
+            removed), upsampled like the grid; overrides grid_size, subset_percent, n_samples
+            and seed. Default: None
+        batch_size: model inputs per forward (None: automatic). Default: None
+        show_progress: progress bar. Default: False
+        backend: backend of the mask ops. Default: None
+
+    Returns:
+        Tensor[B] correlations (NaN where the drops or the masses are constant).
+    """
+    check_inputs(inputs, ndims=(4,))
+    sal = pixel_saliency(attributions, inputs)
+    b, _, h, w = inputs.shape
+    dt, dev = inputs.dtype, inputs.device
+    if masks is None:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples must be an int >= 2, got {n_samples!r}")
+        if not 0.0 < float(subset_percent) < 1.0:
+            raise ValueError(f"subset_percent must lie in (0, 1), got {subset_percent!r}")
+        if grid_size is None:
+            g = (h, w)
+        elif isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
+            raise ValueError(f"grid_size must be a positive int or None, got {grid_size!r}")
+        else:
+            g = (grid_size, grid_size)
+        gen = torch.Generator().manual_seed(int(seed))
+        removed = torch.rand(n_samples, *g, generator=gen, dtype=torch.float64) <= subset_percent
+    else:
+        if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.shape[0] < 2:
+            raise ValueError("masks must be a Tensor[N >= 2, gh, gw] of removed cells")
+        removed = masks.detach().cpu() != 0
+    n, gh, gw = removed.shape
+    keep = (~removed).to(dtype=dt, device=dev)
+    # attribution mass of every removed set, through the cell each pixel falls in
+    cell_ids = torch.arange(gh * gw, dtype=dt, device=dev).reshape(1, gh, gw)
+    cell = upsample_masks(cell_ids, (h, w), mode="nearest", backend=backend).round().long()
+    mass_cell = sal.new_zeros(b, gh * gw).index_add_(1, cell.reshape(-1), sal)
+    mass = (1 - keep).reshape(n, -1) @ mass_cell.T  # [N, B]
+
+    x = inputs.contiguous()
+
+    def make_chunk(s: int, e: int) -> torch.Tensor:
+        # items: the B clean images first, then mask-major rows (1 + k) * B + j
+        parts = []
+        if s < b:
+            parts.append(x[s : min(e, b)])
+        lo = max(s, b) - b
+        hi = e - b
+        if hi > lo:
+            k0, k1 = lo // b, (hi - 1) // b + 1
+            blend = upsample_blend(x, keep[k0:k1], baseline=baseline, mode="nearest",
+                                   backend=backend)
+            parts.append(blend[lo - k0 * b : hi - k0 * b])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    runner = PerturbationRunner(forward_func, batch_size=batch_size, show_progress=show_progress)
+    gather = ScoreGatherer(target, b, (n + 1) * b, dev)
+    runner.run((n + 1) * b, make_chunk, gather, rows_per_item=1, desc="mu_fidelity",
+               sample=x[:1])
+    scores = gather.scores.reshape(n + 1, b)
+    drops = scores[:1] - scores[1:]  # [N, B]
+    out = pearson(mass.T, drops.T)
+    return out.to(dt if dt == torch.float64 else torch.float32)
