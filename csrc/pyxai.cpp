@@ -10,4 +10,8 @@ TORCH_LIBRARY(pyxai, m) {
         " str mode) -> Tensor");
   m.def("weighted_mask_sum(Tensor grids, Tensor offsets, Tensor weights, int[2] size,"
         " int[2] canvas, str mode) -> Tensor");
+  // metrics: deletion/insertion canvases, rows [first, first + count) of step-major items
+  // (row s * B + b: image b with its pixels of rank < s * step_px taken from finish, else start).
+  m.def("reveal_by_rank(Tensor start, Tensor finish, Tensor ranks, int first, int count,"
+        " int step_px) -> Tensor");
 }

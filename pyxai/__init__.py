@@ -4,6 +4,7 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 (``pyxai.native_status()`` says which are available).
 """
 
+from pyxai import metrics
 from pyxai._native import native_status
 
 __version__ = "0.1.0"

@@ -21,3 +21,8 @@ def _upsample_blend_fake(x, grids, offsets, baseline, canvas, mode):
 @torch.library.register_fake("pyxai::weighted_mask_sum")
 def _weighted_mask_sum_fake(grids, offsets, weights, size, canvas, mode):
     return grids.new_empty(weights.shape[1], size[0], size[1])
+
+
+@torch.library.register_fake("pyxai::reveal_by_rank")
+def _reveal_by_rank_fake(start, finish, ranks, first, count, step_px):
+    return start.new_empty(count, start.shape[1], start.shape[2])
