@@ -10,6 +10,10 @@ TORCH_LIBRARY(pyxai, m) {
         " str mode) -> Tensor");
   m.def("weighted_mask_sum(Tensor grids, Tensor offsets, Tensor weights, int[2] size,"
         " int[2] canvas, str mode) -> Tensor");
+  // sobol: rows [first, first + count) of the replicated design [A; B; C_0..C_{d-1}] (never stored);
+  // total- and first-order indices [2, d, P] from the outputs yA [N, P], yB [N, P], yC [d, N, P].
+  m.def("sobol_design(Tensor A, Tensor B, int first, int count) -> Tensor");
+  m.def("sobol_indices(Tensor yA, Tensor yB, Tensor yC, str estimator) -> Tensor");
   // metrics: deletion/insertion canvases, rows [first, first + count) of step-major items
   // (row s * B + b: image b with its pixels of rank < s * step_px taken from finish, else start).
   m.def("reveal_by_rank(Tensor start, Tensor finish, Tensor ranks, int first, int count,"

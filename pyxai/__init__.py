@@ -6,7 +6,8 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 
 from pyxai import metrics
 from pyxai._native import native_status
+from pyxai.sobol import SobolAttribution
 
 __version__ = "0.1.0"
 
-__all__ = ["native_status", "__version__"]
+__all__ = ["native_status", "__version__", "SobolAttribution"]

@@ -26,3 +26,13 @@ def _weighted_mask_sum_fake(grids, offsets, weights, size, canvas, mode):
 @torch.library.register_fake("pyxai::reveal_by_rank")
 def _reveal_by_rank_fake(start, finish, ranks, first, count, step_px):
     return start.new_empty(count, start.shape[1], start.shape[2])
+
+
+@torch.library.register_fake("pyxai::sobol_design")
+def _sobol_design_fake(A, B, first, count):
+    return A.new_empty(count, A.shape[1])
+
+
+@torch.library.register_fake("pyxai::sobol_indices")
+def _sobol_indices_fake(yA, yB, yC, estimator):
+    return yA.new_empty(2, yC.shape[0], yA.shape[1])
