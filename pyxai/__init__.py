@@ -6,8 +6,20 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 
 from pyxai import metrics
 from pyxai._native import native_status
+from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
+from pyxai.gradient import (
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
 from pyxai.sobol import SobolAttribution
 
 __version__ = "0.1.0"
 
 __all__ = ["native_status", "__version__", "SobolAttribution"]
+__all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
+            "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
