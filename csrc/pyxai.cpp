@@ -14,6 +14,10 @@ TORCH_LIBRARY(pyxai, m) {
   // total- and first-order indices [2, d, P] from the outputs yA [N, P], yB [N, P], yC [d, N, P].
   m.def("sobol_design(Tensor A, Tensor B, int first, int count) -> Tensor");
   m.def("sobol_indices(Tensor yA, Tensor yB, Tensor yC, str estimator) -> Tensor");
+  // occlusion: Captum sliding windows (first dim fastest, cropped last window) over rows x[B, ...].
+  m.def("occlusion_perturb(Tensor x, Tensor baseline, int[] window, int[] strides, int first,"
+        " int count) -> Tensor");
+  m.def("occlusion_accumulate(Tensor drops, int[] shape, int[] window, int[] strides) -> Tensor");
   // metrics: deletion/insertion canvases, rows [first, first + count) of step-major items
   // (row s * B + b: image b with its pixels of rank < s * step_px taken from finish, else start).
   m.def("reveal_by_rank(Tensor start, Tensor finish, Tensor ranks, int first, int count,"

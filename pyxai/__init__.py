@@ -16,10 +16,11 @@ from pyxai.gradient import (
     NoiseTunnel,
     Saliency,
 )
+from pyxai.perturbation import RISE, FeatureAblation, Occlusion
 from pyxai.sobol import SobolAttribution
 
 __version__ = "0.1.0"
 
-__all__ = ["native_status", "__version__", "SobolAttribution"]
+__all__ = ["native_status", "__version__", "SobolAttribution", "RISE", "Occlusion", "FeatureAblation"]
 __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]

@@ -23,6 +23,19 @@ from pyxai.engine.checks import check_output_batch
 from pyxai.engine.targets import select_scores
 
 ForwardFunc = Callable[..., torch.Tensor]
+#: A chunk of model inputs: one Tensor, or a tuple of Tensors (models with several inputs) that
+#: share the row dimension and are passed to the model as separate positional arguments.
+Chunk = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def chunk_rows(chunk: Chunk) -> int:
+    """Number of model input rows in a chunk (dim 0 of its first tensor)."""
+    return (chunk[0] if isinstance(chunk, tuple) else chunk).shape[0]
+
+
+def chunk_head(chunk: Chunk, n: int = 1) -> Chunk:
+    """The first ``n`` rows of a chunk (of every tensor of a tuple chunk)."""
+    return tuple(t[:n] for t in chunk) if isinstance(chunk, tuple) else chunk[:n]
 
 #: CPU default for ``batch_size=None``: model inputs per forward.
 CPU_BATCH = 64
@@ -30,7 +43,7 @@ CPU_BATCH = 64
 MAX_CHUNK_BYTES = 256 * 2**20
 
 
-def auto_batch_size(sample: torch.Tensor, forward_func: ForwardFunc | None = None) -> int:
+def auto_batch_size(sample: Chunk, forward_func: ForwardFunc | None = None) -> int:
     """Model inputs per forward pass chosen to fit memory.
 
     CPU: :data:`CPU_BATCH` rows, fewer if one chunk of inputs would exceed :data:`MAX_CHUNK_BYTES`.
@@ -38,10 +51,13 @@ def auto_batch_size(sample: torch.Tensor, forward_func: ForwardFunc | None = Non
     (at most 512 rows).
 
     Args:
-        sample: Tensor[1, ...] one model input row.
+        sample: Tensor[1, ...] one model input row (or a tuple of them).
         forward_func: the model (needed on CUDA for the measurement).
     """
-    row_bytes = max(1, sample[:1].numel() * sample.element_size())
+    parts = sample if isinstance(sample, tuple) else (sample,)
+    row_bytes = max(1, sum(t[:1].numel() * t.element_size() for t in parts))
+    sample_t = sample
+    sample = parts[0]
     cap = max(1, MAX_CHUNK_BYTES // row_bytes)
     if sample.device.type != "cuda" or forward_func is None:
         return int(min(CPU_BATCH, cap))
@@ -49,7 +65,7 @@ def auto_batch_size(sample: torch.Tensor, forward_func: ForwardFunc | None = Non
     torch.cuda.reset_peak_memory_stats(sample.device)
     before = torch.cuda.memory_allocated(sample.device)
     with torch.inference_mode():
-        forward_func(sample[:1])
+        forward_func(chunk_head(sample_t))
     per_row = max(row_bytes, torch.cuda.max_memory_allocated(sample.device) - before)
     free, _ = torch.cuda.mem_get_info(sample.device)
     return int(max(1, min(512, cap, (free // 2) // per_row)))
@@ -90,23 +106,29 @@ class PerturbationRunner:
         self.args = tuple(additional_forward_args or ())
         self.grad_enabled = grad_enabled
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One forward pass with the runner's settings (mode, autocast, memory format)."""
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def forward(self, x: Chunk) -> torch.Tensor:
+        """One forward pass with the runner's settings (mode, autocast, memory format).
+
+        ``x`` is a Tensor or a tuple of Tensors (passed as separate positional arguments).
+        """
+        xs = x if isinstance(x, tuple) else (x,)
+        if self.channels_last:
+            xs = tuple(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+                       for t in xs)
+        device = xs[0].device
         mode = torch.enable_grad() if self.grad_enabled else torch.inference_mode()
         cast = (
-            torch.autocast(x.device.type, dtype=self.autocast)
+            torch.autocast(device.type, dtype=self.autocast)
             if self.autocast is not None
             else contextlib.nullcontext()
         )
         with mode, cast:
-            out = self.forward_func(x, *self.args)
+            out = self.forward_func(*xs, *self.args)
         if self.autocast is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
             out = out.float()
         return out
 
-    def rows_per_forward(self, sample: torch.Tensor) -> int:
+    def rows_per_forward(self, sample: Chunk) -> int:
         """The batch size in model inputs (resolving ``None`` with :func:`auto_batch_size`)."""
         if self.batch_size is not None:
             return int(self.batch_size)
@@ -115,12 +137,12 @@ class PerturbationRunner:
     def run(
         self,
         n_items: int,
-        make_chunk: Callable[[int, int], torch.Tensor],
+        make_chunk: Callable[[int, int], Chunk],
         consume: Callable[[int, int, torch.Tensor], Any],
         rows_per_item: int = 1,
         target: torch.Tensor | Callable | None = None,
         desc: str = "pyxai",
-        sample: torch.Tensor | None = None,
+        sample: Chunk | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> int:
         """Evaluate perturbations ``[0, n_items)`` chunk by chunk.
@@ -128,7 +150,8 @@ class PerturbationRunner:
         Args:
             n_items: number of perturbations.
             make_chunk: ``(start, stop) -> Tensor[(stop - start) * rows_per_item, ...]`` perturbed
-                inputs, item-major (row ``j * rows_per_item + b`` is item ``start + j``, row ``b``).
+                inputs (or a tuple of such Tensors for models with several inputs), item-major
+                (row ``j * rows_per_item + b`` is item ``start + j``, row ``b``).
             consume: ``(start, stop, values)`` called once per chunk, in order; ``values`` are the
                 model outputs, or the target scores Tensor[(stop - start) * rows_per_item] when
                 ``target`` is given.
@@ -144,7 +167,7 @@ class PerturbationRunner:
         if n_items <= 0:
             return 0
         if self.batch_size is None and sample is None:
-            sample = make_chunk(0, 1)[:1]
+            sample = chunk_head(make_chunk(0, 1))
         rows = self.rows_per_forward(sample) if self.batch_size is None else int(self.batch_size)
         per_chunk = max(1, rows // max(1, rows_per_item))
         bar = None
@@ -160,7 +183,7 @@ class PerturbationRunner:
                 chunk = make_chunk(done, end)
                 out = self.forward(chunk)
                 if not checked:
-                    check_output_batch(out, chunk.shape[0])
+                    check_output_batch(out, chunk_rows(chunk))
                     checked = True
                 if target is not None:
                     out = select_scores(out, target, repeat=end - done)
@@ -175,10 +198,17 @@ class PerturbationRunner:
                 bar.close()
         return done
 
-    def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Model outputs on unperturbed ``inputs``, in chunks of the batch size."""
-        rows = self.rows_per_forward(inputs[:1])
-        outs = [self.forward(inputs[i : i + rows]) for i in range(0, inputs.shape[0], rows)]
+    def outputs(self, inputs: Chunk) -> torch.Tensor:
+        """Model outputs on unperturbed ``inputs`` (Tensor or tuple), in chunks of the batch size."""
+        n = chunk_rows(inputs)
+        rows = self.rows_per_forward(chunk_head(inputs))
+
+        def rows_of(i: int) -> Chunk:
+            if isinstance(inputs, tuple):
+                return tuple(t[i : i + rows] for t in inputs)
+            return inputs[i : i + rows]
+
+        outs = [self.forward(rows_of(i)) for i in range(0, n, rows)]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        check_output_batch(out, inputs.shape[0])
+        check_output_batch(out, n)
         return out

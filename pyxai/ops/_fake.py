@@ -23,6 +23,16 @@ def _weighted_mask_sum_fake(grids, offsets, weights, size, canvas, mode):
     return grids.new_empty(weights.shape[1], size[0], size[1])
 
 
+@torch.library.register_fake("pyxai::occlusion_perturb")
+def _occlusion_perturb_fake(x, baseline, window, strides, first, count):
+    return x.new_empty(count * x.shape[0], *x.shape[1:])
+
+
+@torch.library.register_fake("pyxai::occlusion_accumulate")
+def _occlusion_accumulate_fake(drops, shape, window, strides):
+    return drops.new_empty(drops.shape[1], *shape)
+
+
 @torch.library.register_fake("pyxai::reveal_by_rank")
 def _reveal_by_rank_fake(start, finish, ranks, first, count, step_px):
     return start.new_empty(count, start.shape[1], start.shape[2])

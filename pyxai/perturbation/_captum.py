@@ -1,0 +1,176 @@
+"""Captum-compatible argument handling shared by Occlusion and FeatureAblation.
+
+Inputs, baselines, targets and additional forward arguments are accepted in every form
+``captum.attr`` accepts, and turned into the engine's forms (tuples of tensors, baselines expanded
+to the inputs, a resolved target for :func:`pyxai.engine.targets.select_scores`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pyxai.engine.checks import check_inputs, check_output_batch
+from pyxai.engine.targets import resolve_target
+
+
+def format_inputs(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """``(tuple of input tensors, was_tuple)``; every tensor is validated (float, finite, same B)."""
+    was_tuple = isinstance(inputs, tuple)
+    xs = tuple(inputs) if was_tuple else (inputs,)
+    if not xs:
+        raise ValueError("inputs is an empty tuple")
+    names = [f"inputs[{i}]" if was_tuple else "inputs" for i in range(len(xs))]
+    for x, name in zip(xs, names):
+        check_inputs(x, name=name, ndims=tuple(range(2, 11)))
+    b = xs[0].shape[0]
+    for x, name in zip(xs, names):
+        if x.shape[0] != b:
+            raise ValueError(f"{name} has {x.shape[0]} samples but inputs[0] has {b}")
+    return xs, was_tuple
+
+
+def format_baselines(baselines: Any, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """One baseline per input, expanded (a view) to the input's shape.
+
+    Accepts Captum's forms: None (0), a scalar or tensor (single input), or a tuple of scalars and
+    tensors; a tensor has the input's shape, or a first dim of 1, or any shape broadcastable to it.
+    """
+    if baselines is None:
+        baselines = (0.0,) * len(xs)
+    if not isinstance(baselines, tuple):
+        baselines = (baselines,)
+    if len(baselines) != len(xs):
+        raise ValueError(
+            f"baselines has {len(baselines)} entries but there are {len(xs)} inputs"
+        )
+    out = []
+    for i, (b, x) in enumerate(zip(baselines, xs)):
+        if isinstance(b, bool) or not isinstance(b, (int, float, torch.Tensor)):
+            raise TypeError(f"baselines[{i}] must be a number or a Tensor, got {type(b).__name__}")
+        t = torch.as_tensor(b, dtype=x.dtype, device=x.device)
+        try:
+            t = t.expand_as(x)
+        except RuntimeError:
+            raise ValueError(
+                f"baselines[{i}] of shape {tuple(t.shape)} does not broadcast to the input of "
+                f"shape {tuple(x.shape)}"
+            ) from None
+        out.append(t)
+    return tuple(out)
+
+
+def format_args(additional_forward_args: Any) -> tuple:
+    """Captum's rule: None -> (), a non-tuple -> (arg,)."""
+    if additional_forward_args is None:
+        return ()
+    if not isinstance(additional_forward_args, tuple):
+        return (additional_forward_args,)
+    return additional_forward_args
+
+
+class ExpandingForward:
+    """Calls ``forward_func(*inputs, *args)``, repeating tensor args to the rows of the chunk.
+
+    As Captum: a chunk of ``n * B`` rows (n perturbations of B samples) gets every tensor argument
+    with at least one dim concatenated ``n`` times along dim 0; other arguments pass unchanged.
+    """
+
+    def __init__(self, forward_func: Callable, args: tuple, batch: int) -> None:
+        self.forward_func = forward_func
+        self.args = args
+        self.batch = batch
+        self._cache: dict[int, tuple] = {1: args}
+
+    def __call__(self, *xs: torch.Tensor) -> Any:
+        n = max(1, xs[0].shape[0] // self.batch)
+        if n not in self._cache:
+            self._cache = {1: self.args, n: tuple(
+                torch.cat([a] * n, dim=0) if isinstance(a, torch.Tensor) and a.dim() > 0 else a
+                for a in self.args
+            )}
+        return self.forward_func(*xs, *self._cache[n])
+
+
+class _IndexTarget:
+    """Callable target selecting ``out[r, *index[r % B]]`` (Captum tuple / list-of-tuple targets)."""
+
+    def __init__(self, index: torch.Tensor) -> None:
+        self.index = index  # [B, m] int64
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        r = out.shape[0]
+        idx = self.index.to(out.device).repeat(max(1, r // self.index.shape[0]), 1)[:r]
+        rows = torch.arange(r, device=out.device)
+        return out[(rows, *idx.T)]
+
+
+def _tuple_index(target: Sequence, outputs: torch.Tensor, name: str) -> torch.Tensor:
+    rows = torch.as_tensor([list(t) for t in target], dtype=torch.int64)
+    if rows.dim() != 2 or rows.shape[1] != outputs.dim() - 1:
+        raise ValueError(
+            f"{name}: tuple targets must index every output dim after the batch "
+            f"(output shape {tuple(outputs.shape)}), got {list(target)}"
+        )
+    size = torch.as_tensor(outputs.shape[1:])
+    if (rows < 0).any() or (rows >= size).any():
+        raise ValueError(f"{name} {list(target)} out of range for outputs of shape "
+                         f"{tuple(outputs.shape)}")
+    return rows
+
+
+def resolve_captum_target(target: Any, outputs: torch.Tensor) -> torch.Tensor | Callable:
+    """Resolve a target in any Captum form (plus pyxai's callables and ``None`` = argmax).
+
+    Forms: None (the output itself when the model returns one score per sample, else the predicted
+    class), int, tuple of ints (index of every output dim after the batch), Tensor with one element,
+    Tensor[B], list of ints, list of tuples, callable ``outputs -> Tensor[R]``.
+
+    Args:
+        target: the target.
+        outputs: model outputs on the unperturbed inputs, Tensor[B, ...].
+
+    Returns:
+        A resolved target for :func:`pyxai.engine.targets.select_scores` (one score per row).
+    """
+    b = outputs.shape[0]
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    if target is None:
+        if outputs.dim() == 1:
+            return lambda out: out.reshape(-1)
+        if outputs.dim() == 2:
+            return resolve_target(None, outputs)
+        raise ValueError(
+            f"target is required for outputs of shape {tuple(outputs.shape)} (one score per "
+            "sample is needed)"
+        )
+    if isinstance(target, tuple):
+        return _IndexTarget(_tuple_index([target] * b, outputs, "target"))
+    if isinstance(target, list) and target and isinstance(target[0], tuple):
+        if len(target) != b:
+            raise ValueError(f"target has {len(target)} entries but the batch has {b} samples")
+        return _IndexTarget(_tuple_index(target, outputs, "target"))
+    if outputs.dim() != 2:
+        raise ValueError(
+            f"target {target!r} selects a column, but the model output has shape "
+            f"{tuple(outputs.shape)}; give a tuple target indexing every output dim, or a callable"
+        )
+    return resolve_target(target, outputs)
+
+
+def initial_scores(
+    forward: Callable, xs: tuple[torch.Tensor, ...], target: Any
+) -> tuple[torch.Tensor, torch.Tensor | Callable]:
+    """Model scores on the unperturbed inputs (one forward, as Captum) and the resolved target."""
+    with torch.inference_mode():
+        outputs = forward(*xs)
+    if isinstance(outputs, (int, float)):
+        outputs = torch.tensor([outputs])
+    check_output_batch(outputs, xs[0].shape[0])
+    resolved = resolve_captum_target(target, outputs)
+    from pyxai.engine.targets import select_scores
+
+    scores = select_scores(outputs, resolved)
+    return scores, resolved
