@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -21,6 +22,12 @@ Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: name -> (description, factory(model, target_layer) -> explain(inputs, target) -> Tensor map).
 #: Each method family adds its entry here; maps are Tensor[B, 1 or C, H, W].
 METHODS: dict[str, tuple[str, Callable[[torch.nn.Module, torch.nn.Module], Explain]]] = {}
+
+
+def _by_keyword(explainer: object, x: torch.Tensor, target: torch.Tensor, **kw: object
+                ) -> torch.Tensor:
+    """``explainer.attribute(x, target=target, **kw)`` (Captum methods take target by keyword)."""
+    return explainer.attribute(x, target=target, **kw)  # type: ignore[attr-defined]
 
 
 def _register_methods() -> None:
@@ -37,8 +44,14 @@ def _register_methods() -> None:
         ("integrated_gradients", "IntegratedGradients", "integrated gradients (Captum)"),
         ("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
     ]:
-        if hasattr(pyxai, cls_name):
-            add(name, desc, lambda m, layer, c=cls_name: getattr(pyxai, c)(m).attribute)
+        if hasattr(pyxai, cls_name):  # target by keyword: IG's 2nd positional arg is baselines
+            add(name, desc, lambda m, layer, c=cls_name: functools.partial(
+                _by_keyword, getattr(pyxai, c)(m)))
+    if hasattr(pyxai, "NoiseTunnel"):
+        add("smoothgrad", "SmoothGrad: NoiseTunnel(Saliency), 16 samples, stdev 0.1 (Captum)",
+            lambda m, layer: functools.partial(
+                _by_keyword, pyxai.NoiseTunnel(pyxai.Saliency(m)), nt_type="smoothgrad",
+                nt_samples=16, nt_samples_batch_size=8, stdevs=0.1))
     for name, cls_name, desc in [
         ("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)"),
         ("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)"),
@@ -49,7 +62,7 @@ def _register_methods() -> None:
                 lambda m, layer, c=cls_name: getattr(pyxai, c)(m, target_layers=[layer]).attribute)
     if hasattr(pyxai, "SIDU"):
         add("sidu", "SIDU (similarity difference and uniqueness)",
-            lambda m, layer: pyxai.SIDU(m, layer).attribute)
+            lambda m, layer: pyxai.SIDU(m, layer, softmax=True).attribute)  # logits -> probs
     if hasattr(pyxai, "RISE"):
         add("rise", "RISE, 2000 masks", lambda m, layer: pyxai.RISE(m, n_masks=2000).attribute)
     if hasattr(pyxai, "Occlusion"):
