@@ -108,8 +108,9 @@ class BaseCAM:
 
     def layer_cams(self, inputs: torch.Tensor, target: Any = None) -> list[torch.Tensor]:
         """Per layer ``relu(sum_k w_k A_k)``: Tensor[B, h, w] (or [B, t, h, w]) at layer size."""
+        if isinstance(inputs, torch.Tensor):
+            check_same_device(self.model, inputs)  # first: other checks would run on its device
         x = check_inputs(inputs, "input_tensor")
-        check_same_device(self.model, x)
         x = x.detach()
         acts, grads, scorer = self._capture(x, target)
         cams = []

@@ -113,8 +113,9 @@ class SIDU:
         Returns:
             Tensor[B, 1, H, W] (raw SIDU values, not normalised).
         """
+        if isinstance(inputs, torch.Tensor):
+            check_same_device(self.model, inputs)
         x = check_inputs(inputs, "inputs", ndims=(4,))
-        check_same_device(self.model, x)
         x = x.detach()
         with torch.inference_mode(), capture_layers([self.target_layer], grad=False) as cap:
             p0 = self.model(x)
