@@ -1,0 +1,5 @@
+"""Bundled demo data: the procedural shapes data set with ground-truth object masks."""
+
+from pyxai.data.shapes import SHAPE_CLASSES, shapes
+
+__all__ = ["SHAPE_CLASSES", "shapes"]

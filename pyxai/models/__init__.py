@@ -1,0 +1,5 @@
+"""Bundled demo models, trained on :mod:`pyxai.data` with their weights inside the package."""
+
+from pyxai.models.demo_cnn import BasicBlock, DemoCNN, demo_cnn
+
+__all__ = ["BasicBlock", "DemoCNN", "demo_cnn"]
