@@ -11,8 +11,8 @@ A benchmark module in this package registers a *method* with :func:`register`; i
 
 Before timing, the results of the callables named in ``parity`` are compared; a mismatch is reported
 and that callable is not timed. Timings are medians over ``repeat`` runs after one warm-up; the ratio
-column is time / floor time. Peak memory is the peak resident-set growth (CPU, sampled) or the peak
-CUDA allocation over the run.
+column is time / floor time. Peak memory is measured on the warm-up run: the peak resident-set growth
+(CPU, sampled every 2 ms, with freed memory returned to the OS) or the peak CUDA allocation.
 """
 
 from __future__ import annotations
@@ -130,24 +130,48 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable[[], Any], device: str, repeat: int) -> tuple[Any, list[float], int]:
-    """Warm up once (keeping the result), then time ``repeat`` runs; returns (result, secs, peak)."""
+def _release_freed_memory() -> None:
+    """Make freed CPU memory go back to the OS so that resident-set growth measures real peaks.
+
+    glibc raises its mmap threshold dynamically after large frees, after which freed tensors stay
+    in the heap and a later run shows no growth; a fixed threshold and ``malloc_trim`` prevent that.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: fixed, disables the dynamic threshold
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def first_run(fn: Callable[[], Any], device: str) -> tuple[Any, int]:
+    """Run once (this is also the warm-up): returns (result, peak memory growth in bytes)."""
+    gc.collect()
+    _release_freed_memory()
     _sync(device)
-    result = fn()
-    _sync(device)
-    times = []
     if device.startswith("cuda"):
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     with _PeakRSS() as mem:
-        for _ in range(repeat):
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+        result = fn()
+        _sync(device)
     peak = torch.cuda.max_memory_allocated() - base if device.startswith("cuda") else mem.growth
-    return result, times, peak
+    return result, peak
+
+
+def time_runs(fn: Callable[[], Any], device: str, repeat: int) -> list[float]:
+    """Wall-clock seconds of ``repeat`` runs, the device synchronised around each."""
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def parity_error(a: Any, b: Any) -> float:
@@ -165,12 +189,13 @@ def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list
     rows: dict[str, dict] = {}
     results: dict[str, Any] = {}
     labels = [k for k in case.impls if only is None or k in only or k == "floor"]
-    # results first (the warm-up run of each), so parity is known before anything is timed
+    # results first (the warm-up run of each, which also measures peak memory), so parity is
+    # known before anything is timed
     for label in labels:
         try:
-            out = case.impls[label]()
+            out, peak = first_run(case.impls[label], case.device)
             results[label] = case.prepare.get(label, lambda r: r)(out)
-            rows[label] = {"case": case.name, "impl": label, "status": "ok"}
+            rows[label] = {"case": case.name, "impl": label, "status": "ok", "peak_bytes": peak}
         except ImportError as exc:
             rows[label] = {"case": case.name, "impl": label, "status": f"not installed ({exc.name})"}
     for a, b, tol in case.parity:
@@ -185,8 +210,8 @@ def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list
         row = rows[label]
         if row["status"] != "ok":
             continue
-        _, times, peak = measure(case.impls[label], case.device, repeat)
-        row.update(median_s=statistics.median(times), times_s=times, peak_bytes=peak)
+        times = time_runs(case.impls[label], case.device, repeat)
+        row.update(median_s=statistics.median(times), times_s=times)
     floor = rows.get("floor", {}).get("median_s")
     for row in rows.values():
         if floor and "median_s" in row:
