@@ -22,4 +22,10 @@ TORCH_LIBRARY(pyxai, m) {
   // (row s * B + b: image b with its pixels of rank < s * step_px taken from finish, else start).
   m.def("reveal_by_rank(Tensor start, Tensor finish, Tensor ranks, int first, int count,"
         " int step_px) -> Tensor");
+  // lrp: one layer's relevance backward; rule ids and params in pyxai/ops/lrp.py (RULES).
+  m.def("lrp_conv(Tensor x, Tensor grad, Tensor weight, Tensor? bias, Tensor? out, int[] stride,"
+        " int[] padding, int[] dilation, int groups, int rule, float[] params, Tensor? low,"
+        " Tensor? high) -> Tensor");
+  m.def("lrp_linear(Tensor x, Tensor grad, Tensor weight, Tensor? bias, Tensor? out, int rule,"
+        " float[] params, Tensor? low, Tensor? high) -> Tensor");
 }

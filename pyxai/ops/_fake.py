@@ -46,3 +46,13 @@ def _sobol_design_fake(A, B, first, count):
 @torch.library.register_fake("pyxai::sobol_indices")
 def _sobol_indices_fake(yA, yB, yC, estimator):
     return yA.new_empty(2, yC.shape[0], yA.shape[1])
+
+
+@torch.library.register_fake("pyxai::lrp_conv")
+def _lrp_conv_fake(x, grad, weight, bias, out, stride, padding, dilation, groups, rule, params, low, high):
+    return x.new_empty(grad.shape[0], *x.shape[1:])
+
+
+@torch.library.register_fake("pyxai::lrp_linear")
+def _lrp_linear_fake(x, grad, weight, bias, out, rule, params, low, high):
+    return x.new_empty(grad.shape[0], x.shape[1])

@@ -1,0 +1,27 @@
+"""LRP and CRP: rules, composites, canonizers and the explainers that run them (Zennit's design).
+
+    rules        pyxai.rules.Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass, Norm
+    composites   which rule on which module: named ones (Zennit's) or Composite(layer_map=...)
+    canonizers   reversible rewrites: BatchNorm merging, residual sums (ResNet, VGG, demo_cnn)
+    LRP, CRP     the explainers
+"""
+
+from pyxai.lrp import rules
+from pyxai.lrp.canonizers import (
+    Canonizer,
+    CompositeCanonizer,
+    ResidualBlockCanonizer,
+    ResNetCanonizer,
+    SequentialMergeBatchNorm,
+    VGGCanonizer,
+    canonized,
+)
+from pyxai.lrp.composites import COMPOSITES, Composite, named_composite
+from pyxai.lrp.explainer import LRP
+from pyxai.lrp.layers import Sum
+
+__all__ = [
+    "COMPOSITES", "Canonizer", "Composite", "CompositeCanonizer", "LRP",
+    "ResNetCanonizer", "ResidualBlockCanonizer", "SequentialMergeBatchNorm", "Sum", "VGGCanonizer",
+    "canonized", "named_composite", "rules",
+]
