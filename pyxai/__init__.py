@@ -16,7 +16,7 @@ from pyxai.gradient import (
     NoiseTunnel,
     Saliency,
 )
-from pyxai.lrp import LRP, rules
+from pyxai.lrp import CRP, LRP, rules
 from pyxai.perturbation import RISE, FeatureAblation, Occlusion
 from pyxai.sobol import SobolAttribution
 
@@ -25,4 +25,4 @@ __version__ = "0.1.0"
 __all__ = ["native_status", "__version__", "SobolAttribution", "RISE", "Occlusion", "FeatureAblation"]
 __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
-__all__ += ["LRP", "rules"]
+__all__ += ["LRP", "CRP", "rules"]

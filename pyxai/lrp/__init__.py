@@ -17,11 +17,12 @@ from pyxai.lrp.canonizers import (
     canonized,
 )
 from pyxai.lrp.composites import COMPOSITES, Composite, named_composite
+from pyxai.lrp.crp import CRP, ReferenceSamples
 from pyxai.lrp.explainer import LRP
 from pyxai.lrp.layers import Sum
 
 __all__ = [
-    "COMPOSITES", "Canonizer", "Composite", "CompositeCanonizer", "LRP",
+    "COMPOSITES", "CRP", "Canonizer", "Composite", "CompositeCanonizer", "LRP", "ReferenceSamples",
     "ResNetCanonizer", "ResidualBlockCanonizer", "SequentialMergeBatchNorm", "Sum", "VGGCanonizer",
     "canonized", "named_composite", "rules",
 ]
