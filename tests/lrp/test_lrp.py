@@ -1,0 +1,148 @@
+"""pyxai.LRP: conservation, batched targets, reversibility (also after exceptions), bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import pyxai
+from pyxai import rules
+from pyxai.lrp import Composite, ResNetCanonizer, canonized
+
+
+class TinyNet(nn.Module):
+    """Bias-free conv net with a residual sum, average pooling and ReLUs: LRP conserves relevance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+        self.pool = nn.AvgPool2d(2)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(6 * 4 * 4, 5, bias=False)
+
+    def forward(self, x):
+        h = self.relu(self.conv1(x))
+        h = self.relu(self.conv2(h))
+        return self.fc(self.flat(self.pool(h)))
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}, {
+        n: (p.requires_grad, id(p)) for n, p in model.named_parameters()
+    }, model.training
+
+
+def _same(model, snapshot) -> bool:
+    state, params, training = snapshot
+    return (
+        all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+        and {n: (p.requires_grad, id(p)) for n, p in model.named_parameters()} == params
+        and model.training == training
+        and all("forward" not in vars(m) for m in model.modules())
+        and not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    )
+
+
+@pytest.mark.parametrize("composite", ["epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1"])
+def test_conservation_and_delta(rng, composite):
+    model = TinyNet().eval()
+    x = torch.rand(3, 3, 8, 8, generator=rng)
+    rel, delta = pyxai.LRP(model, composite=composite).attribute(x, target=[0, 2, 4],
+                                                                return_convergence_delta=True)
+    assert rel.shape == x.shape and delta.shape == (3,)
+    scores = model(x)[torch.arange(3), torch.tensor([0, 2, 4])]
+    torch.testing.assert_close(rel.reshape(3, -1).sum(1), scores, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(delta, rel.reshape(3, -1).sum(1) - scores.detach(), rtol=1e-5, atol=1e-6)
+    one = pyxai.LRP(model, composite=composite, output_relevance="one_hot").attribute(x, target=[0, 2, 4])
+    torch.testing.assert_close(one * scores.detach().reshape(3, 1, 1, 1), rel, rtol=1e-5, atol=1e-7)
+
+
+def test_batched_targets_equal_single(rng):
+    model = TinyNet().eval()
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    lrp = pyxai.LRP(model)
+    both = lrp.attribute(x, target=torch.tensor([1, 3]))
+    torch.testing.assert_close(both[1:], lrp.attribute(x[1:], target=3))
+    default = lrp.attribute(x)  # predicted class
+    torch.testing.assert_close(default, lrp.attribute(x, target=model(x).argmax(1)))
+    # callable target: the score of class 2
+    torch.testing.assert_close(lrp.attribute(x, target=lambda o: o[:, 2]), lrp.attribute(x, target=2))
+
+
+def test_model_left_as_found_also_after_exception(rng):
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18(weights=None, num_classes=4)
+    model.eval()
+    model.layer1[0].conv1.weight.requires_grad_(False)
+    snap = _state(model)
+    x = torch.rand(1, 3, 32, 32, generator=rng)
+    pyxai.LRP(model).attribute(x, target=1)
+    assert _same(model, snap)
+    with pytest.raises(ValueError, match="out of range"):
+        pyxai.LRP(model).attribute(x, target=7)
+    assert _same(model, snap)
+
+    def boom(module, args, output):
+        raise RuntimeError("boom")
+
+    h = model.layer3[0].conv2.register_forward_hook(boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        pyxai.LRP(model).attribute(x, target=1)
+    h.remove()
+    assert _same(model, snap)
+    with canonized(model, [ResNetCanonizer()]):
+        assert "canonizer_sum" in model.layer1[0]._modules
+    assert _same(model, snap)
+
+
+def test_demo_cnn_canonized_and_restored(rng):
+    models = pytest.importorskip("pyxai.models")
+    model = models.demo_cnn(pretrained=False)
+    snap = _state(model)
+    x = torch.rand(2, 3, 32, 32, generator=rng)
+    rel = pyxai.LRP(model, composite="epsilon_plus_flat").attribute(x, target=0)
+    assert rel.shape == x.shape and torch.isfinite(rel).all()
+    assert _same(model, snap)
+
+
+def test_bad_input(rng):
+    model = TinyNet().eval()
+    x = torch.rand(1, 3, 8, 8, generator=rng)
+    with pytest.raises(ValueError, match="unknown composite 'epsilon_foo'"):
+        pyxai.LRP(model, composite="epsilon_foo")
+    with pytest.raises(ValueError, match="needs low= and high="):
+        pyxai.LRP(model, composite="epsilon_gamma_box")
+    with pytest.raises(ValueError, match="output_relevance"):
+        pyxai.LRP(model, output_relevance="logit")
+    with pytest.raises(ValueError, match="canonizers"):
+        pyxai.LRP(model, canonizers="resnet")
+    # a layer type no rule covers: the module and the rule map are named
+    comp = Composite(layer_map={nn.Conv2d: rules.ZPlus(), nn.ReLU: rules.Pass()})
+    with pytest.raises(ValueError, match=r"no rule for module 'fc' \(Linear\).*ZPlus"):
+        pyxai.LRP(model, composite=comp).attribute(x, target=0)
+    with pytest.raises(TypeError, match="rules"):
+        Composite(layer_map={nn.Conv2d: "zplus"})
+    with pytest.raises(ValueError, match="not in the model"):
+        pyxai.LRP(model, composite=Composite(name_map={"conv9": rules.Flat()})).attribute(x, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        pyxai.LRP(model).attribute(x * float("nan"), target=0)
+    with pytest.raises(ValueError, match="out of range"):
+        pyxai.LRP(model).attribute(x, target=9)
+    snap = _state(model)
+    assert _same(model, snap)
+
+
+def test_custom_composite_and_transposed_conv(rng):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.ConvTranspose2d(4, 2, 3, stride=2),
+                          nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    x = torch.rand(2, 3, 6, 6, generator=rng)
+    model(x)
+    comp = Composite(layer_map=[(nn.ReLU, rules.Pass()), ((nn.Conv2d, nn.ConvTranspose2d), rules.ZPlus()),
+                                (nn.Linear, rules.Epsilon())], first_map=[(nn.Conv2d, rules.Flat())])
+    ref = pyxai.LRP(model, composite=comp, backend="reference").attribute(x, target=1)
+    nat = pyxai.LRP(model, composite=comp).attribute(x, target=1)
+    torch.testing.assert_close(ref, nat, rtol=1e-5, atol=1e-7)
+    assert ref.shape == x.shape and ref.abs().sum() > 0
