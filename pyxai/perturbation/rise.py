@@ -58,8 +58,9 @@ class RISE:
             Default: 0 (the original multiplies the normalized input by the mask).
         show_progress: progress bar. Default: False.
         adaptive: stop drawing masks once the map has converged: after every ``check_every`` masks
-            the relative change of the map (Frobenius norm, worst sample) since the previous check
-            is compared with ``tol``. ``n_masks_used_`` says how many were used. Default: False.
+            the relative change of the mean-centred map (Frobenius norm, worst sample; the
+            pattern that correlation measures, not the large constant offset) since the previous
+            check is compared with ``tol``. ``n_masks_used_`` says how many were used. Default: False.
         tol: convergence tolerance of the adaptive mode. Default: 0.01.
         check_every: masks between two convergence checks (independent of ``batch_size``, so the
             result is too). Default: 250.
@@ -210,6 +211,7 @@ class RISE:
             done += n
             if self.adaptive:
                 cur = (acc / done).reshape(b, -1)
+                cur = cur - cur.mean(dim=1, keepdim=True)  # the map's pattern, not its offset
                 if prev is not None:
                     change = (cur - prev).norm(dim=1) / cur.norm(dim=1).clamp_min(1e-30)
                     if float(change.max()) < self.tol:
