@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 
 import pyxai  # noqa: F401  (loads the extension)
+import pyxai.ops.metrics  # noqa: F401
+import pyxai.ops.occlusion  # noqa: F401
+import pyxai.ops.sobol  # noqa: F401
 from pyxai import ops
 
 D = "cuda"
@@ -25,7 +28,29 @@ def masks() -> None:
                               backend="native")
 
 
-OPS = [masks]
+def occlusion() -> None:
+    x = torch.randn(2, 3, 13, 11, device=D)
+    out = ops.occlusion.occlusion_perturb(x, (3, 4, 4), (3, 3, 3), 0, 12, backend="native")
+    ops.occlusion.occlusion_accumulate(torch.randn(16, 2, device=D), (3, 13, 11), (3, 4, 4),
+                                       (3, 3, 3), backend="native")
+    del out
+
+
+def sobol() -> None:
+    a, b = torch.rand(8, 16, device=D), torch.rand(8, 16, device=D)
+    ops.sobol.sobol_design(a, b, 3, 100, backend="native")
+    for est in ops.sobol.ESTIMATORS:
+        ops.sobol.sobol_indices(torch.randn(8, 2, device=D), torch.randn(8, 2, device=D),
+                                torch.randn(16, 8, 2, device=D), est, backend="native")
+
+
+def metrics() -> None:
+    s, f = torch.randn(2, 3, 9, 7, device=D), torch.zeros(2, 3, 9, 7, device=D)
+    ranks = ops.metrics.pixel_ranks(torch.randn(2, 63, device=D))
+    ops.metrics.reveal_by_rank(s, f, ranks, 0, 10, 13, backend="native")
+
+
+OPS = [masks, occlusion, sobol, metrics]
 
 if __name__ == "__main__":
     for fn in OPS:
