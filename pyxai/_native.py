@@ -29,8 +29,10 @@ def _load() -> tuple[Any, str]:
         return None, f"pyxai._C could not be imported ({exc}); {_INSTALL_HINT}"
     except OSError as exc:  # e.g. undefined symbol: built against another torch
         return None, f"pyxai._C failed to load ({exc}); rebuild it against torch {torch.__version__}"
-    from pyxai.ops import _fake  # noqa: F401  (fake kernels for torch.compile / opcheck)
-
+    try:
+        from pyxai.ops import _fake  # noqa: F401  (fake kernels for torch.compile / opcheck)
+    except RuntimeError as exc:  # an op of the Python sources is missing from the built library
+        return None, f"pyxai._C is older than the Python sources ({exc}); rebuild it"
     return _C, ""
 
 
