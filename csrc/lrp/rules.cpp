@@ -6,6 +6,7 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/convolution.h>
+#include <ATen/ops/convolution_backward.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/ones.h>
@@ -41,15 +42,17 @@ struct Geometry {
                            stride, padding, dilation, false, zeros, groups);
   }
 
+  // W^T s: the input gradient of the forward op (ATen's backward-data convolution, which is faster
+  // on CPU than a transposed convolution); x only gives the input's spatial size.
   at::Tensor adj(const at::Tensor& s, const at::Tensor& w, const at::Tensor& x) const {
     if (d == 0) return at::mm(s, w);
-    std::vector<int64_t> op(d);
-    for (int64_t i = 0; i < d; ++i) {
-      const int64_t full = (s.size(2 + i) - 1) * stride[i] - 2 * padding[i] +
-                           dilation[i] * (w.size(2 + i) - 1) + 1;
-      op[i] = x.size(2 + i) - full;
-    }
-    return at::convolution(s, w, c10::nullopt, stride, padding, dilation, true, op, groups);
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = s.size(0);
+    shape[1] = w.size(1) * groups;
+    const auto input = at::empty(shape, s.options());
+    const std::vector<int64_t> zeros(d, 0);
+    return std::get<0>(at::convolution_backward(s, input, w, c10::nullopt, stride, padding, dilation,
+                                                false, zeros, groups, {true, false, false}));
   }
 };
 
@@ -256,9 +259,10 @@ at::Tensor lrp_layer(const at::Tensor& x_, const at::Tensor& grad_, const at::Te
   std::vector<double> coef;
   double eps;
   bool gamma_mask = false;
+  const bool positive = x.numel() == 0 || x.min().item<double>() >= 0.0;
   if (rule == kZPlus) {
     a = w.clamp_min(0);
-    bb = w.clamp_max(0);
+    if (!positive) bb = w.clamp_max(0);  // x- = 0: the negative half contributes nothing
     bt = bias_pos(b);
     coef = {1.0};
     eps = params[0];
@@ -282,7 +286,6 @@ at::Tensor lrp_layer(const at::Tensor& x_, const at::Tensor& grad_, const at::Te
   const bool two = coef.size() == 2;
   at::Tensor z0;
   if (gamma_mask) z0 = out.defined() ? out : geo.fwd(x, w, b);
-  const bool positive = x.numel() == 0 || x.min().item<double>() >= 0.0;
   const auto biases = two ? std::vector<at::Tensor>{bt, bbot} : std::vector<at::Tensor>{bt};
   const auto bc = bcat(biases, g, cout, x.options());
   if (positive) {

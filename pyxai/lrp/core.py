@@ -53,7 +53,14 @@ class _RuleFunction(torch.autograd.Function):
             xb = x[: x.shape[0] // k]
         else:
             k = 1
-        out = state.forward(xb.clone() if state.inplace else xb)
+        if state.inplace:  # run in-place modules (ReLU(inplace=True)) out of place
+            state.module.inplace = False
+            try:
+                out = state.forward(xb)
+            finally:
+                state.module.inplace = True
+        else:
+            out = state.forward(xb)
         if not isinstance(out, torch.Tensor):
             raise TypeError(
                 f"rule {state.rule!r} on {type(state.module).__name__}: the module returned "

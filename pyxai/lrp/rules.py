@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from pyxai.lrp.layers import Sum
 from pyxai.ops import lrp as lrp_ops
 from pyxai.ops.lrp import _stab
 
@@ -273,6 +274,9 @@ class Norm(Rule):
 
     def backward(self, module, x, out, grad, backend=None):
         k = grad.shape[0] // x.shape[0]
+        if isinstance(module, Sum) and out is not None:  # dz/dx is a broadcast: no autograd needed
+            s = grad / _stab(_repeat_rows(out, k), self.stabilizer)
+            return _repeat_rows(x, k) * s.unsqueeze(module.dim)
         xx = _repeat_rows(x, k).detach().requires_grad_(True)
         with torch.enable_grad():
             z = module.forward(xx)

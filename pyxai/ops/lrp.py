@@ -215,17 +215,14 @@ class _ConvGeometry:
         )
 
     def adj(self, s: torch.Tensor, w: torch.Tensor, in_spatial: Sequence[int]) -> torch.Tensor:
+        """``W^T s``: the input gradient of :meth:`fwd` (ATen's backward-data convolution)."""
         if self.d == 0:
             return s @ w
-        k = w.shape[2:]
-        st, pd, dl = self.stride, self.padding, self.dilation
-        op = [
-            in_spatial[i] - ((s.shape[2 + i] - 1) * st[i] - 2 * pd[i] + dl[i] * (k[i] - 1) + 1)
-            for i in range(self.d)
-        ]
-        return torch.ops.aten.convolution(
-            s, w, None, self.stride, self.padding, self.dilation, True, op, self.groups
-        )
+        inp = s.new_empty(s.shape[0], w.shape[1] * self.groups, *in_spatial)
+        return torch.ops.aten.convolution_backward(
+            s, inp, w, None, self.stride, self.padding, self.dilation, False, [0] * self.d,
+            self.groups, [True, False, False],
+        )[0]
 
 
 def _lrp_reference(
