@@ -36,10 +36,10 @@ def test_crp_equals_zennit_crp(rng, arch):
     model = make()
     x = torch.randn(2, 3, 32, 32, generator=rng)
     targets = torch.randint(0, 10, (2,), generator=rng).tolist()
-    concepts = [3, 17, [5, 40]]
+    concepts = [17, [5, 40]]  # one channel; a concept made of two channels
     got = pyxai.CRP(model, composite="epsilon_plus_flat").attribute(x, target=targets,
                                                                    concepts={layer: concepts})
-    assert got.shape == (2, 3, 3, 32, 32)
+    assert got.shape == (2, 2, 3, 32, 32)
     attr = crp_attribution.CondAttribution(model, no_param_grad=False)
     want = []
     for b in range(2):
