@@ -64,7 +64,7 @@ def _register_methods() -> None:
         add("sidu", "SIDU (similarity difference and uniqueness)",
             lambda m, layer: pyxai.SIDU(m, layer, softmax=True).attribute)  # logits -> probs
     if hasattr(pyxai, "RISE"):
-        add("rise", "RISE, 2000 masks", lambda m, layer: pyxai.RISE(m, n_masks=2000).attribute)
+        add("rise", "RISE, 1000 masks", lambda m, layer: pyxai.RISE(m, n_masks=1000).attribute)
     if hasattr(pyxai, "Occlusion"):
         def occlusion(m: torch.nn.Module, layer: torch.nn.Module) -> Explain:
             occ = pyxai.Occlusion(m)
@@ -77,8 +77,8 @@ def _register_methods() -> None:
             return run
         add("occlusion", "Occlusion, windows of 1/8 the image, stride 1/16", occlusion)
     if hasattr(pyxai, "SobolAttribution"):
-        add("sobol", "Sobol total-order indices, grid 8, 32 designs",
-            lambda m, layer: pyxai.SobolAttribution(m).attribute)
+        add("sobol", "Sobol total-order indices, grid 8, 16 designs",
+            lambda m, layer: pyxai.SobolAttribution(m, nb_design=16).attribute)
     if hasattr(pyxai, "LRP"):
         add("lrp", "LRP, epsilon_plus_flat composite", lambda m, layer: pyxai.LRP(m).attribute)
 
