@@ -4,7 +4,7 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 (``pyxai.native_status()`` says which are available).
 """
 
-from pyxai import metrics
+from pyxai import data, metrics, models
 from pyxai._native import native_status
 from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pyxai.gradient import (
@@ -25,4 +25,4 @@ __version__ = "0.1.0"
 __all__ = ["native_status", "__version__", "SobolAttribution", "RISE", "Occlusion", "FeatureAblation"]
 __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
-__all__ += ["LRP", "CRP", "rules"]
+__all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]

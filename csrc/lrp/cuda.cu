@@ -9,13 +9,6 @@ namespace pyxai {
 namespace lrp {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 8 ? b : 65535 * 8);
-}
-
 template <typename T>
 __global__ void split_sign_kernel(int64_t total, const T* x, T* xs, int64_t inner) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;

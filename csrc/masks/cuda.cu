@@ -8,8 +8,6 @@ namespace pyxai {
 namespace masks {
 namespace {
 
-constexpr int kThreads = 256;
-
 __device__ __forceinline__ int64_t clamp_offset(int64_t o, int64_t canvas, int64_t size) {
   return o < 0 ? 0 : (o > canvas - size ? canvas - size : o);
 }
@@ -63,11 +61,6 @@ __global__ void weighted_mask_sum_kernel(MaskShape s, int64_t k, const T* grids,
     for (int64_t n = 0; n < s.n; ++n) acc += weights[n * k + kk] * mask_at(s, grids, offsets, n, y, x);
     out[i] = acc;
   }
-}
-
-inline int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 8 ? b : 65535 * 8);
 }
 
 }  // namespace

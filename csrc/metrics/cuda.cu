@@ -8,8 +8,6 @@ namespace pyxai {
 namespace metrics {
 namespace {
 
-constexpr int kThreads = 256;
-
 // One thread per output element (grid-stride), pixels fastest: coalesced reads and writes.
 template <typename T>
 __global__ void reveal_by_rank_kernel(RevealShape s, const T* start, const T* finish,
@@ -20,11 +18,6 @@ __global__ void reveal_by_rank_kernel(RevealShape s, const T* start, const T* fi
     const int64_t p = i % s.p, c = (i / s.p) % s.c, r = i / (s.p * s.c);
     out[i] = reveal_value(s, start, finish, ranks, r, c, p);
   }
-}
-
-inline int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 8 ? b : 65535 * 8);
 }
 
 }  // namespace

@@ -8,13 +8,6 @@ namespace pyxai {
 namespace occlusion {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 8 ? b : 65535 * 8);
-}
-
 // out[j*B + b, pos] = inside(window first+j, pos) ? baseline[b, pos] : x[b, pos]
 template <typename T>
 __global__ void occlusion_perturb_kernel(WindowShape s, int64_t b, int64_t first, int64_t count,

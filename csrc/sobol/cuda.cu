@@ -10,13 +10,6 @@ namespace pyxai {
 namespace sobol {
 namespace {
 
-constexpr int kThreads = 256;
-
-inline int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 8 ? b : 65535 * 8);
-}
-
 // out[r, j] = design row (first + r), column j.
 template <typename T>
 __global__ void sobol_design_kernel(const T* a, const T* b, int64_t n, int64_t d, int64_t first,
