@@ -13,8 +13,9 @@ torch.set_num_threads(int(os.environ.get("PYXAI_TEST_THREADS", "2")))
 
 @pytest.fixture
 def rng(request) -> torch.Generator:
-    """A CPU generator seeded freshly for each test; the seed is in the test report."""
+    """A CPU generator seeded freshly for each test (the global one too); the seed is in the report."""
     seed = int(torch.seed() % (2**31))
+    torch.manual_seed(seed)  # the global generator too (model inits), so the printed seed replays the test
     request.node.user_properties.append(("seed", seed))
     print(f"[seed {seed}]")
     return torch.Generator().manual_seed(seed)

@@ -138,6 +138,9 @@ def test_bad_input(rng):
 def test_custom_composite_and_transposed_conv(rng):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.ConvTranspose2d(4, 2, 3, stride=2),
                           nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    with torch.no_grad():  # positive biases keep both ReLUs alive, so a zero map would be a real defect
+        model[0].bias.uniform_(0.05, 0.2, generator=rng)
+        model[2].bias.uniform_(0.05, 0.2, generator=rng)
     x = torch.rand(2, 3, 6, 6, generator=rng)
     model(x)
     comp = Composite(layer_map=[(nn.ReLU, rules.Pass()), ((nn.Conv2d, nn.ConvTranspose2d), rules.ZPlus()),
