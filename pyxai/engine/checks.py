@@ -64,3 +64,39 @@ def check_same_device(model: torch.nn.Module | object, inputs: torch.Tensor) -> 
     dev = model_device(model, inputs.device)
     if dev != inputs.device:
         raise ValueError(f"inputs are on {inputs.device} but the model is on {dev}")
+
+
+def check_float_tensor(t: torch.Tensor, name: str) -> None:
+    """``t`` must be float32 or float64 (what the native kernels take)."""
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+
+
+def check_matches(
+    t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, dtype: bool = True
+) -> None:
+    """``t`` must have the dtype (when ``dtype``) and the device of ``ref``.
+
+    Raises TypeError (dtype) / ValueError (device) naming both arguments.
+    """
+    if dtype and t.dtype != ref.dtype:
+        raise TypeError(f"{name} ({t.dtype}) must have the dtype of {ref_name} ({ref.dtype})")
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}")
+
+
+def expand_like(
+    value: float | torch.Tensor, like: torch.Tensor, name: str, like_name: str = "x"
+) -> torch.Tensor:
+    """``value`` (a number or a Tensor) in ``like``'s dtype and device, expanded (a view, no copy)
+    to ``like``'s shape: how baselines, substrates and bounds are broadcast to an input.
+
+    Raises ValueError naming ``name`` when the shape does not broadcast to ``like``'s.
+    """
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    try:
+        return t.expand_as(like)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast to {like_name} {tuple(like.shape)}"
+        ) from None

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from pyxai.engine.checks import check_inputs
+from pyxai.engine.checks import check_inputs, expand_like
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.metrics._common import ScoreGatherer, pearson, pixel_saliency
 from pyxai.ops.masks import upsample_blend, upsample_masks
@@ -89,12 +89,7 @@ def make_substrate(inputs: torch.Tensor, substrate: Substrate) -> torch.Tensor:
                          f"got {substrate!r}")
     if isinstance(substrate, bool):
         raise TypeError("substrate must be 'zeros', 'blur', 'mean', a number or a Tensor")
-    sub = torch.as_tensor(substrate, dtype=inputs.dtype, device=inputs.device)
-    try:
-        return sub.expand_as(inputs).contiguous()
-    except RuntimeError:
-        raise ValueError(f"substrate of shape {tuple(sub.shape)} does not broadcast to inputs "
-                         f"{tuple(inputs.shape)}") from None
+    return expand_like(substrate, inputs, "substrate", "inputs").contiguous()
 
 
 def steps_for(n_pixels: int, n_steps: int | None) -> tuple[int, int]:

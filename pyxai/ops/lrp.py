@@ -44,6 +44,7 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from pyxai.engine.checks import check_float_tensor, check_matches, expand_like
 from pyxai.ops._dispatch import resolve_backend
 
 RULES = {"epsilon": 0, "zplus": 1, "alpha_beta": 2, "gamma": 3, "zbox": 4, "flat": 5, "wsquare": 6}
@@ -73,15 +74,10 @@ def _check_tensors(
     for name, t in (("x", x), ("grad", grad), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+        check_float_tensor(t, name)
     for name, t in (("grad", grad), ("weight", weight), ("bias", bias), ("out", out)):
-        if t is None:
-            continue
-        if t.dtype != x.dtype:
-            raise TypeError(f"{name} ({t.dtype}) must have the dtype of x ({x.dtype})")
-        if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+        if t is not None:
+            check_matches(t, x, name, "x")
     if x.shape[0] == 0:
         raise ValueError(f"x is an empty batch (shape {tuple(x.shape)})")
     if grad.shape[0] % x.shape[0] != 0:
@@ -103,12 +99,16 @@ def _box(bound: torch.Tensor | float | None, x: torch.Tensor, name: str) -> torc
         t = t.reshape(1, -1, *([1] * (x.dim() - 2)))  # per-channel bounds
     if t.dim() == x.dim() and t.shape[0] > x.shape[0]:
         t = t[: x.shape[0]]
-    try:
-        return t.expand_as(x).contiguous()
-    except RuntimeError:
-        raise ValueError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast to x {tuple(x.shape)}"
-        ) from None
+    return expand_like(t, x, name).contiguous()
+
+
+def _zbox_bounds(
+    rule: str, low: torch.Tensor | float | None, high: torch.Tensor | float | None, x: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``zbox``'s (low, high) bounds expanded to ``x``; (None, None) for the other rules."""
+    if rule != "zbox":
+        return None, None
+    return _box(low, x, "low"), _box(high, x, "high")
 
 
 def _tuple(v: IntN, d: int, name: str) -> list[int]:
@@ -348,9 +348,7 @@ def lrp_conv(
         raise ValueError(f"grad must be Tensor[K*N, {weight.shape[0]}, *S'], got {tuple(grad.shape)}")
     stride, padding, dilation = (_tuple(v, d, n) for v, n in
                                  ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
-    lo = hi = None
-    if rule == "zbox":
-        lo, hi = _box(low, x, "low"), _box(high, x, "high")
+    lo, hi = _zbox_bounds(rule, low, high, x)
     if resolve_backend(backend, x.device) == "native":
         return torch.ops.pyxai.lrp_conv(
             x, grad, weight, bias, out, stride, padding, dilation, groups, RULES[rule], params, lo, hi
@@ -392,9 +390,7 @@ def lrp_linear(
         raise ValueError(
             f"shapes do not match: x {tuple(x.shape)}, weight {tuple(weight.shape)}, grad {tuple(grad.shape)}"
         )
-    lo = hi = None
-    if rule == "zbox":
-        lo, hi = _box(low, x, "low"), _box(high, x, "high")
+    lo, hi = _zbox_bounds(rule, low, high, x)
     if resolve_backend(backend, x.device) == "native":
         return torch.ops.pyxai.lrp_linear(x, grad, weight, bias, out, RULES[rule], params, lo, hi)
     geo = _ConvGeometry(0, [], [], [], 1)

@@ -20,6 +20,7 @@ from typing import Sequence, Union
 
 import torch
 
+from pyxai.engine.checks import check_float_tensor, check_matches, expand_like
 from pyxai.ops._dispatch import resolve_backend
 
 MODES = ("nearest", "bilinear", "bilinear_reflect", "bilinear_align_corners")
@@ -46,8 +47,7 @@ def _check_grids(
         raise TypeError(f"grids must be a Tensor[N, gh, gw], got {type(grids).__name__}")
     if grids.dim() != 3:
         raise ValueError(f"grids must be a Tensor[N, gh, gw], got shape {tuple(grids.shape)}")
-    if grids.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"grids must be float32 or float64, got {grids.dtype}")
+    check_float_tensor(grids, "grids")
     if grids.shape[0] == 0 or grids.shape[1] == 0 or grids.shape[2] == 0:
         raise ValueError(f"grids must hold at least one non-empty grid, got {tuple(grids.shape)}")
     if not torch.isfinite(grids).all():
@@ -66,8 +66,7 @@ def _check_grids(
         raise ValueError(f"offsets must be a Tensor[N={n}, 2] of (row, col) offsets, got {shape}")
     if offsets.dtype != torch.int64:
         raise TypeError(f"offsets must be int64, got {offsets.dtype}")
-    if offsets.device != grids.device:
-        raise ValueError(f"offsets is on {offsets.device} but grids is on {grids.device}")
+    check_matches(offsets, grids, "offsets", "grids", dtype=False)
     lo = offsets.min(0).values.tolist()
     hi = offsets.max(0).values.tolist()
     if min(lo) < 0 or hi[0] > canvas[0] - size[0] or hi[1] > canvas[1] - size[1]:
@@ -195,20 +194,10 @@ def upsample_blend(
         raise ValueError("x must be a Tensor[B, ..., H, W] with at least 3 dims")
     if x.shape[0] == 0:
         raise ValueError("x is an empty batch")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
-    if grids.dtype != x.dtype:
-        raise TypeError(f"grids ({grids.dtype}) must have the dtype of x ({x.dtype})")
-    if grids.device != x.device:
-        raise ValueError(f"grids is on {grids.device} but x is on {x.device}")
+    check_float_tensor(x, "x")
+    check_matches(grids, x, "grids", "x")
     offsets, size, canvas = _check_grids(grids, offsets, tuple(x.shape[-2:]), canvas, mode)
-    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
-    try:
-        base = base.expand_as(x)
-    except RuntimeError:
-        raise ValueError(
-            f"baseline of shape {tuple(base.shape)} does not broadcast to x {tuple(x.shape)}"
-        ) from None
+    base = expand_like(baseline, x, "baseline")
     b, h, w = x.shape[0], size[0], size[1]
     x4, base4 = x.reshape(b, -1, h, w), base.reshape(b, -1, h, w)
     if resolve_backend(backend, x.device) == "native":
@@ -248,10 +237,7 @@ def weighted_mask_sum(
         raise ValueError("weights must be a Tensor[N, K]")
     if weights.shape[0] != grids.shape[0]:
         raise ValueError(f"weights has {weights.shape[0]} rows but there are {grids.shape[0]} grids")
-    if weights.dtype != grids.dtype:
-        raise TypeError(f"weights ({weights.dtype}) must have the dtype of grids ({grids.dtype})")
-    if weights.device != grids.device:
-        raise ValueError(f"weights is on {weights.device} but grids is on {grids.device}")
+    check_matches(weights, grids, "weights", "grids")
     if resolve_backend(backend, grids.device) == "native":
         return torch.ops.pyxai.weighted_mask_sum(
             grids, offsets, weights, list(size), list(canvas), mode

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from pyxai.engine.checks import check_float_tensor, check_matches
 from pyxai.ops._dispatch import resolve_backend
 
 
@@ -39,25 +40,20 @@ def _check(start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor, first
            step_px: int) -> None:
     if not isinstance(start, torch.Tensor) or start.dim() < 2:
         raise ValueError("start must be a Tensor[B, C, ...pixels]")
-    if start.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"start must be float32 or float64, got {start.dtype}")
+    check_float_tensor(start, "start")
     if start.shape[0] == 0:
         raise ValueError("start is an empty batch")
     if not isinstance(finish, torch.Tensor) or finish.shape != start.shape:
         shape = tuple(finish.shape) if isinstance(finish, torch.Tensor) else type(finish).__name__
         raise ValueError(f"finish must have the shape of start {tuple(start.shape)}, got {shape}")
-    if finish.dtype != start.dtype:
-        raise TypeError(f"finish ({finish.dtype}) must have the dtype of start ({start.dtype})")
-    if finish.device != start.device:
-        raise ValueError(f"finish is on {finish.device} but start is on {start.device}")
+    check_matches(finish, start, "finish", "start")
     pixels = start[0, 0].numel()
     if not isinstance(ranks, torch.Tensor) or ranks.shape != (start.shape[0], pixels):
         shape = tuple(ranks.shape) if isinstance(ranks, torch.Tensor) else type(ranks).__name__
         raise ValueError(f"ranks must be a Tensor[B, P] = [{start.shape[0]}, {pixels}], got {shape}")
     if ranks.dtype != torch.int64:
         raise TypeError(f"ranks must be int64, got {ranks.dtype}")
-    if ranks.device != start.device:
-        raise ValueError(f"ranks is on {ranks.device} but start is on {start.device}")
+    check_matches(ranks, start, "ranks", "start", dtype=False)
     for name, v, lo in (("first", first, 0), ("count", count, 0), ("step_px", step_px, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")

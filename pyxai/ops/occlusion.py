@@ -18,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from pyxai.engine.checks import expand_like
 from pyxai.ops._dispatch import resolve_backend
 
 MAX_DIMS = 8
@@ -149,13 +150,7 @@ def occlusion_perturb(
     n = math.prod(window_counts(shape, window, strides))
     if first < 0 or count < 0 or first + count > n:
         raise ValueError(f"windows [{first}, {first + count}) out of range [0, {n})")
-    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
-    try:
-        base = base.expand_as(x)
-    except RuntimeError:
-        raise ValueError(
-            f"baseline of shape {tuple(base.shape)} does not broadcast to x {tuple(x.shape)}"
-        ) from None
+    base = expand_like(baseline, x, "baseline")
     native = x.dtype in (torch.float32, torch.float64) and resolve_backend(backend, x.device)
     if native == "native":
         return torch.ops.pyxai.occlusion_perturb(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 
+from pyxai.engine.checks import check_float_tensor, check_matches
 from pyxai.ops._dispatch import resolve_backend
 
 ESTIMATORS = ("jansen", "homma", "saltelli", "janon", "glen")
@@ -47,14 +48,10 @@ def _check_design(a: torch.Tensor, b: torch.Tensor, first: int, count: int) -> N
             raise TypeError(f"{name} must be a Tensor[N, d], got {type(t).__name__}")
         if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
             raise ValueError(f"{name} must be a non-empty Tensor[N, d], got shape {tuple(t.shape)}")
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+        check_float_tensor(t, name)
     if b.shape != a.shape:
         raise ValueError(f"B must have the shape of A {tuple(a.shape)}, got {tuple(b.shape)}")
-    if b.dtype != a.dtype:
-        raise TypeError(f"B ({b.dtype}) must have the dtype of A ({a.dtype})")
-    if b.device != a.device:
-        raise ValueError(f"B is on {b.device} but A is on {a.device}")
+    check_matches(b, a, "B", "A")
     total = (a.shape[1] + 2) * a.shape[0]
     for name, v in (("first", first), ("count", count)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -69,12 +66,8 @@ def _check_outputs(ya: torch.Tensor, yb: torch.Tensor, yc: torch.Tensor, estimat
             shape = "[N, P]" if dim == 2 else "[d, N, P]"
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a Tensor{shape}, got {got}")
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-        if t.dtype != ya.dtype:
-            raise TypeError(f"{name} ({t.dtype}) must have the dtype of yA ({ya.dtype})")
-        if t.device != ya.device:
-            raise ValueError(f"{name} is on {t.device} but yA is on {ya.device}")
+        check_float_tensor(t, name)
+        check_matches(t, ya, name, "yA")
     if yb.shape != ya.shape:
         raise ValueError(f"yB must have the shape of yA {tuple(ya.shape)}, got {tuple(yb.shape)}")
     if tuple(yc.shape[1:]) != tuple(ya.shape):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pyxai.engine.checks import check_inputs, check_output_batch
+from pyxai.engine.checks import check_inputs, check_output_batch, expand_like
 from pyxai.engine.targets import resolve_target
 
 
@@ -49,15 +49,7 @@ def format_baselines(baselines: Any, xs: tuple[torch.Tensor, ...]) -> tuple[torc
     for i, (b, x) in enumerate(zip(baselines, xs)):
         if isinstance(b, bool) or not isinstance(b, (int, float, torch.Tensor)):
             raise TypeError(f"baselines[{i}] must be a number or a Tensor, got {type(b).__name__}")
-        t = torch.as_tensor(b, dtype=x.dtype, device=x.device)
-        try:
-            t = t.expand_as(x)
-        except RuntimeError:
-            raise ValueError(
-                f"baselines[{i}] of shape {tuple(t.shape)} does not broadcast to the input of "
-                f"shape {tuple(x.shape)}"
-            ) from None
-        out.append(t)
+        out.append(expand_like(b, x, f"baselines[{i}]", "the input of shape"))
     return tuple(out)
 
 
