@@ -98,16 +98,29 @@ def _perturbed_explanations(
     return a0.double(), ap.reshape(n, b, -1).double(), dx
 
 
-def _sensitivity(explainer, inputs, target, radius, n_samples, seed, attributions, batch_size,
-                 reduce: str) -> torch.Tensor:
+def _noisy_explanations(
+    explainer: Any, inputs: torch.Tensor, target: Any, noise_kind: str, radius: float,
+    n_samples: int, seed: int, attributions: torch.Tensor | None, batch_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks, fixed target, noise, then :func:`_perturbed_explanations`: (a, a', x' - x)."""
     check_inputs(inputs)
     _check(radius, n_samples, batch_size)
     target = _fixed_target(explainer, inputs, target)
-    noise = draw_noise("uniform", (n_samples, *inputs.shape), radius, seed)
-    a0, ap, _ = _perturbed_explanations(explainer, inputs, target, noise, attributions, batch_size)
-    sens = (a0[None] - ap).norm(dim=-1) / a0.norm(dim=-1)[None]  # [n, B]
-    out = sens.max(0).values if reduce == "max" else sens.mean(0)
+    noise = draw_noise(noise_kind, (n_samples, *inputs.shape), radius, seed)
+    return _perturbed_explanations(explainer, inputs, target, noise, attributions, batch_size)
+
+
+def _result(out: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """float64 for float64 inputs, else float32."""
     return out.to(inputs.dtype if inputs.dtype == torch.float64 else torch.float32)
+
+
+def _sensitivity(explainer, inputs, target, radius, n_samples, seed, attributions, batch_size,
+                 reduce: str) -> torch.Tensor:
+    a0, ap, _ = _noisy_explanations(explainer, inputs, target, "uniform", radius, n_samples, seed,
+                                    attributions, batch_size)
+    sens = (a0[None] - ap).norm(dim=-1) / a0.norm(dim=-1)[None]  # [n, B]
+    return _result(sens.max(0).values if reduce == "max" else sens.mean(0), inputs)
 
 
 def max_sensitivity(
@@ -184,14 +197,9 @@ def local_lipschitz(
     Returns:
         Tensor[B].
     """
-    check_inputs(inputs)
-    _check(radius, n_samples, batch_size)
-    target = _fixed_target(explainer, inputs, target)
-    noise = draw_noise("gaussian", (n_samples, *inputs.shape), radius, seed)
-    a0, ap, dx = _perturbed_explanations(explainer, inputs, target, noise, attributions,
-                                         batch_size)
+    a0, ap, dx = _noisy_explanations(explainer, inputs, target, "gaussian", radius, n_samples,
+                                     seed, attributions, batch_size)
     if normalise:
         a0, ap = _normalise_by_max(a0), _normalise_by_max(ap)
     lip = (a0[None] - ap).norm(dim=-1) / (dx.norm(dim=-1) + 1e-10)
-    out = lip.max(0).values
-    return out.to(inputs.dtype if inputs.dtype == torch.float64 else torch.float32)
+    return _result(lip.max(0).values, inputs)

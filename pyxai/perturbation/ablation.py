@@ -44,6 +44,15 @@ def _check_ppe(perturbations_per_eval: int) -> int:
     return perturbations_per_eval
 
 
+def _format_call(
+    inputs: TensorOrTuple, perturbations_per_eval: int, baselines: Any
+) -> tuple[tuple[torch.Tensor, ...], bool, int, tuple[torch.Tensor, ...]]:
+    """The checked common arguments of ``attribute()``: (inputs, was_tuple, ppe, baselines)."""
+    xs, was_tuple = format_inputs(inputs)
+    ppe = _check_ppe(perturbations_per_eval)
+    return xs, was_tuple, ppe, format_baselines(baselines, xs)
+
+
 def _run_drops(
     forward_func: Callable, xs: tuple[torch.Tensor, ...], target: Any, args: Any,
     n_items: int, make_chunk: Callable[[int, int], tuple[torch.Tensor, ...]],
@@ -122,9 +131,7 @@ class FeatureAblation:
         Returns:
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
-        xs, was_tuple = format_inputs(inputs)
-        ppe = _check_ppe(perturbations_per_eval)
-        bases = format_baselines(baselines, xs)
+        xs, was_tuple, ppe, bases = _format_call(inputs, perturbations_per_eval, baselines)
         masks = self._format_mask(feature_mask, xs)
         # feature ids in Captum's order: sorted per input, inputs in order, first appearance wins
         ids_per_input = [torch.unique(m) for m in masks]
@@ -246,9 +253,7 @@ class Occlusion:
         Returns:
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
-        xs, was_tuple = format_inputs(inputs)
-        ppe = _check_ppe(perturbations_per_eval)
-        bases = format_baselines(baselines, xs)
+        xs, was_tuple, ppe, bases = _format_call(inputs, perturbations_per_eval, baselines)
         windows, strides_ = self._format_windows(sliding_window_shapes, strides, xs)
         n_per = [math.prod(window_counts(x.shape[1:], w, s))
                  for x, w, s in zip(xs, windows, strides_)]
