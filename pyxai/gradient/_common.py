@@ -77,6 +77,37 @@ def check_model_device(forward_func: Any, inputs: Inputs) -> None:
             break
 
 
+def format_call(forward_func: Any, inputs: Any, additional_forward_args: Any
+                ) -> tuple[bool, Inputs, tuple]:
+    """The ``attribute()`` prologue: (was_tuple, inputs, args), the inputs checked and on the
+    model's device, the additional forward arguments as a tuple."""
+    is_tuple, inp = format_inputs(inputs)
+    check_model_device(forward_func, inp)
+    return is_tuple, inp, format_args(additional_forward_args)
+
+
+class GradientAttribution:
+    """Captum's attribution-method surface of the gradient explainers: ``forward_func``, the
+    ``multiplies_by_inputs`` property and ``has_convergence_delta()``.
+
+    Subclasses set ``_multiply_by_inputs`` and ``_convergence_delta`` (class or instance
+    attributes; both False by default).
+    """
+
+    _multiply_by_inputs: bool = False
+    _convergence_delta: bool = False
+
+    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
+        self.forward_func = forward_func
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        return self._convergence_delta
+
+
 def run_forward(forward_func: Callable, inputs: Inputs, args: tuple) -> torch.Tensor:
     out = forward_func(*inputs, *args)
     if not isinstance(out, torch.Tensor):

@@ -11,8 +11,9 @@ from torch import nn
 
 from pyxai.engine.hooks import guided_relus
 from pyxai.gradient._common import (
-    check_model_device,
+    GradientAttribution,
     format_args,
+    format_call,
     format_inputs,
     format_output,
     input_gradients,
@@ -20,7 +21,7 @@ from pyxai.gradient._common import (
 from pyxai.gradient.layer_grad_cam import LayerGradCam
 
 
-class GuidedBackprop:
+class GuidedBackprop(GradientAttribution):
     """Gradients with every ``nn.ReLU`` passing back only positive gradients (Springenberg et
     al., 2015). Hooks are set for the call only and always removed.
 
@@ -31,15 +32,8 @@ class GuidedBackprop:
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError("GuidedBackprop needs an nn.Module to hook its ReLU layers")
+        super().__init__(model)
         self.model = model
-        self.forward_func = model
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
-
-    def has_convergence_delta(self) -> bool:
-        return False
 
     def attribute(
         self,
@@ -57,10 +51,9 @@ class GuidedBackprop:
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp = format_inputs(inputs)
-        check_model_device(self.model, inp)
+        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
         with guided_relus(self.model):
-            grads, _ = input_gradients(self.model, inp, target, format_args(additional_forward_args))
+            grads, _ = input_gradients(self.model, inp, target, args)
         return format_output(is_tuple, grads)
 
 

@@ -12,10 +12,11 @@ from typing import Any, Callable
 import torch
 
 from pyxai.gradient._common import (
-    check_model_device,
+    GradientAttribution,
     expand_args,
     expand_target,
     format_args,
+    format_call,
     format_inputs,
     format_output,
     resolve_none_target,
@@ -80,7 +81,7 @@ def format_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...]) -> tuple:
     return tup
 
 
-class IntegratedGradients:
+class IntegratedGradients(GradientAttribution):
     """Integrated Gradients (Sundararajan et al., 2017).
 
     Args:
@@ -95,17 +96,12 @@ class IntegratedGradients:
         ...                            return_convergence_delta=True)
     """
 
+    _convergence_delta = True
+
     def __init__(self, forward_func: Callable[..., torch.Tensor], multiply_by_inputs: bool = True
                  ) -> None:
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
-    def has_convergence_delta(self) -> bool:
-        return True
 
     def attribute(
         self,
@@ -140,13 +136,11 @@ class IntegratedGradients:
             Attributions shaped like ``inputs`` (Tensor or tuple), and Tensor[B] deltas when
             ``return_convergence_delta``.
         """
-        is_tuple, inp = format_inputs(inputs)
-        check_model_device(self.forward_func, inp)
+        is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
         bases = format_baselines(baselines, inp)
         if isinstance(n_steps, bool) or not isinstance(n_steps, int):
             raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
         sizes, alphas = approximation_parameters(method, n_steps)
-        args = format_args(additional_forward_args)
         target = resolve_none_target(self.forward_func, inp, target, args)
         b = inp[0].shape[0]
         if internal_batch_size is None:

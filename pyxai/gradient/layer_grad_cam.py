@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyxai.engine.hooks import capture_layers, check_layers
-from pyxai.gradient._common import (
-    check_model_device,
-    format_args,
-    format_inputs,
-    run_forward,
-    select,
-)
+from pyxai.gradient._common import format_call, run_forward, select
 
 
 class LayerGradCam:
@@ -64,9 +58,7 @@ class LayerGradCam:
         Returns:
             Tensor[B, 1, *layer spatial dims] (Tensor[B, K, ...] without summation).
         """
-        _, inp = format_inputs(inputs)
-        check_model_device(self.forward_func, inp)
-        args = format_args(additional_forward_args)
+        _, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
         leaves = tuple(x.detach() for x in inp)
         with torch.enable_grad(), capture_layers([self.layer], grad=True,
                                                   inputs=attribute_to_layer_input) as cap:

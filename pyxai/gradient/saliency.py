@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from pyxai.gradient._common import (
-    check_model_device,
-    format_args,
-    format_inputs,
-    format_output,
-    input_gradients,
-)
+from pyxai.gradient._common import GradientAttribution, format_call, format_output, input_gradients
 
 
-class Saliency:
+class Saliency(GradientAttribution):
     """Gradient of the target score with respect to the inputs (Simonyan et al., 2013).
 
     Args:
@@ -27,16 +21,6 @@ class Saliency:
         >>> sal = pyxai.Saliency(model)
         >>> attr = sal.attribute(x, target=3)      # Tensor shaped like x
     """
-
-    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
-        self.forward_func = forward_func
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
-
-    def has_convergence_delta(self) -> bool:
-        return False
 
     def attribute(
         self,
@@ -58,30 +42,21 @@ class Saliency:
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp = format_inputs(inputs)
-        check_model_device(self.forward_func, inp)
-        grads, _ = input_gradients(self.forward_func, inp, target, format_args(additional_forward_args))
+        is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
+        grads, _ = input_gradients(self.forward_func, inp, target, args)
         if abs:
             grads = tuple(g.abs() for g in grads)
         return format_output(is_tuple, grads)
 
 
-class InputXGradient:
+class InputXGradient(GradientAttribution):
     """Input times the gradient of the target score (Shrikumar et al., 2016).
 
     Args:
         forward_func: model or callable mapping inputs to outputs, one row per example.
     """
 
-    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
-        self.forward_func = forward_func
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
-
-    def has_convergence_delta(self) -> bool:
-        return False
+    _multiply_by_inputs = True
 
     def attribute(
         self,
@@ -99,7 +74,6 @@ class InputXGradient:
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp = format_inputs(inputs)
-        check_model_device(self.forward_func, inp)
-        grads, _ = input_gradients(self.forward_func, inp, target, format_args(additional_forward_args))
+        is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
+        grads, _ = input_gradients(self.forward_func, inp, target, args)
         return format_output(is_tuple, tuple(g * x.detach() for g, x in zip(grads, inp)))
