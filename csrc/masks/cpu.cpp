@@ -42,6 +42,29 @@ MaskShape check_grids(const at::Tensor& grids, const at::Tensor& offsets, c10::I
   return s;
 }
 
+MaskShape check_blend(const at::Tensor& x, const at::Tensor& grids, const at::Tensor& offsets,
+                      const at::Tensor& baseline, c10::IntArrayRef canvas, const std::string& mode) {
+  check_float(x, "x");
+  check_dim(x, 4, "x");
+  TORCH_CHECK(baseline.sizes() == x.sizes(), "pyxai: 'baseline' must have the shape of 'x'");
+  check_same_dtype(x, grids, "x", "grids");
+  check_same_dtype(x, baseline, "x", "baseline");
+  check_same_device(x, grids, "x", "grids");
+  check_same_device(x, baseline, "x", "baseline");
+  return check_grids(grids, offsets, {x.size(2), x.size(3)}, canvas, mode);
+}
+
+MaskShape check_weighted_sum(const at::Tensor& grids, const at::Tensor& offsets,
+                             const at::Tensor& weights, c10::IntArrayRef size,
+                             c10::IntArrayRef canvas, const std::string& mode) {
+  const MaskShape s = check_grids(grids, offsets, size, canvas, mode);
+  check_dim(weights, 2, "weights");
+  TORCH_CHECK(weights.size(0) == s.n, "pyxai: 'weights' must have shape [N, K], N = ", s.n);
+  check_same_dtype(grids, weights, "grids", "weights");
+  check_same_device(grids, weights, "grids", "weights");
+  return s;
+}
+
 namespace {
 
 // Row/column lookup tables over the whole canvas (shared by every mask of the same grid size).
@@ -92,14 +115,7 @@ at::Tensor upsample_masks_cpu(const at::Tensor& grids_, const at::Tensor& offset
 at::Tensor upsample_blend_cpu(const at::Tensor& x_, const at::Tensor& grids_,
                               const at::Tensor& offsets_, const at::Tensor& baseline_,
                               c10::IntArrayRef canvas, std::string mode) {
-  check_float(x_, "x");
-  check_dim(x_, 4, "x");
-  TORCH_CHECK(baseline_.sizes() == x_.sizes(), "pyxai: 'baseline' must have the shape of 'x'");
-  check_same_dtype(x_, grids_, "x", "grids");
-  check_same_dtype(x_, baseline_, "x", "baseline");
-  check_same_device(x_, grids_, "x", "grids");
-  check_same_device(x_, baseline_, "x", "baseline");
-  const MaskShape s = check_grids(grids_, offsets_, {x_.size(2), x_.size(3)}, canvas, mode);
+  const MaskShape s = check_blend(x_, grids_, offsets_, baseline_, canvas, mode);
   auto x = x_.contiguous();
   auto base = baseline_.contiguous();
   auto grids = grids_.contiguous();
@@ -138,11 +154,7 @@ at::Tensor upsample_blend_cpu(const at::Tensor& x_, const at::Tensor& grids_,
 at::Tensor weighted_mask_sum_cpu(const at::Tensor& grids_, const at::Tensor& offsets_,
                                  const at::Tensor& weights_, c10::IntArrayRef size,
                                  c10::IntArrayRef canvas, std::string mode) {
-  const MaskShape s = check_grids(grids_, offsets_, size, canvas, mode);
-  check_dim(weights_, 2, "weights");
-  TORCH_CHECK(weights_.size(0) == s.n, "pyxai: 'weights' must have shape [N, K], N = ", s.n);
-  check_same_dtype(grids_, weights_, "grids", "weights");
-  check_same_device(grids_, weights_, "grids", "weights");
+  const MaskShape s = check_weighted_sum(grids_, offsets_, weights_, size, canvas, mode);
   auto grids = grids_.contiguous();
   auto offsets = offsets_.contiguous();
   auto weights = weights_.contiguous();

@@ -6,7 +6,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
 #include "masks/masks.h"
 
 namespace pyxai {
@@ -33,14 +32,7 @@ at::Tensor upsample_masks_cuda_op(const at::Tensor& grids_, const at::Tensor& of
 at::Tensor upsample_blend_cuda_op(const at::Tensor& x_, const at::Tensor& grids_,
                                   const at::Tensor& offsets_, const at::Tensor& baseline_,
                                   c10::IntArrayRef canvas, std::string mode) {
-  check_float(x_, "x");
-  check_dim(x_, 4, "x");
-  TORCH_CHECK(baseline_.sizes() == x_.sizes(), "pyxai: 'baseline' must have the shape of 'x'");
-  check_same_dtype(x_, grids_, "x", "grids");
-  check_same_dtype(x_, baseline_, "x", "baseline");
-  check_same_device(x_, grids_, "x", "grids");
-  check_same_device(x_, baseline_, "x", "baseline");
-  const MaskShape s = check_grids(grids_, offsets_, {x_.size(2), x_.size(3)}, canvas, mode);
+  const MaskShape s = check_blend(x_, grids_, offsets_, baseline_, canvas, mode);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   auto base = baseline_.contiguous();
@@ -59,11 +51,7 @@ at::Tensor upsample_blend_cuda_op(const at::Tensor& x_, const at::Tensor& grids_
 at::Tensor weighted_mask_sum_cuda_op(const at::Tensor& grids_, const at::Tensor& offsets_,
                                      const at::Tensor& weights_, c10::IntArrayRef size,
                                      c10::IntArrayRef canvas, std::string mode) {
-  const MaskShape s = check_grids(grids_, offsets_, size, canvas, mode);
-  check_dim(weights_, 2, "weights");
-  TORCH_CHECK(weights_.size(0) == s.n, "pyxai: 'weights' must have shape [N, K], N = ", s.n);
-  check_same_dtype(grids_, weights_, "grids", "weights");
-  check_same_device(grids_, weights_, "grids", "weights");
+  const MaskShape s = check_weighted_sum(grids_, offsets_, weights_, size, canvas, mode);
   c10::cuda::CUDAGuard guard(grids_.device());
   auto grids = grids_.contiguous();
   auto offsets = offsets_.contiguous();

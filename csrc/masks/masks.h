@@ -118,6 +118,13 @@ namespace masks {
 int parse_mode(const std::string& mode);
 MaskShape check_grids(const at::Tensor& grids, const at::Tensor& offsets, c10::IntArrayRef size,
                       c10::IntArrayRef canvas, const std::string& mode);
+// check_grids plus x [B, P, H, W] float and baseline of x's shape, dtype and device (upsample_blend).
+MaskShape check_blend(const at::Tensor& x, const at::Tensor& grids, const at::Tensor& offsets,
+                      const at::Tensor& baseline, c10::IntArrayRef canvas, const std::string& mode);
+// check_grids plus weights [N, K] of the grids' dtype and device (weighted_mask_sum).
+MaskShape check_weighted_sum(const at::Tensor& grids, const at::Tensor& offsets,
+                             const at::Tensor& weights, c10::IntArrayRef size,
+                             c10::IntArrayRef canvas, const std::string& mode);
 }  // namespace masks
 }  // namespace pyxai
 #endif

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <vector>
 
-#include "common/checks.h"
 #include "occlusion/occlusion.h"
 
 namespace pyxai {
@@ -72,14 +71,7 @@ void fill_window(const WindowShape& s, const int64_t* start, const T* src, T* ds
 at::Tensor occlusion_perturb_cpu(const at::Tensor& x_, const at::Tensor& baseline_,
                                  c10::IntArrayRef window, c10::IntArrayRef strides, int64_t first,
                                  int64_t count) {
-  check_float(x_, "x");
-  TORCH_CHECK(x_.dim() >= 2, "pyxai: 'x' must be [B, ...] with at least one dim per row");
-  TORCH_CHECK(baseline_.sizes() == x_.sizes(), "pyxai: 'baseline' must have the shape of 'x'");
-  check_same_dtype(x_, baseline_, "x", "baseline");
-  check_same_device(x_, baseline_, "x", "baseline");
-  const WindowShape s = make_shape(x_.sizes().slice(1), window, strides);
-  TORCH_CHECK(first >= 0 && count >= 0 && first + count <= s.n_windows, "pyxai: windows [", first,
-              ", ", first + count, ") out of range [0, ", s.n_windows, ")");
+  const WindowShape s = check_perturb(x_, baseline_, window, strides, first, count);
   auto x = x_.contiguous();
   auto base = baseline_.contiguous();
   const int64_t b = x.size(0);
@@ -110,11 +102,7 @@ at::Tensor occlusion_perturb_cpu(const at::Tensor& x_, const at::Tensor& baselin
 
 at::Tensor occlusion_accumulate_cpu(const at::Tensor& drops_, c10::IntArrayRef shape,
                                     c10::IntArrayRef window, c10::IntArrayRef strides) {
-  check_float(drops_, "drops");
-  check_dim(drops_, 2, "drops");
-  const WindowShape s = make_shape(shape, window, strides);
-  TORCH_CHECK(drops_.size(0) == s.n_windows, "pyxai: 'drops' must have one row per window (",
-              s.n_windows, "), got ", drops_.size(0));
+  const WindowShape s = check_accumulate(drops_, shape, window, strides);
   auto drops = drops_.contiguous();
   const int64_t b = drops.size(1);
   std::vector<int64_t> out_sizes{b};

@@ -98,12 +98,42 @@ void occlusion_accumulate_cuda(const WindowShape& s, int64_t b, const T* drops, 
 }  // namespace pyxai
 
 #ifndef __CUDACC__
+#include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
+
+#include "common/checks.h"
 
 namespace pyxai {
 namespace occlusion {
-// Host-side shape check shared by cpu.cpp and cuda_glue.cpp (defined in cpu.cpp).
+// Host-side checks shared by cpu.cpp and cuda_glue.cpp. make_shape is defined in cpu.cpp.
 WindowShape make_shape(c10::IntArrayRef shape, c10::IntArrayRef window, c10::IntArrayRef strides);
+
+// Arguments of occlusion_perturb: x [B, ...] float, baseline of x's shape, dtype and device,
+// windows [first, first + count) in range. Returns the window shape of one row of x.
+inline WindowShape check_perturb(const at::Tensor& x, const at::Tensor& baseline,
+                                 c10::IntArrayRef window, c10::IntArrayRef strides, int64_t first,
+                                 int64_t count) {
+  check_float(x, "x");
+  TORCH_CHECK(x.dim() >= 2, "pyxai: 'x' must be [B, ...] with at least one dim per row");
+  TORCH_CHECK(baseline.sizes() == x.sizes(), "pyxai: 'baseline' must have the shape of 'x'");
+  check_same_dtype(x, baseline, "x", "baseline");
+  check_same_device(x, baseline, "x", "baseline");
+  const WindowShape s = make_shape(x.sizes().slice(1), window, strides);
+  TORCH_CHECK(first >= 0 && count >= 0 && first + count <= s.n_windows, "pyxai: windows [", first,
+              ", ", first + count, ") out of range [0, ", s.n_windows, ")");
+  return s;
+}
+
+// Arguments of occlusion_accumulate: drops [n_windows, B] float. Returns the window shape.
+inline WindowShape check_accumulate(const at::Tensor& drops, c10::IntArrayRef shape,
+                                    c10::IntArrayRef window, c10::IntArrayRef strides) {
+  check_float(drops, "drops");
+  check_dim(drops, 2, "drops");
+  const WindowShape s = make_shape(shape, window, strides);
+  TORCH_CHECK(drops.size(0) == s.n_windows, "pyxai: 'drops' must have one row per window (",
+              s.n_windows, "), got ", drops.size(0));
+  return s;
+}
 }  // namespace occlusion
 }  // namespace pyxai
 #endif
