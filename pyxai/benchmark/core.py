@@ -45,6 +45,8 @@ class Case:
         device: where it runs.
         notes: free text shown under the table (e.g. the number of forwards).
         prepare: label -> callable mapping the raw result to a comparable tensor (optional).
+        summarize: callable given the first-run results (label -> result) returning more notes,
+            e.g. a quality figure that needs the results themselves (optional).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Case:
     device: str = "cpu"
     notes: str = ""
     prepare: dict[str, Callable[[Any], torch.Tensor]] = field(default_factory=dict)
+    summarize: Callable[[dict[str, Any]], str] | None = None
 
 
 def register(*names: str) -> Callable:
@@ -212,12 +215,15 @@ def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list
             continue
         times = time_runs(case.impls[label], case.device, repeat)
         row.update(median_s=statistics.median(times), times_s=times)
+    notes = case.notes
+    if case.summarize is not None:
+        notes = "; ".join(filter(None, [notes, case.summarize(results)]))
     floor = rows.get("floor", {}).get("median_s")
     for row in rows.values():
         if floor and "median_s" in row:
             row["vs_floor"] = row["median_s"] / floor
         row["parity"] = "; ".join(row.get("parity", []))
-        row["notes"] = case.notes
+        row["notes"] = notes
         row["device"] = case.device
     return list(rows.values())
 

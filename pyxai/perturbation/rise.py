@@ -61,7 +61,11 @@ class RISE:
             the relative change of the mean-centred map (Frobenius norm, worst sample; the
             pattern that correlation measures, not the large constant offset) since the previous
             check is compared with ``tol``. ``n_masks_used_`` says how many were used. Default: False.
-        tol: convergence tolerance of the adaptive mode. Default: 0.01.
+        tol: convergence tolerance of the adaptive mode; it goes with ``check_every`` (the change
+            between two checks shrinks as the gap between them does). Calibrated on the trained
+            demo model (6 demo images x 2 seeds x logits/softmax scores, ``check_every=250``): 0.05
+            stopped after 2,250-5,500 masks (mean 3,450) with correlation >= 0.984 to the
+            8,000-mask map in all 24 runs; 0.07 stopped earlier but fell to 0.968. Default: 0.05.
         check_every: masks between two convergence checks (independent of ``batch_size``, so the
             result is too). Default: 250.
         autocast: dtype for ``torch.autocast`` during the forwards, or None. Default: None.
@@ -89,7 +93,7 @@ class RISE:
         baseline: float | torch.Tensor = 0.0,
         show_progress: bool = False,
         adaptive: bool = False,
-        tol: float = 0.01,
+        tol: float = 0.05,
         check_every: int = 250,
         autocast: torch.dtype | None = None,
         channels_last: bool = False,

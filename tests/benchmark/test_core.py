@@ -23,6 +23,14 @@ def test_run_case_parity_and_ratio():
     assert "PARITY FAIL" in table and "pyxai" in table
 
 
+def test_summarize_sees_first_run_results():
+    x = torch.randn(50)
+    case = core.Case(name="toy", impls={"pyxai": lambda: x * 2, "floor": lambda: None}, notes="n",
+                     summarize=lambda res: f"max {float(res['pyxai'].max()):.3f}")
+    rows = core.run_case(case, repeat=1)
+    assert rows[0]["notes"] == f"n; max {float((x * 2).max()):.3f}"
+
+
 def test_first_run_peak_memory_sees_allocations():
     _, peak = core.first_run(lambda: torch.ones(25_000_000).sum(), "cpu")  # 100 MB
     assert peak > 50 * 2**20
