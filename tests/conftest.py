@@ -13,8 +13,12 @@ torch.set_num_threads(int(os.environ.get("PYXAI_TEST_THREADS", "2")))
 
 @pytest.fixture
 def rng(request) -> torch.Generator:
-    """A CPU generator seeded freshly for each test (the global one too); the seed is in the report."""
-    seed = int(torch.seed() % (2**31))
+    """A CPU generator seeded freshly for each test (the global one too); the seed is in the report.
+
+    ``PYXAI_TEST_SEED=N`` replays a run: every test that uses this fixture then starts from seed N.
+    """
+    fixed = os.environ.get("PYXAI_TEST_SEED")
+    seed = int(fixed) if fixed else int(torch.seed() % (2**31))
     torch.manual_seed(seed)  # the global generator too (model inits), so the printed seed replays the test
     request.node.user_properties.append(("seed", seed))
     print(f"[seed {seed}]")
