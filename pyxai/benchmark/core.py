@@ -69,6 +69,37 @@ def register(*names: str) -> Callable:
     return deco
 
 
+def forward_floor(model: torch.nn.Module, x: torch.Tensor, rows: int, batch: int) -> Callable[[], None]:
+    """The floor of a perturbation method: ``rows`` bare model inputs at ``batch`` per forward.
+
+    The chunk is made once from ``x[:1]`` (Tensor[1, ...]), so the floor times the model alone.
+    """
+    chunk = x[:1].expand(min(batch, rows), *x.shape[1:]).contiguous()
+
+    def run() -> None:
+        with torch.inference_mode():
+            for i in range(0, rows, batch):
+                model(chunk[: min(batch, rows - i)])
+
+    return run
+
+
+def demo_model() -> torch.nn.Module:
+    """The bundled, trained demo CNN (eval mode)."""
+    from pyxai.models import demo_cnn
+
+    return demo_cnn(pretrained=True).eval()
+
+
+def random_resnet18() -> torch.nn.Module:
+    """torchvision's ResNet-18 with random weights of seed 0 (eval mode); the global RNG is untouched."""
+    import torchvision
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return torchvision.models.resnet18(weights=None).eval()
+
+
 def load_all() -> Registry:
     """Import every benchmark module of this package so that they register their methods."""
     import pyxai.benchmark as pkg

@@ -20,16 +20,13 @@ from typing import Callable
 
 import torch
 
-from pyxai.benchmark.core import Case, register
+from pyxai.benchmark.core import Case, forward_floor, random_resnet18, register
 
 BATCH = 64  # perturbation batch size shared by every implementation
 
 
 def _model(device: str) -> torch.nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.resnet18().eval().to(device)
+    return random_resnet18().to(device)
 
 
 def _inputs(b: int, size: int, device: str) -> torch.Tensor:
@@ -38,13 +35,12 @@ def _inputs(b: int, size: int, device: str) -> torch.Tensor:
 
 
 def _forward_floor(model: torch.nn.Module, x: torch.Tensor, rows: int, batch: int) -> Callable:
-    chunk = x[:1].expand(min(batch, rows), *x.shape[1:]).contiguous()
+    perturbed = forward_floor(model, x, rows, batch)
 
     def run() -> None:
         with torch.inference_mode():
             model(x)  # the clean forward
-            for i in range(0, rows, batch):
-                model(chunk[: min(batch, rows - i)])
+        perturbed()
 
     return run
 

@@ -28,18 +28,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pyxai.benchmark.core import Case, register
+from pyxai.benchmark.core import Case, demo_model, forward_floor, register
 
 
 def _setup(n: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
     from pyxai.data import shapes
-    from pyxai.models import demo_cnn
 
-    try:
-        model = demo_cnn(pretrained=True)
-    except Exception:  # weights not shipped yet
-        model = demo_cnn(pretrained=False)
-    probs = torch.nn.Sequential(model, torch.nn.Softmax(1)).eval()
+    probs = torch.nn.Sequential(demo_model(), torch.nn.Softmax(1)).eval()
     x, _, _ = shapes(n, seed=7)
     with torch.no_grad():
         y = probs(x).argmax(1)
@@ -61,17 +56,6 @@ class _GradX:
             t = t.expand(x.shape[0])
             (g,) = torch.autograd.grad(out.gather(1, t[:, None]).sum(), x)
         return (g * inputs).detach()
-
-
-def _forwards(model: torch.nn.Module, x: torch.Tensor, n_rows: int, batch: int) -> Callable:
-    chunk = x[:1].expand(batch, *x.shape[1:]).contiguous()
-
-    def run() -> None:
-        with torch.inference_mode():
-            for i in range(0, n_rows, batch):
-                model(chunk[: min(batch, n_rows - i)])
-
-    return run
 
 
 def _explainer_calls(exp: _GradX, x: torch.Tensor, y: torch.Tensor, n: int) -> Callable:
@@ -132,7 +116,7 @@ def cases(quick: bool, device: str) -> list[Case]:
         name=f"deletion demo_cnn 64x64 B={b}",
         impls={"pyxai": causal(metrics.deletion, "zeros", "auto"),
                "reference": causal(metrics.deletion, "zeros", "reference"),
-               "floor": _forwards(model, x, (n_steps + 1) * b, b)},
+               "floor": forward_floor(model, x, (n_steps + 1) * b, b)},
         parity=[("pyxai", "reference", 1e-6)],
         notes=f"RISE: {n_steps} steps of 224 px, {(n_steps + 1) * b} forwards",
     ))
@@ -140,7 +124,7 @@ def cases(quick: bool, device: str) -> list[Case]:
         name=f"insertion demo_cnn 64x64 B={b}",
         impls={"pyxai": causal(metrics.insertion, "blur", "auto"),
                "reference": causal(metrics.insertion, "blur", "reference"),
-               "floor": _forwards(model, x, (n_steps + 1) * b, b)},
+               "floor": forward_floor(model, x, (n_steps + 1) * b, b)},
         parity=[("pyxai", "reference", 1e-6)],
         notes="RISE blur substrate; Quantus has no insertion metric",
     ))
@@ -161,7 +145,7 @@ def cases(quick: bool, device: str) -> list[Case]:
     out.append(Case(
         name=f"mu_fidelity demo_cnn 64x64 B={b} N={n_mu}",
         impls={"pyxai": mu("auto"), "reference": mu("reference"),
-               "floor": _forwards(model, x, (n_mu + 1) * b, b),
+               "floor": forward_floor(model, x, (n_mu + 1) * b, b),
                "quantus": faithfulness_correlation},
         parity=[("pyxai", "reference", 1e-4)],
         notes=f"{(n_mu + 1) * b} forwards; Quantus FaithfulnessCorrelation draws its own pixel "

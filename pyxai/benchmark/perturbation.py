@@ -22,50 +22,17 @@ masks takes minutes on 2 cores).
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 
-from pyxai.benchmark.core import Case, register
+from pyxai.benchmark.core import Case, demo_model, forward_floor, random_resnet18, register
 
 BATCH = 64
-
-
-def _demo() -> torch.nn.Module:
-    from pyxai.models import demo_cnn
-
-    try:
-        return demo_cnn(pretrained=True)
-    except Exception:  # weights not shipped yet
-        return demo_cnn(pretrained=False)
-
-
-def _resnet18() -> torch.nn.Module:
-    import torchvision
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return torchvision.models.resnet18(weights=None).eval()
 
 
 def _inputs(b: int, size: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 3, size, size, generator=g)
-
-
-def _floor(model: torch.nn.Module, sample: torch.Tensor, rows: int, batch: int) -> Callable:
-    """``rows`` bare forward rows at ``batch`` rows per forward, on a pre-made chunk."""
-    chunk = sample[:1].expand(batch, *sample.shape[1:]).contiguous()
-
-    def run() -> None:
-        with torch.inference_mode():
-            done = 0
-            while done < rows:
-                n = min(batch, rows - done)
-                model(chunk[:n])
-                done += n
-
-    return run
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,7 +74,7 @@ def _rise_case(name: str, model, x, n_masks: int, grid: int, quick: bool) -> Cas
     impls = {
         "pyxai": lambda: rise.attribute(x, target=target),
         "reference": lambda: pyxai.RISE(model, backend="reference", **kw).attribute(x, target=target),
-        "floor": _floor(model, x, rows + x.shape[0], BATCH),
+        "floor": forward_floor(model, x, rows + x.shape[0], BATCH),
     }
     try:
         import skimage  # noqa: F401
@@ -127,12 +94,12 @@ def _rise_case(name: str, model, x, n_masks: int, grid: int, quick: bool) -> Cas
 def rise_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
         return [
-            _rise_case("demo_cnn 64x64 b=1, 256 masks", _demo(), _inputs(1, 64), 256, 7, quick),
-            _rise_case("resnet18 64x64 b=1, 128 masks", _resnet18(), _inputs(1, 64), 128, 7, quick),
+            _rise_case("demo_cnn 64x64 b=1, 256 masks", demo_model(), _inputs(1, 64), 256, 7, quick),
+            _rise_case("resnet18 64x64 b=1, 128 masks", random_resnet18(), _inputs(1, 64), 128, 7, quick),
         ]
     return [
-        _rise_case("demo_cnn 64x64 b=1, 4000 masks", _demo(), _inputs(1, 64), 4000, 7, quick),
-        _rise_case("resnet18 224x224 b=1, 8000 masks", _resnet18(), _inputs(1, 224), 8000, 7,
+        _rise_case("demo_cnn 64x64 b=1, 4000 masks", demo_model(), _inputs(1, 64), 4000, 7, quick),
+        _rise_case("resnet18 224x224 b=1, 8000 masks", random_resnet18(), _inputs(1, 224), 8000, 7,
                    quick),
     ]
 
@@ -142,7 +109,7 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     """The adaptive mode, one demo image at a time, vs the fixed N-mask map of the same images."""
     import pyxai
 
-    model = _demo()
+    model = demo_model()
     full = 1000 if quick else 8000
     tol = 0.35 if quick else 0.05  # quick: only exercises the path (1,000 masks never reach 0.05)
     n_img = 2 if quick else len(pyxai.data.SHAPE_CLASSES)
@@ -160,7 +127,7 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         return torch.cat(maps)
 
     def floor() -> None:  # the forwards the adaptive runs made (known after its first run)
-        _floor(model, x, sum(used) + n_img, BATCH)()
+        forward_floor(model, x, sum(used) + n_img, BATCH)()
 
     def summarize(results: dict) -> str:
         ada, fixed = results["pyxai"].flatten(1), results[f"fixed_{full}"].flatten(1)
@@ -195,7 +162,7 @@ def _ablation_case(name, model, x, method: str, kw: dict, n_pert: int) -> Case:
     impls = {
         "pyxai": lambda: cls(model).attribute(x, **kw),
         "reference": lambda: cls(model, backend="reference").attribute(x, **kw),
-        "floor": _floor(model, x, b + n_pert * b, ppe * b),
+        "floor": forward_floor(model, x, b + n_pert * b, ppe * b),
     }
 
     def captum() -> torch.Tensor:
@@ -231,16 +198,16 @@ def _fa(name, model, x, cell: int) -> Case:
 @register("occlusion")
 def occlusion_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_occ("demo_cnn 64x64 b=4 win/stride", _demo(), _inputs(4, 64), 16, 8),
-                _occ("resnet18 64x64 b=4 win/stride", _resnet18(), _inputs(4, 64), 24, 20)]
-    return [_occ("demo_cnn 64x64 b=4 win/stride", _demo(), _inputs(4, 64), 8, 4),
-            _occ("resnet18 224x224 b=4 win/stride", _resnet18(), _inputs(4, 224), 32, 16)]
+        return [_occ("demo_cnn 64x64 b=4 win/stride", demo_model(), _inputs(4, 64), 16, 8),
+                _occ("resnet18 64x64 b=4 win/stride", random_resnet18(), _inputs(4, 64), 24, 20)]
+    return [_occ("demo_cnn 64x64 b=4 win/stride", demo_model(), _inputs(4, 64), 8, 4),
+            _occ("resnet18 224x224 b=4 win/stride", random_resnet18(), _inputs(4, 224), 32, 16)]
 
 
 @register("feature_ablation")
 def feature_ablation_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_fa("demo_cnn 64x64 b=4", _demo(), _inputs(4, 64), 16),
-                _fa("resnet18 64x64 b=4", _resnet18(), _inputs(4, 64), 22)]
-    return [_fa("demo_cnn 64x64 b=4", _demo(), _inputs(4, 64), 4),
-            _fa("resnet18 224x224 b=4", _resnet18(), _inputs(4, 224), 16)]
+        return [_fa("demo_cnn 64x64 b=4", demo_model(), _inputs(4, 64), 16),
+                _fa("resnet18 64x64 b=4", random_resnet18(), _inputs(4, 64), 22)]
+    return [_fa("demo_cnn 64x64 b=4", demo_model(), _inputs(4, 64), 4),
+            _fa("resnet18 224x224 b=4", random_resnet18(), _inputs(4, 224), 16)]

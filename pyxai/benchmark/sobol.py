@@ -15,45 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyxai.benchmark.core import Case, register
+from pyxai.benchmark.core import Case, demo_model, forward_floor, random_resnet18, register
 
 BATCH = 64
-
-
-def _demo_model() -> torch.nn.Module:
-    try:
-        from pyxai.models import demo_cnn
-
-        try:
-            return demo_cnn(pretrained=True)
-        except Exception:  # weights not shipped yet
-            return demo_cnn(pretrained=False)
-    except ImportError:  # demo model not available: a small CNN of similar cost
-        return torch.nn.Sequential(
-            torch.nn.Conv2d(3, 24, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(24, 48, 3, padding=1, stride=2), torch.nn.ReLU(),
-            torch.nn.Conv2d(48, 96, 3, padding=1, stride=2), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(96, 6),
-        ).eval()
-
-
-def _resnet18() -> torch.nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None).eval()
-
-
-def floor(model: torch.nn.Module, x: torch.Tensor, n_rows: int, batch: int) -> Callable[[], None]:
-    """The bare forwards the method cannot avoid: ``n_rows`` model inputs in batches of ``batch``."""
-    chunk = x[:1].expand(batch, *x.shape[1:]).contiguous()
-
-    def run() -> None:
-        with torch.inference_mode():
-            for i in range(0, n_rows, batch):
-                model(chunk[: min(batch, n_rows - i)])
-
-    return run
 
 
 def original(
@@ -117,7 +81,7 @@ def _case(label: str, model: torch.nn.Module, size: int, grid: int, nb_design: i
         impls={
             "pyxai": explainer("auto"),
             "reference": explainer("reference"),
-            "floor": floor(model, x, rows, BATCH),
+            "floor": forward_floor(model, x, rows, BATCH),
             "original": original(model, x, target, grid, nb_design, BATCH),
         },
         parity=[("reference", "pyxai", 1e-4), ("original", "pyxai", 1e-4)],
@@ -130,13 +94,13 @@ def _case(label: str, model: torch.nn.Module, size: int, grid: int, nb_design: i
 def cases(quick: bool, device: str) -> list[Case]:
     """Sobol workloads (see the module docstring)."""
     if quick:
-        return [_case("demo_cnn", _demo_model(), 64, 4, 8, device)]
+        return [_case("demo_cnn", demo_model(), 64, 4, 8, device)]
     out = []
     for grid in (8, 11):
         for nb in (32, 64):
-            out.append(_case("demo_cnn", _demo_model(), 64, grid, nb, device))
+            out.append(_case("demo_cnn", demo_model(), 64, grid, nb, device))
     try:
-        resnet = _resnet18()
+        resnet = random_resnet18()
     except ImportError:
         return out
     for grid in (8, 11):
