@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pyxai.engine.checks import check_output_batch
-from pyxai.engine.targets import select_scores
+from pyxai.engine.targets import ResolvedTarget
 
 ForwardFunc = Callable[..., torch.Tensor]
 #: A chunk of model inputs: one Tensor, or a tuple of Tensors (models with several inputs) that
@@ -61,8 +61,10 @@ def auto_batch_size(sample: Chunk, forward_func: ForwardFunc | None = None) -> i
     cap = max(1, MAX_CHUNK_BYTES // row_bytes)
     if sample.device.type != "cuda" or forward_func is None:
         return int(min(CPU_BATCH, cap))
+    # No global statistic is reset (another part of the program may be reading the peak): the
+    # one-row forward's peak is bounded by the allocator's peak afterwards. When an earlier peak
+    # was higher, that bound over-estimates the row and the batch is smaller, never too large.
     torch.cuda.synchronize(sample.device)
-    torch.cuda.reset_peak_memory_stats(sample.device)
     before = torch.cuda.memory_allocated(sample.device)
     with torch.inference_mode():
         forward_func(chunk_head(sample_t))
@@ -140,7 +142,7 @@ class PerturbationRunner:
         make_chunk: Callable[[int, int], Chunk],
         consume: Callable[[int, int, torch.Tensor], Any],
         rows_per_item: int = 1,
-        target: torch.Tensor | Callable | None = None,
+        target: ResolvedTarget | None = None,
         desc: str = "pyxai",
         sample: Chunk | None = None,
         stop: Callable[[], bool] | None = None,
@@ -156,7 +158,8 @@ class PerturbationRunner:
                 model outputs, or the target scores Tensor[(stop - start) * rows_per_item] when
                 ``target`` is given.
             rows_per_item: model inputs per perturbation (e.g. the number of images).
-            target: resolved target (Tensor[rows_per_item] or callable) to gather scores on device.
+            target: a :class:`ResolvedTarget` of ``rows_per_item`` samples, to gather the scores on
+                device (row ``j * rows_per_item + b`` is scored for sample ``b``).
             desc: progress bar label.
             sample: one model input row, used to pick the batch size when it is None.
             stop: optional early-stopping predicate checked after every chunk.
@@ -186,7 +189,7 @@ class PerturbationRunner:
                     check_output_batch(out, chunk_rows(chunk))
                     checked = True
                 if target is not None:
-                    out = select_scores(out, target, repeat=end - done)
+                    out = target(out)
                 consume(done, end, out)
                 if bar is not None:
                     bar.update(end - done)
