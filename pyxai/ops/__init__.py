@@ -5,11 +5,12 @@ Every op takes ``backend="auto" | "native" | "reference"`` (default: env ``PYXAI
 """
 
 from pyxai.ops._dispatch import BACKENDS, NativeUnavailableError, resolve_backend
-from pyxai.ops.masks import upsample_blend, upsample_masks, weighted_mask_sum
+from pyxai.ops.masks import check_grids, upsample_blend, upsample_masks, weighted_mask_sum
 
 __all__ = [
     "BACKENDS",
     "NativeUnavailableError",
+    "check_grids",
     "resolve_backend",
     "upsample_blend",
     "upsample_masks",

@@ -41,8 +41,11 @@ def _pair(value: Size2, name: str) -> tuple[int, int]:
 
 
 def _check_grids(
-    grids: torch.Tensor, offsets: torch.Tensor | None, size: Size2, canvas: Size2 | None, mode: str
+    grids: torch.Tensor, offsets: torch.Tensor | None, size: Size2, canvas: Size2 | None, mode: str,
+    validate: bool = True,
 ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """Metadata checks (type, shape, dtype, device, mode, sizes: no tensor value is read), then the
+    value checks of :func:`check_grids` when ``validate``. Returns (offsets, size, canvas)."""
     if not isinstance(grids, torch.Tensor):
         raise TypeError(f"grids must be a Tensor[N, gh, gw], got {type(grids).__name__}")
     if grids.dim() != 3:
@@ -50,8 +53,6 @@ def _check_grids(
     check_float_tensor(grids, "grids")
     if grids.shape[0] == 0 or grids.shape[1] == 0 or grids.shape[2] == 0:
         raise ValueError(f"grids must hold at least one non-empty grid, got {tuple(grids.shape)}")
-    if not torch.isfinite(grids).all():
-        raise ValueError("grids contains NaN or Inf")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     size = _pair(size, "size")
@@ -67,6 +68,17 @@ def _check_grids(
     if offsets.dtype != torch.int64:
         raise TypeError(f"offsets must be int64, got {offsets.dtype}")
     check_matches(offsets, grids, "offsets", "grids", dtype=False)
+    if validate:
+        _check_grid_values(grids, offsets, size, canvas)
+    return offsets, size, canvas
+
+
+def _check_grid_values(
+    grids: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int], canvas: tuple[int, int]
+) -> None:
+    """The value checks (one host sync each): finite grids, offsets inside the canvas."""
+    if not torch.isfinite(grids).all():
+        raise ValueError("grids contains NaN or Inf")
     lo = offsets.min(0).values.tolist()
     hi = offsets.max(0).values.tolist()
     if min(lo) < 0 or hi[0] > canvas[0] - size[0] or hi[1] > canvas[1] - size[1]:
@@ -74,7 +86,36 @@ def _check_grids(
             f"offsets must lie in [0, canvas - size] = [0, {canvas[0] - size[0]}] x "
             f"[0, {canvas[1] - size[1]}], got rows {lo[0]}..{hi[0]}, cols {lo[1]}..{hi[1]}"
         )
-    return offsets, size, canvas
+
+
+def check_grids(
+    grids: torch.Tensor,
+    offsets: torch.Tensor | None,
+    size: Size2,
+    canvas: Size2 | None = None,
+    mode: str = "nearest",
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """Validate mask parameters once per call, metadata and values, before the chunks run.
+
+    Explainers call this on the whole set of grids they drew (ideally on the CPU, where they drew
+    them), then pass ``validate=False`` to the per-chunk ops, which then read no tensor value (no
+    host sync). Reads values: one sync on a GPU tensor.
+
+    Args:
+        grids: Tensor[N, gh, gw] float32/float64, must be finite.
+        offsets: Tensor[N, 2] int64 crop offsets, each in ``[0, canvas - size]``; None means zeros.
+        size: output size (H, W) (an int means square).
+        canvas: upsampled size (uh, uw) before cropping, at least ``size``. Default: ``size``.
+        mode: one of ``MODES``.
+
+    Returns:
+        (offsets, size, canvas): offsets as a Tensor[N, 2] (zeros when None), size and canvas as
+        int pairs.
+
+    Raises:
+        TypeError / ValueError naming the argument.
+    """
+    return _check_grids(grids, offsets, size, canvas, mode, validate=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,8 +159,11 @@ def _masks_reference(
     dev, dt = grids.device, grids.dtype
     r0, r1, rw = _source_index(gh, canvas[0], mode, dev)
     c0, c1, cw = _source_index(gw, canvas[1], mode, dev)
-    rows = torch.arange(size[0], device=dev)[None, :] + offsets[:, :1]  # [N, H]
-    cols = torch.arange(size[1], device=dev)[None, :] + offsets[:, 1:]  # [N, W]
+    # offsets clamped into [0, canvas - size] as the kernels do (unvalidated chunks stay in bounds)
+    oy = offsets[:, :1].clamp(0, canvas[0] - size[0])
+    ox = offsets[:, 1:].clamp(0, canvas[1] - size[1])
+    rows = torch.arange(size[0], device=dev)[None, :] + oy  # [N, H]
+    cols = torch.arange(size[1], device=dev)[None, :] + ox  # [N, W]
     ri0, ri1, wy = r0[rows], r1[rows], rw[rows].to(dt)[:, :, None]
     ci0, ci1, wx = c0[cols], c1[cols], cw[cols].to(dt)[:, None, :]
     flat = grids.reshape(n, gh * gw)
@@ -144,6 +188,7 @@ def upsample_masks(
     canvas: Size2 | None = None,
     mode: str = "nearest",
     backend: str | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Expand low-resolution grids into full-size masks.
 
@@ -154,11 +199,14 @@ def upsample_masks(
         canvas: size (uh, uw) the grid is upsampled to before cropping. Default: ``size``.
         mode: one of ``MODES``.
         backend: "auto" | "native" | "reference" | None (env ``PYXAI_BACKEND``).
+        validate: check the values too (finite grids, offsets in range: a host sync). False keeps
+            the metadata checks only, for chunks of parameters already passed to
+            :func:`check_grids`.
 
     Returns:
         Tensor[N, H, W] of the grids' dtype and device.
     """
-    offsets, size, canvas = _check_grids(grids, offsets, size, canvas, mode)
+    offsets, size, canvas = _check_grids(grids, offsets, size, canvas, mode, validate)
     if resolve_backend(backend, grids.device) == "native":
         return torch.ops.pyxai.upsample_masks(grids, offsets, list(size), list(canvas), mode)
     return _masks_reference(grids, offsets, size, canvas, mode)
@@ -172,6 +220,7 @@ def upsample_blend(
     canvas: Size2 | None = None,
     mode: str = "nearest",
     backend: str | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Perturb inputs with a chunk of masks: ``x * m + baseline * (1 - m)``.
 
@@ -186,6 +235,7 @@ def upsample_blend(
         canvas: upsampled size before cropping. Default: ``x.shape[-2:]``.
         mode: one of ``MODES``.
         backend: "auto" | "native" | "reference" | None.
+        validate: as :func:`upsample_masks` (``x`` and ``baseline`` values are never read).
 
     Returns:
         Tensor[N * B, *x.shape[1:]].
@@ -196,7 +246,8 @@ def upsample_blend(
         raise ValueError("x is an empty batch")
     check_float_tensor(x, "x")
     check_matches(grids, x, "grids", "x")
-    offsets, size, canvas = _check_grids(grids, offsets, tuple(x.shape[-2:]), canvas, mode)
+    offsets, size, canvas = _check_grids(grids, offsets, tuple(x.shape[-2:]), canvas, mode,
+                                         validate)
     base = expand_like(baseline, x, "baseline")
     b, h, w = x.shape[0], size[0], size[1]
     x4, base4 = x.reshape(b, -1, h, w), base.reshape(b, -1, h, w)
@@ -217,6 +268,7 @@ def weighted_mask_sum(
     mode: str = "nearest",
     backend: str | None = None,
     chunk: int = 256,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Weighted sum of masks regenerated on the fly: ``out[k] = sum_n weights[n, k] * m_n``.
 
@@ -228,11 +280,12 @@ def weighted_mask_sum(
         size: output size (H, W).
         offsets, canvas, mode, backend: as :func:`upsample_masks`.
         chunk: masks per step in the reference path.
+        validate: as :func:`upsample_masks` (``weights`` values are never read).
 
     Returns:
         Tensor[K, H, W].
     """
-    offsets, size, canvas = _check_grids(grids, offsets, size, canvas, mode)
+    offsets, size, canvas = _check_grids(grids, offsets, size, canvas, mode, validate)
     if not isinstance(weights, torch.Tensor) or weights.dim() != 2:
         raise ValueError("weights must be a Tensor[N, K]")
     if weights.shape[0] != grids.shape[0]:
