@@ -121,8 +121,9 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         ada = pyxai.RISE(model, adaptive=True, tol=tol, check_every=250, **kw)
         maps, counts = [], []
         for i in range(n_img):
-            maps.append(ada.attribute(x[i : i + 1], target=labels[i : i + 1]))
-            counts.append(ada.n_masks_used_)
+            m, n = ada.attribute(x[i : i + 1], target=labels[i : i + 1], return_n_masks=True)
+            maps.append(m)
+            counts.append(n)
         used[:] = counts
         return torch.cat(maps)
 

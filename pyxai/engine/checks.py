@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -36,6 +37,35 @@ def check_positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def check_int(value: object, name: str) -> int:
+    """Validate an integer argument (a seed, an index): an int (or integer Tensor with one element),
+    not a bool or a float."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        return int(value.item())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return value
+
+
+def check_finite(value: float | torch.Tensor, name: str) -> None:
+    """A number or Tensor argument (baseline, sigma, bound) must hold no NaN or Inf.
+
+    Reads the values: call it once per call, where the argument is received, never per chunk.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a Tensor, got a bool")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} contains NaN or Inf values")
+        return
+    raise TypeError(f"{name} must be a number or a Tensor, got {type(value).__name__}")
 
 
 def check_output_batch(outputs: torch.Tensor, batch: int, name: str = "forward_func") -> None:

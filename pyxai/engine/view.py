@@ -38,9 +38,10 @@ def _copy_module(module: nn.Module, memo: dict[int, nn.Module], private_buffers:
     found = memo.get(id(module))
     if found is not None:
         return found  # a module registered twice stays one module in the view
-    view = copy.copy(module)
+    view = object.__new__(type(module))  # no __init__: the copy gets the module's attributes
     memo[id(module)] = view
     d = view.__dict__
+    d.update(module.__dict__)
     for key, value in module.__dict__.items():
         if key in _OWN:
             continue

@@ -2,7 +2,7 @@
 
 Inputs, baselines, targets and additional forward arguments are accepted in every form
 ``captum.attr`` accepts, and turned into the engine's forms (tuples of tensors, baselines expanded
-to the inputs, a resolved target for :func:`pyxai.engine.targets.select_scores`).
+to the inputs, the target resolved by :func:`pyxai.engine.targets.resolve_target`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pyxai.engine.checks import check_inputs, check_output_batch, expand_like
-from pyxai.engine.targets import resolve_target
+from pyxai.engine.checks import check_finite, check_inputs, check_output_batch, expand_like
+from pyxai.engine.targets import ResolvedTarget, resolve_target
 
 
 def format_inputs(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -49,6 +49,7 @@ def format_baselines(baselines: Any, xs: tuple[torch.Tensor, ...]) -> tuple[torc
     for i, (b, x) in enumerate(zip(baselines, xs)):
         if isinstance(b, bool) or not isinstance(b, (int, float, torch.Tensor)):
             raise TypeError(f"baselines[{i}] must be a number or a Tensor, got {type(b).__name__}")
+        check_finite(b, f"baselines[{i}]")  # once per call, not per chunk
         out.append(expand_like(b, x, f"baselines[{i}]", "the input of shape"))
     return tuple(out)
 
@@ -85,84 +86,15 @@ class ExpandingForward:
         return self.forward_func(*xs, *self._cache[n])
 
 
-class _IndexTarget:
-    """Callable target selecting ``out[r, *index[r % B]]`` (Captum tuple / list-of-tuple targets)."""
-
-    def __init__(self, index: torch.Tensor) -> None:
-        self.index = index  # [B, m] int64
-
-    def __call__(self, out: torch.Tensor) -> torch.Tensor:
-        r = out.shape[0]
-        idx = self.index.to(out.device).repeat(max(1, r // self.index.shape[0]), 1)[:r]
-        rows = torch.arange(r, device=out.device)
-        return out[(rows, *idx.T)]
-
-
-def _tuple_index(target: Sequence, outputs: torch.Tensor, name: str) -> torch.Tensor:
-    rows = torch.as_tensor([list(t) for t in target], dtype=torch.int64)
-    if rows.dim() != 2 or rows.shape[1] != outputs.dim() - 1:
-        raise ValueError(
-            f"{name}: tuple targets must index every output dim after the batch "
-            f"(output shape {tuple(outputs.shape)}), got {list(target)}"
-        )
-    size = torch.as_tensor(outputs.shape[1:])
-    if (rows < 0).any() or (rows >= size).any():
-        raise ValueError(f"{name} {list(target)} out of range for outputs of shape "
-                         f"{tuple(outputs.shape)}")
-    return rows
-
-
-def resolve_captum_target(target: Any, outputs: torch.Tensor) -> torch.Tensor | Callable:
-    """Resolve a target in any Captum form (plus pyxai's callables and ``None`` = argmax).
-
-    Forms: None (the output itself when the model returns one score per sample, else the predicted
-    class), int, tuple of ints (index of every output dim after the batch), Tensor with one element,
-    Tensor[B], list of ints, list of tuples, callable ``outputs -> Tensor[R]``.
-
-    Args:
-        target: the target.
-        outputs: model outputs on the unperturbed inputs, Tensor[B, ...].
-
-    Returns:
-        A resolved target for :func:`pyxai.engine.targets.select_scores` (one score per row).
-    """
-    b = outputs.shape[0]
-    if callable(target) and not isinstance(target, torch.Tensor):
-        return target
-    if target is None:
-        if outputs.dim() == 1:
-            return lambda out: out.reshape(-1)
-        if outputs.dim() == 2:
-            return resolve_target(None, outputs)
-        raise ValueError(
-            f"target is required for outputs of shape {tuple(outputs.shape)} (one score per "
-            "sample is needed)"
-        )
-    if isinstance(target, tuple):
-        return _IndexTarget(_tuple_index([target] * b, outputs, "target"))
-    if isinstance(target, list) and target and isinstance(target[0], tuple):
-        if len(target) != b:
-            raise ValueError(f"target has {len(target)} entries but the batch has {b} samples")
-        return _IndexTarget(_tuple_index(target, outputs, "target"))
-    if outputs.dim() != 2:
-        raise ValueError(
-            f"target {target!r} selects a column, but the model output has shape "
-            f"{tuple(outputs.shape)}; give a tuple target indexing every output dim, or a callable"
-        )
-    return resolve_target(target, outputs)
-
-
 def initial_scores(
     forward: Callable, xs: tuple[torch.Tensor, ...], target: Any
-) -> tuple[torch.Tensor, torch.Tensor | Callable]:
-    """Model scores on the unperturbed inputs (one forward, as Captum) and the resolved target."""
+) -> tuple[torch.Tensor, ResolvedTarget]:
+    """Model scores Tensor[B] on the unperturbed inputs (one forward, as Captum) and the target
+    resolved on them (any Captum form, see :mod:`pyxai.engine.targets`)."""
     with torch.inference_mode():
         outputs = forward(*xs)
     if isinstance(outputs, (int, float)):
         outputs = torch.tensor([outputs])
     check_output_batch(outputs, xs[0].shape[0])
-    resolved = resolve_captum_target(target, outputs)
-    from pyxai.engine.targets import select_scores
-
-    scores = select_scores(outputs, resolved)
-    return scores, resolved
+    resolved = resolve_target(target, outputs)
+    return resolved(outputs), resolved

@@ -16,8 +16,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from pyxai.engine.accumulators import ItemScores
+from pyxai.engine.base import Explainer
+from pyxai.engine.checks import check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
+from pyxai.engine.view import forward_view
 from pyxai.ops.occlusion import (
     check_windows,
     occlusion_accumulate,
@@ -45,10 +49,12 @@ def _check_ppe(perturbations_per_eval: int) -> int:
 
 
 def _format_call(
-    inputs: TensorOrTuple, perturbations_per_eval: int, baselines: Any
+    forward_func: Callable, inputs: TensorOrTuple, perturbations_per_eval: int, baselines: Any
 ) -> tuple[tuple[torch.Tensor, ...], bool, int, tuple[torch.Tensor, ...]]:
     """The checked common arguments of ``attribute()``: (inputs, was_tuple, ppe, baselines)."""
     xs, was_tuple = format_inputs(inputs)
+    for x in xs:
+        check_same_device(forward_func, x)
     ppe = _check_ppe(perturbations_per_eval)
     return xs, was_tuple, ppe, format_baselines(baselines, xs)
 
@@ -60,25 +66,21 @@ def _run_drops(
 ) -> torch.Tensor:
     """Output drops Tensor[n_items, B]: f(x)[target] - f(perturbation k)[target]."""
     b = xs[0].shape[0]
-    forward = ExpandingForward(forward_func, format_args(args), b)
+    forward = ExpandingForward(forward_view(forward_func), format_args(args), b)
     base_scores, resolved = initial_scores(forward, xs, target)
-    drops = base_scores.new_empty(n_items, b)
-
-    def consume(start: int, stop: int, scores: torch.Tensor) -> None:
-        drops[start:stop] = base_scores[None] - scores.reshape(stop - start, b)
-
+    drops = ItemScores(n_items, base_scores, base=base_scores)
     runner = PerturbationRunner(
         forward, batch_size=perturbations_per_eval * b, show_progress=show_progress
     )
-    runner.run(n_items, make_chunk, consume, rows_per_item=b, target=resolved, desc=desc)
-    return drops
+    runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
+    return drops.result()
 
 
 def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if n == 1 else x.repeat(n, *([1] * (x.dim() - 1)))
 
 
-class FeatureAblation:
+class FeatureAblation(Explainer):
     """Ablate groups of input features (set them to the baseline) and measure the output drop.
 
     Drop-in for ``captum.attr.FeatureAblation``: each feature group (by default every scalar of
@@ -96,7 +98,7 @@ class FeatureAblation:
     """
 
     def __init__(self, forward_func: Callable[..., torch.Tensor], backend: str | None = None) -> None:
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self.backend = backend
 
     def attribute(
@@ -131,7 +133,7 @@ class FeatureAblation:
         Returns:
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
-        xs, was_tuple, ppe, bases = _format_call(inputs, perturbations_per_eval, baselines)
+        xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval, baselines)
         masks = self._format_mask(feature_mask, xs)
         # feature ids in Captum's order: sorted per input, inputs in order, first appearance wins
         ids_per_input = [torch.unique(m) for m in masks]
@@ -203,7 +205,7 @@ class FeatureAblation:
         return tuple(out)
 
 
-class Occlusion:
+class Occlusion(Explainer):
     """Slide a window over the input, set it to the baseline and measure the output drop.
 
     Drop-in for ``captum.attr.Occlusion``: windows start at multiples of the stride along every dim
@@ -221,7 +223,7 @@ class Occlusion:
     """
 
     def __init__(self, forward_func: Callable[..., torch.Tensor], backend: str | None = None) -> None:
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self.backend = backend
 
     def attribute(
@@ -253,7 +255,7 @@ class Occlusion:
         Returns:
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
-        xs, was_tuple, ppe, bases = _format_call(inputs, perturbations_per_eval, baselines)
+        xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval, baselines)
         windows, strides_ = self._format_windows(sliding_window_shapes, strides, xs)
         n_per = [math.prod(window_counts(x.shape[1:], w, s))
                  for x, w, s in zip(xs, windows, strides_)]

@@ -16,7 +16,7 @@ Randomness (documented draw order; seeded CPU ``torch.Generator``s):
 
 Both streams are prefix-stable: the first n masks of ``n_masks=N`` are the masks of ``n_masks=n``,
 so a run with more masks refines a run with fewer, and the adaptive mode's map equals the fixed run
-with ``n_masks=n_masks_used_``.
+with ``n_masks`` = the masks it used.
 
 The masks are expanded on the fly by ``pyxai.ops.upsample_blend`` (the perturbed chunk) and
 ``pyxai.ops.weighted_mask_sum`` (the accumulation): no ``N x H x W`` tensor exists anywhere, so peak
@@ -31,17 +31,26 @@ from typing import Callable
 
 import torch
 
-from pyxai.engine.checks import check_inputs, check_positive_int
+from pyxai.engine.accumulators import MaskSaliency
+from pyxai.engine.base import Explainer
+from pyxai.engine.checks import (
+    check_finite,
+    check_inputs,
+    check_int,
+    check_positive_int,
+    check_same_device,
+)
 from pyxai.engine.runner import PerturbationRunner
-from pyxai.engine.targets import Target, resolve_target
-from pyxai.ops.masks import upsample_blend, weighted_mask_sum
+from pyxai.engine.targets import ResolvedTarget, Target, resolve_target
+from pyxai.engine.view import forward_view
+from pyxai.ops.masks import upsample_blend
 
 MODE = "bilinear_reflect"
 #: The shifts come from a second generator seeded ``seed + SHIFT_SEED_OFFSET``.
 SHIFT_SEED_OFFSET = 0x9E3779B9
 
 
-class RISE:
+class RISE(Explainer):
     """RISE saliency maps with bounded memory.
 
     Args:
@@ -60,7 +69,8 @@ class RISE:
         adaptive: stop drawing masks once the map has converged: after every ``check_every`` masks
             the relative change of the mean-centred map (Frobenius norm, worst sample; the
             pattern that correlation measures, not the large constant offset) since the previous
-            check is compared with ``tol``. ``n_masks_used_`` says how many were used. Default: False.
+            check is compared with ``tol``; ``attribute(..., return_n_masks=True)`` says how many
+            masks were used. Default: False.
         tol: convergence tolerance of the adaptive mode; it goes with ``check_every`` (the change
             between two checks shrinks as the gap between them does). Calibrated on the trained
             demo model (6 demo images x 2 seeds x logits/softmax scores, ``check_every=250``): 0.05
@@ -70,9 +80,6 @@ class RISE:
             result is too). Default: 250.
         autocast: dtype for ``torch.autocast`` during the forwards, or None. Default: None.
         channels_last: run 4-D chunks in channels_last memory format. Default: False.
-
-    Attributes:
-        n_masks_used_: masks used by the last :meth:`attribute` call.
 
     Examples::
 
@@ -98,7 +105,7 @@ class RISE:
         autocast: torch.dtype | None = None,
         channels_last: bool = False,
     ) -> None:
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self.n_masks = check_positive_int(n_masks, "n_masks")
         self.grid_size = check_positive_int(grid_size, "grid_size")
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < float(p) <= 1.0:
@@ -107,7 +114,7 @@ class RISE:
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")
         self.backend = backend
         self.baseline = baseline
         self.show_progress = show_progress
@@ -118,7 +125,6 @@ class RISE:
         self.check_every = check_positive_int(check_every, "check_every")
         self.autocast = autocast
         self.channels_last = channels_last
-        self.n_masks_used_: int | None = None
 
     # ------------------------------------------------------------------------------------------
     def geometry(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -157,69 +163,109 @@ class RISE:
 
     # ------------------------------------------------------------------------------------------
     def attribute(
-        self, inputs: torch.Tensor, target: Target = None, all_classes: bool = False
-    ) -> torch.Tensor:
+        self, inputs: torch.Tensor, target: Target = None, all_classes: bool = False,
+        return_n_masks: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, int]:
         """RISE saliency.
 
         Args:
             inputs: Tensor[B, C, H, W], or video Tensor[B, C, T, H, W] (one 2-D mask over all
                 frames), float32/float64, finite.
-            target: int, sequence of int or Tensor[B] (one map per sample for its class), callable
-                ``outputs -> Tensor[R]``, or None (the predicted class). Ignored if ``all_classes``.
+            target: any form of :mod:`pyxai.engine.targets` (int, sequence of int or Tensor[B],
+                callable ``(outputs)`` or ``(outputs, rows)``, None = the predicted class).
+                Ignored if ``all_classes``.
             all_classes: return the maps of every output class at once (as the original).
+            return_n_masks: also return the number of masks used (less than ``n_masks`` when the
+                adaptive mode stopped early).
 
         Returns:
-            Tensor[B, 1, H, W] (Tensor[B, K, H, W] with ``all_classes``), the inputs' dtype/device.
+            Tensor[B, 1, H, W] (Tensor[B, K, H, W] with ``all_classes``), the inputs' dtype/device;
+            with ``return_n_masks``, ``(map, masks used)``.
         """
+        x, runner, resolved, k = self._prepare(inputs, target, all_classes)
+        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        grids, offsets, canvas = self.sample_masks(h, w, x.dtype)
+        acc = MaskSaliency(grids.to(x.device), offsets.to(x.device), (h, w), canvas, MODE, b * k,
+                           self.backend)
+        step = self.check_every if self.adaptive else self.n_masks
+        prev = None
+        while acc.count < self.n_masks:
+            self._run(x, runner, resolved, acc, acc.count, min(self.n_masks, acc.count + step))
+            if self.adaptive:
+                cur = acc.result().reshape(b, -1)
+                cur = cur - cur.mean(dim=1, keepdim=True)  # the map's pattern, not its offset
+                if prev is not None:
+                    change = (cur - prev).norm(dim=1) / cur.norm(dim=1).clamp_min(1e-30)
+                    if float(change.max()) < self.tol:  # one sync per check, not per chunk
+                        break
+                prev = cur
+        sal = (acc.result() / self.p).reshape(b, k, h, w)
+        return (sal, acc.count) if return_n_masks else sal
+
+    def accumulate(
+        self, inputs: torch.Tensor, target: Target = None, masks: range | None = None,
+        all_classes: bool = False,
+    ) -> MaskSaliency:
+        """Evaluate the masks ``masks`` (a range of mask indices) and return their accumulator.
+
+        The masks are indexed globally (the draws are prefix-stable), so disjoint ranges computed
+        apart (other processes, other machines) merge into the full run:
+        ``a.merge(b).result() / p`` equals :meth:`attribute` over the union (reshaped to
+        ``[B, K, H, W]``).
+
+        Args:
+            inputs, target, all_classes: as :meth:`attribute`.
+            masks: indices ``range(start, stop)`` within ``[0, n_masks)``. Default: all masks.
+
+        Returns:
+            A :class:`pyxai.engine.accumulators.MaskSaliency` with ``B * K`` columns.
+        """
+        masks = range(self.n_masks) if masks is None else masks
+        if not isinstance(masks, range) or masks.step != 1 or masks.start < 0 \
+                or masks.stop > self.n_masks or masks.start >= masks.stop:
+            raise ValueError(f"masks must be a non-empty range(start, stop) within [0, {self.n_masks}), "
+                             f"got {masks!r}")
+        x, runner, resolved, k = self._prepare(inputs, target, all_classes)
+        h, w = x.shape[-2], x.shape[-1]
+        grids, offsets, canvas = self.sample_masks(h, w, x.dtype)
+        acc = MaskSaliency(grids[: masks.stop].to(x.device), offsets[: masks.stop].to(x.device),
+                           (h, w), canvas, MODE, x.shape[0] * k, self.backend)
+        self._run(x, runner, resolved, acc, masks.start, masks.stop)
+        return acc
+
+    def _prepare(self, inputs: torch.Tensor, target: Target, all_classes: bool
+                 ) -> tuple[torch.Tensor, PerturbationRunner, ResolvedTarget | None, int]:
+        """Checks, the runner (batch size fixed once per call) and the resolved target."""
         x = check_inputs(inputs)
         if x.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"inputs must be float32 or float64, got {x.dtype}")
-        b = x.shape[0]
-        h, w = x.shape[-2], x.shape[-1]
-        self._check_size(h, w)
-        grids, offsets, canvas = self.sample_masks(h, w, x.dtype)
-        grids, offsets = grids.to(x.device), offsets.to(x.device)
+        check_same_device(self.forward_func, x)
+        self._check_size(x.shape[-2], x.shape[-1])
+        check_finite(self.baseline, "baseline")
+        forward = forward_view(self.forward_func)
         runner = PerturbationRunner(
-            self.forward_func, batch_size=self.batch_size, show_progress=self.show_progress,
+            forward, batch_size=self.batch_size, show_progress=self.show_progress,
             autocast=self.autocast, channels_last=self.channels_last,
         )
+        runner.batch_size = runner.rows_per_forward(x[:1])  # measured once per call
         outputs = runner.outputs(x)
         if all_classes:
             if outputs.dim() != 2:
                 raise ValueError(
                     f"all_classes needs Tensor[B, K] model outputs, got {tuple(outputs.shape)}"
                 )
-            resolved, k = None, outputs.shape[1]
-        else:
-            resolved, k = resolve_target(target, outputs), 1
-        acc = x.new_zeros(b * k, h, w)
-        backend, baseline = self.backend, self.baseline
+            return x, runner, None, outputs.shape[1]
+        return x, runner, resolve_target(target, outputs), 1
 
-        def make_chunk(start: int, stop: int) -> torch.Tensor:
-            return upsample_blend(x, grids[start:stop], offsets[start:stop], baseline, canvas,
-                                  MODE, backend=backend)
+    def _run(self, x: torch.Tensor, runner: PerturbationRunner, resolved: ResolvedTarget | None,
+             acc: MaskSaliency, start: int, stop: int) -> None:
+        """Evaluate masks ``[start, stop)`` into ``acc`` (no host sync per chunk)."""
+        grids, offsets, backend = acc.grids, acc.offsets, self.backend
 
-        def consume(start: int, stop: int, values: torch.Tensor) -> None:
-            weights = values.reshape(stop - start, b * k).to(x.dtype)
-            acc.add_(weighted_mask_sum(grids[start:stop], weights, (h, w), offsets[start:stop],
-                                       canvas, MODE, backend=backend))
+        def make_chunk(s0: int, s1: int) -> torch.Tensor:
+            return upsample_blend(x, grids[start + s0 : start + s1],
+                                  offsets[start + s0 : start + s1], self.baseline, acc.canvas,
+                                  MODE, backend=backend, validate=False)
 
-        step = self.check_every if self.adaptive else self.n_masks
-        done, prev = 0, None
-        while done < self.n_masks:
-            n = min(step, self.n_masks - done)
-            first = done
-            runner.run(n, lambda s0, s1, f=first: make_chunk(f + s0, f + s1),
-                       lambda s0, s1, v, f=first: consume(f + s0, f + s1, v),
-                       rows_per_item=b, target=resolved, desc="RISE")
-            done += n
-            if self.adaptive:
-                cur = (acc / done).reshape(b, -1)
-                cur = cur - cur.mean(dim=1, keepdim=True)  # the map's pattern, not its offset
-                if prev is not None:
-                    change = (cur - prev).norm(dim=1) / cur.norm(dim=1).clamp_min(1e-30)
-                    if float(change.max()) < self.tol:
-                        break
-                prev = cur
-        self.n_masks_used_ = done
-        return (acc / (done * self.p)).reshape(b, k, h, w)
+        runner.run(stop - start, make_chunk, lambda s0, s1, v: acc.update(start + s0, start + s1, v),
+                   rows_per_item=x.shape[0], target=resolved, desc="RISE")

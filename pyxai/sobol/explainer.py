@@ -9,9 +9,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from pyxai.engine.checks import check_inputs, check_positive_int, check_same_device
+from pyxai.engine.accumulators import ItemScores
+from pyxai.engine.base import Explainer
+from pyxai.engine.checks import check_finite, check_inputs, check_positive_int, check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target, resolve_target
+from pyxai.engine.view import forward_view
 from pyxai.ops._dispatch import check_backend
 from pyxai.ops.masks import upsample_blend
 from pyxai.ops.sobol import ESTIMATORS, degenerate_outputs, sobol_design, sobol_indices
@@ -21,7 +24,7 @@ from pyxai.sobol.samplers import check_sampler, draw_design
 ORDERS = ("total", "first")
 
 
-class SobolAttribution:
+class SobolAttribution(Explainer):
     r"""Sobol attribution: total-order (or first-order) Sobol' indices of the target score with
     respect to the cells of a ``grid_size x grid_size`` mask.
 
@@ -103,9 +106,11 @@ class SobolAttribution:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.sigma = DEFAULT_SIGMA[perturbation] if sigma is None else sigma
+        if self.sigma is not None:  # the inpainting perturbation has no sigma
+            check_finite(self.sigma, "sigma")
         if perturbation == "blur" and (int(self.sigma) != self.sigma or self.sigma < 1):
             raise ValueError(f"sigma (blur window) must be a positive int, got {sigma!r}")
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self.perturbation = perturbation
         self.batch_size = batch_size
         self.seed = seed
@@ -120,8 +125,14 @@ class SobolAttribution:
     # ------------------------------------------------------------------------------------------
 
     def design(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The design matrices (A, B), two Tensor[nb_design, d] float64 on the CPU."""
-        return draw_design(self.sampler, self.nb_design, d, self.seed)
+        """The design matrices (A, B), two Tensor[nb_design, d] float64 on the CPU, checked once
+        (finite, in [0, 1]) where they are drawn, so the chunks run unchecked."""
+        a, b = draw_design(self.sampler, self.nb_design, d, self.seed)
+        for name, m in (("A", a), ("B", b)):
+            if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or bool((m > 1).any()):
+                raise ValueError(f"the sampler's design matrix {name} must hold finite values in "
+                                 "[0, 1]")
+        return a, b
 
     def indices(
         self,
@@ -133,13 +144,31 @@ class SobolAttribution:
 
         Args:
             inputs: Tensor[B, C, H, W] (or Tensor[B, C, T, H, W]: masks shared by every frame).
-            target: int, sequence of int, Tensor[B], callable ``outputs -> Tensor[B]`` or None
-                (the predicted class).
+            target: any form of :mod:`pyxai.engine.targets` (int, sequence of int, Tensor[B],
+                callable ``(outputs)`` or ``(outputs, rows)``, None = the predicted class).
             additional_forward_args: extra positional arguments of ``forward_func``.
 
         Returns:
             (total, first): two Tensor[B, K, grid_size, grid_size], K = 1 (C with
             ``per_channel``); cell (i, j) = row i, column j of the grid.
+        """
+        scores = self.accumulate(inputs, target, additional_forward_args=additional_forward_args)
+        return self.indices_from(scores.result(), inputs)
+
+    def accumulate(
+        self,
+        inputs: torch.Tensor,
+        target: Target = None,
+        rows: range | None = None,
+        additional_forward_args: Any = None,
+    ) -> ItemScores:
+        """The target scores of the design rows ``rows`` (a range within ``[0, (d + 2) N)``).
+
+        Disjoint ranges computed apart (other processes or machines) merge exactly:
+        ``indices_from(a.merge(b).result(), inputs)`` equals :meth:`indices` over their union.
+
+        Returns:
+            An :class:`pyxai.engine.accumulators.ItemScores` of ``(d + 2) N`` rows and B columns.
         """
         check_inputs(inputs)
         check_same_device(self.forward_func, inputs)
@@ -148,54 +177,63 @@ class SobolAttribution:
         if g > h or g > w:
             raise ValueError(f"grid_size {g} is larger than the input ({h} x {w})")
         b, c = inputs.shape[0], inputs.shape[1]
-        k = c if self.per_channel else 1
-        d = g * g * k
-        n = self.nb_design
+        d = g * g * (c if self.per_channel else 1)
+        total_rows = (d + 2) * self.nb_design
+        rows = range(total_rows) if rows is None else rows
+        if not isinstance(rows, range) or rows.step != 1 or rows.start < 0 \
+                or rows.stop > total_rows or rows.start >= rows.stop:
+            raise ValueError(f"rows must be a non-empty range(start, stop) within [0, {total_rows}), "
+                             f"got {rows!r}")
         dev, dt = inputs.device, inputs.dtype
         runner = PerturbationRunner(
-            self.forward_func, self.batch_size, self.show_progress, self.autocast,
+            forward_view(self.forward_func), self.batch_size, self.show_progress, self.autocast,
             self.channels_last, additional_forward_args,
         )
-        if callable(target) and not isinstance(target, torch.Tensor):
-            resolved = target
-        else:
-            resolved = resolve_target(target, runner.outputs(inputs))
+        outputs = runner.outputs(inputs)
+        resolved = resolve_target(target, outputs)
         a_cpu, b_cpu = self.design(d)
         a_mat, b_mat = a_cpu.to(dev, dt), b_cpu.to(dev, dt)
         xp, base = blend_terms(inputs, self.perturbation, self.sigma)
         backend = self.backend
 
         def make_chunk(start: int, stop: int) -> torch.Tensor:
-            rows = sobol_design(a_mat, b_mat, start, stop - start, backend=backend)
+            first = rows.start + start
+            design = sobol_design(a_mat, b_mat, first, stop - start, backend=backend)
             if not self.per_channel:
-                return upsample_blend(xp, rows.view(-1, g, g), baseline=base, mode="nearest",
-                                      backend=backend)
-            grids = rows.view(-1, g, g, c)
+                return upsample_blend(xp, design.view(-1, g, g), baseline=base, mode="nearest",
+                                      backend=backend, validate=False)
+            grids = design.view(-1, g, g, c)
             parts = []
             for ch in range(c):
                 bch = base if not isinstance(base, torch.Tensor) else base[:, ch : ch + 1]
                 parts.append(upsample_blend(xp[:, ch : ch + 1], grids[..., ch].contiguous(),
-                                            baseline=bch, mode="nearest", backend=backend))
+                                            baseline=bch, mode="nearest", backend=backend,
+                                            validate=False))
             return torch.cat(parts, dim=1)
 
-        total_rows = (d + 2) * n
-        ys = torch.empty(total_rows, b, dtype=dt, device=dev)
+        scores = ItemScores(total_rows, outputs.new_empty(b, dtype=dt))
+        runner.run(len(rows), make_chunk,
+                   lambda s0, s1, v: scores.update(rows.start + s0, rows.start + s1, v),
+                   rows_per_item=b, target=resolved, desc="sobol", sample=inputs[:1])
+        return scores
 
-        def consume(start: int, stop: int, scores: torch.Tensor) -> None:
-            ys[start:stop] = scores.reshape(stop - start, b).to(dt)
-
-        runner.run(total_rows, make_chunk, consume, rows_per_item=b, target=resolved,
-                   desc="sobol", sample=inputs[:1])
-        ya, yb, yc = ys[:n], ys[n : 2 * n], ys[2 * n :].view(d, n, b)
+    def indices_from(self, scores: torch.Tensor, inputs: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total, first) indices from the scores Tensor[(d + 2) N, B] of the whole design."""
+        g, n = self.grid_size, self.nb_design
+        b, c = inputs.shape[0], inputs.shape[1]
+        k = c if self.per_channel else 1
+        d = g * g * k
+        ya, yb, yc = scores[:n], scores[n : 2 * n], scores[2 * n :].view(d, n, b)
         flat = degenerate_outputs(ya)
-        if bool(flat.any()):
+        if bool(flat.any()):  # once per call
             bad = torch.nonzero(flat).flatten().tolist()
             warnings.warn(
                 f"SobolAttribution: the target score does not vary over the design for sample(s) "
                 f"{bad} (zero variance, e.g. a constant model output); their indices are zeros",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning, stacklevel=3,
             )
-        idx = sobol_indices(ya, yb, yc, self.estimator, backend=backend)  # [2, d, B]
+        idx = sobol_indices(ya, yb, yc, self.estimator, backend=self.backend)  # [2, d, B]
         maps = idx.permute(0, 2, 1).reshape(2, b, g, g, k).permute(0, 1, 4, 2, 3)
         return maps[0].contiguous(), maps[1].contiguous()
 
