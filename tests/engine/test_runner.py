@@ -36,7 +36,7 @@ def test_runner_chunks_and_scores(rng, batch_size):
     n = PerturbationRunner(model, batch_size=batch_size).run(9, make, consume, rows_per_item=2,
                                                              target=target)
     assert n == 9
-    expect = model(make(0, 9)).reshape(9, 2, 3).gather(2, target.view(1, 2, 1).expand(9, 2, 1))
+    expect = model(make(0, 9)).reshape(9, 2, 3).gather(2, target.classes.view(1, 2, 1).expand(9, 2, 1))
     torch.testing.assert_close(got, expect[..., 0])
     if batch_size is not None:
         assert max(model.batches[:-1]) <= max(batch_size, 2)
