@@ -9,79 +9,14 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: name -> (description, factory(model, target_layer) -> explain(inputs, target) -> Tensor map).
-#: Each method family adds its entry here; maps are Tensor[B, 1 or C, H, W].
-METHODS: dict[str, tuple[str, Callable[[torch.nn.Module, torch.nn.Module], Explain]]] = {}
-
-
-def _by_keyword(explainer: object, x: torch.Tensor, target: torch.Tensor, **kw: object
-                ) -> torch.Tensor:
-    """``explainer.attribute(x, target=target, **kw)`` (Captum methods take target by keyword)."""
-    return explainer.attribute(x, target=target, **kw)  # type: ignore[attr-defined]
-
-
-def _register_methods() -> None:
-    """Fill :data:`METHODS` with every explainer pyxai has (imported lazily)."""
-    import pyxai
-
-    def add(name: str, desc: str, factory: Callable) -> None:
-        METHODS[name] = (desc, factory)
-
-    # -- method entries: one line per method, grouped by family ----------------------------
-    for name, cls_name, desc in [
-        ("saliency", "Saliency", "gradient magnitude (Captum Saliency)"),
-        ("inputxgradient", "InputXGradient", "input x gradient (Captum)"),
-        ("integrated_gradients", "IntegratedGradients", "integrated gradients (Captum)"),
-        ("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
-    ]:
-        if hasattr(pyxai, cls_name):  # target by keyword: IG's 2nd positional arg is baselines
-            add(name, desc, lambda m, layer, c=cls_name: functools.partial(
-                _by_keyword, getattr(pyxai, c)(m)))
-    if hasattr(pyxai, "NoiseTunnel"):
-        add("smoothgrad", "SmoothGrad: NoiseTunnel(Saliency), 16 samples, stdev 0.1 (Captum)",
-            lambda m, layer: functools.partial(
-                _by_keyword, pyxai.NoiseTunnel(pyxai.Saliency(m)), nt_type="smoothgrad",
-                nt_samples=16, nt_samples_batch_size=8, stdevs=0.1))
-    for name, cls_name, desc in [
-        ("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)"),
-        ("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)"),
-        ("scorecam", "ScoreCAM", "Score-CAM (pytorch-grad-cam semantics)"),
-    ]:
-        if hasattr(pyxai, cls_name):
-            add(name, desc,
-                lambda m, layer, c=cls_name: getattr(pyxai, c)(m, target_layers=[layer]).attribute)
-    if hasattr(pyxai, "SIDU"):
-        add("sidu", "SIDU (similarity difference and uniqueness)",
-            lambda m, layer: pyxai.SIDU(m, layer, softmax=True).attribute)  # logits -> probs
-    if hasattr(pyxai, "RISE"):
-        add("rise", "RISE, 1000 masks", lambda m, layer: pyxai.RISE(m, n_masks=1000).attribute)
-    if hasattr(pyxai, "Occlusion"):
-        def occlusion(m: torch.nn.Module, layer: torch.nn.Module) -> Explain:
-            occ = pyxai.Occlusion(m)
-
-            def run(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-                win = max(2, x.shape[-1] // 8)
-                return occ.attribute(x, sliding_window_shapes=(x.shape[1], win, win),
-                                     strides=(x.shape[1], win // 2, win // 2), target=target,
-                                     perturbations_per_eval=16)
-            return run
-        add("occlusion", "Occlusion, windows of 1/8 the image, stride 1/16", occlusion)
-    if hasattr(pyxai, "SobolAttribution"):
-        add("sobol", "Sobol total-order indices, grid 8, 16 designs",
-            lambda m, layer: pyxai.SobolAttribution(m, nb_design=16).attribute)
-    if hasattr(pyxai, "LRP"):
-        add("lrp", "LRP, epsilon_plus_flat composite", lambda m, layer: pyxai.LRP(m).attribute)
-
+from pyxai import registry
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -225,17 +160,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         print(f"native: not available — {status['reason']}")
     print(f"default backend: {status['backend_default']}")
-    _register_methods()
-    print(f"methods: {', '.join(sorted(METHODS))}")
+    print(f"methods: {', '.join(registry.names())}")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    _register_methods()
-    wanted = args.method or sorted(METHODS)
-    unknown = [m for m in wanted if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method {', '.join(unknown)}; available: {', '.join(sorted(METHODS))}")
+    wanted = args.method or registry.names()
+    for name in wanted:
+        registry.get(name)  # unknown names fail here, before any model is loaded
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     masks = None
@@ -263,8 +195,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         target = model(x).argmax(1)
     rows = []
     for name in wanted:
-        desc, factory = METHODS[name]
-        explain = factory(model, layer)
+        method = registry.get(name)
+        explain = method.build(model, layer if method.needs_layer else None)
         t0 = time.perf_counter()
         attr = explain(x, target)
         dt = time.perf_counter() - t0

@@ -1,0 +1,127 @@
+"""The method registry: every explainer by name, with the defaults the CLI, ``pyxai bench``, the video
+explainer and the dataset runner use.
+
+    >>> import pyxai.registry as registry
+    >>> explain = registry.build("gradcam", model, layer=model.layer4[-1])
+    >>> maps = explain(x, target)                       # Tensor[B, 1, H, W]
+    >>> registry.METHODS["rise"].init                   # {'n_masks': 1000}
+
+A :class:`Method` names the pyxai class, its constructor defaults, its ``attribute()`` defaults and
+how it takes a target layer; :func:`build` makes an ``explain(inputs, target) -> Tensor`` callable from
+a model (and layer), with any default overridden by keyword. Entries are plain data, so adding a
+method is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+Explain = Callable[[torch.Tensor, Any], torch.Tensor]
+
+
+def _occlusion_windows(x: torch.Tensor) -> dict[str, Any]:
+    """Windows of 1/8 of the image side, stride 1/16, all channels at once."""
+    win = max(2, x.shape[-1] // 8)
+    return {"sliding_window_shapes": (x.shape[1], win, win),
+            "strides": (x.shape[1], max(1, win // 2), max(1, win // 2))}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered explainer.
+
+    Attributes:
+        name: registry name (``pyxai explain --method NAME``).
+        cls: the class's name in the top-level ``pyxai`` namespace.
+        description: one line for listings.
+        init: constructor keyword defaults.
+        call: ``attribute()`` keyword defaults (a dict, or ``inputs -> dict`` for size-dependent ones).
+        layer: the constructor keyword that takes the target layer (``"target_layers"`` takes a
+            list), or None when the method needs no layer.
+        wraps: the class's name of an inner explainer the class wraps (``NoiseTunnel(Saliency)``).
+    """
+
+    name: str
+    cls: str
+    description: str
+    init: dict[str, Any] = field(default_factory=dict)
+    call: dict[str, Any] | Callable[[torch.Tensor], dict[str, Any]] = field(default_factory=dict)
+    layer: str | None = None
+    wraps: str | None = None
+
+    @property
+    def needs_layer(self) -> bool:
+        return self.layer is not None
+
+    def build(self, model: nn.Module | Callable, layer: nn.Module | None = None, **overrides: Any
+              ) -> Explain:
+        """``explain(inputs, target) -> Tensor`` for ``model`` with this method's defaults.
+
+        Args:
+            model: the model (``nn.Module`` or callable) to explain.
+            layer: the target layer, for methods that need one.
+            **overrides: constructor keywords replacing the defaults (e.g. ``n_masks=4000``).
+        """
+        import pyxai
+
+        if self.needs_layer and layer is None:
+            raise ValueError(f"method {self.name!r} needs a target layer (layer=...)")
+        kwargs = {**self.init, **overrides}
+        if self.layer is not None:
+            kwargs[self.layer] = [layer] if self.layer == "target_layers" else layer
+        cls = getattr(pyxai, self.cls)
+        explainer = cls(getattr(pyxai, self.wraps)(model), **kwargs) if self.wraps else \
+            cls(model, **kwargs)
+        call = self.call
+
+        def explain(inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+            extra = call(inputs) if callable(call) else call
+            return explainer.attribute(inputs, target=target, **extra)
+
+        return explain
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("saliency", "Saliency", "gradient magnitude (Captum Saliency)"),
+    Method("inputxgradient", "InputXGradient", "input x gradient (Captum)"),
+    Method("integrated_gradients", "IntegratedGradients", "integrated gradients, 50 steps (Captum)"),
+    Method("smoothgrad", "NoiseTunnel", "SmoothGrad: NoiseTunnel(Saliency), 16 samples, stdev 0.1",
+           call={"nt_type": "smoothgrad", "nt_samples": 16, "nt_samples_batch_size": 8,
+                 "stdevs": 0.1}, wraps="Saliency"),
+    Method("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
+    Method("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)",
+           layer="target_layers"),
+    Method("scorecam", "ScoreCAM", "Score-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("sidu", "SIDU", "SIDU (similarity difference and uniqueness), softmax scores",
+           init={"softmax": True}, layer="target_layer"),
+    Method("rise", "RISE", "RISE, 1000 masks", init={"n_masks": 1000}),
+    Method("occlusion", "Occlusion", "Occlusion, windows of 1/8 the image, stride 1/16",
+           call=lambda x: {**_occlusion_windows(x), "perturbations_per_eval": 16}),
+    Method("sobol", "SobolAttribution", "Sobol total-order indices, grid 8, 16 designs",
+           init={"nb_design": 16}),
+    Method("lrp", "LRP", "LRP, epsilon_plus_flat composite"),
+]}
+
+
+def names() -> list[str]:
+    """Registered method names, sorted."""
+    return sorted(METHODS)
+
+
+def get(name: str) -> Method:
+    """The :class:`Method` called ``name``; ValueError listing the names otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(names())}") from None
+
+
+def build(name: str, model: nn.Module | Callable, layer: nn.Module | None = None,
+          **overrides: Any) -> Explain:
+    """``get(name).build(model, layer, **overrides)``."""
+    return get(name).build(model, layer, **overrides)
