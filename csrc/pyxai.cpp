@@ -10,6 +10,9 @@ TORCH_LIBRARY(pyxai, m) {
         " str mode) -> Tensor");
   m.def("weighted_mask_sum(Tensor grids, Tensor offsets, Tensor weights, int[2] size,"
         " int[2] canvas, str mode) -> Tensor");
+  // adjoint of upsample_masks (its backward w.r.t. grids): grad [N, H, W] -> [N, grid[0], grid[1]].
+  m.def("upsample_masks_backward(Tensor grad, Tensor offsets, int[2] grid, int[2] canvas,"
+        " str mode) -> Tensor");
   // sobol: rows [first, first + count) of the replicated design [A; B; C_0..C_{d-1}] (never stored);
   // total- and first-order indices [2, d, P] from the outputs yA [N, P], yB [N, P], yC [d, N, P].
   m.def("sobol_design(Tensor A, Tensor B, int first, int count) -> Tensor");

@@ -6,6 +6,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/checks.h"
@@ -23,23 +24,47 @@ int parse_mode(const std::string& mode) {
               "' (expected nearest, bilinear, bilinear_reflect or bilinear_align_corners)");
 }
 
-MaskShape check_grids(const at::Tensor& grids, const at::Tensor& offsets, c10::IntArrayRef size,
-                      c10::IntArrayRef canvas, const std::string& mode) {
-  check_float(grids, "grids");
-  check_dim(grids, 3, "grids");
+namespace {
+
+// offsets [N, 2] int64 on the device of `like` (N = like.size(0)).
+void check_offsets(const at::Tensor& offsets, const at::Tensor& like, const char* like_name) {
   check_dim(offsets, 2, "offsets");
   TORCH_CHECK(offsets.scalar_type() == at::kLong, "pyxai: 'offsets' must be int64");
-  TORCH_CHECK(offsets.size(0) == grids.size(0) && offsets.size(1) == 2,
-              "pyxai: 'offsets' must have shape [N, 2] with N = grids.size(0)");
-  check_same_device(grids, offsets, "grids", "offsets");
+  TORCH_CHECK(offsets.size(0) == like.size(0) && offsets.size(1) == 2,
+              "pyxai: 'offsets' must have shape [N, 2] with N = ", like_name, ".size(0)");
+  check_same_device(like, offsets, like_name, "offsets");
+}
+
+// The shape of n masks of grid (gh, gw), canvas and output size checked (all sizes positive).
+MaskShape mask_shape(int64_t n, int64_t gh, int64_t gw, c10::IntArrayRef size,
+                     c10::IntArrayRef canvas, const std::string& mode) {
   TORCH_CHECK(size.size() == 2 && canvas.size() == 2, "pyxai: 'size' and 'canvas' take 2 ints");
-  MaskShape s{grids.size(0), grids.size(1), grids.size(2), canvas[0], canvas[1],
-              size[0],       size[1],       parse_mode(mode)};
+  MaskShape s{n, gh, gw, canvas[0], canvas[1], size[0], size[1], parse_mode(mode)};
   TORCH_CHECK(s.gh > 0 && s.gw > 0, "pyxai: 'grids' must have a non-empty grid");
   TORCH_CHECK(s.h > 0 && s.w > 0, "pyxai: 'size' must be positive");
   TORCH_CHECK(s.uh >= s.h && s.uw >= s.w, "pyxai: 'canvas' ", canvas, " is smaller than 'size' ",
               size);
   return s;
+}
+
+}  // namespace
+
+MaskShape check_grids(const at::Tensor& grids, const at::Tensor& offsets, c10::IntArrayRef size,
+                      c10::IntArrayRef canvas, const std::string& mode) {
+  check_float(grids, "grids");
+  check_dim(grids, 3, "grids");
+  check_offsets(offsets, grids, "grids");
+  return mask_shape(grids.size(0), grids.size(1), grids.size(2), size, canvas, mode);
+}
+
+MaskShape check_masks_backward(const at::Tensor& grad, const at::Tensor& offsets,
+                               c10::IntArrayRef grid, c10::IntArrayRef canvas,
+                               const std::string& mode) {
+  check_float(grad, "grad");
+  check_dim(grad, 3, "grad");
+  check_offsets(offsets, grad, "grad");
+  TORCH_CHECK(grid.size() == 2, "pyxai: 'grid' takes 2 ints");
+  return mask_shape(grad.size(0), grid[0], grid[1], {grad.size(1), grad.size(2)}, canvas, mode);
 }
 
 MaskShape check_blend(const at::Tensor& x, const at::Tensor& grids, const at::Tensor& offsets,
@@ -188,6 +213,44 @@ at::Tensor weighted_mask_sum_cpu(const at::Tensor& grids_, const at::Tensor& off
   return out;
 }
 
+at::Tensor upsample_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& offsets_,
+                                       c10::IntArrayRef grid, c10::IntArrayRef canvas,
+                                       std::string mode) {
+  const MaskShape s = check_masks_backward(grad_, offsets_, grid, canvas, mode);
+  auto grad = grad_.contiguous();
+  auto offsets = offsets_.contiguous();
+  auto out = at::zeros({s.n, s.gh, s.gw}, grad.options());
+  if (s.n == 0) return out;
+  const auto rows = axis_table(s.gh, s.uh, s.mode);
+  const auto cols = axis_table(s.gw, s.uw, s.mode);
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "upsample_masks_backward_cpu", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    // One task per mask: columns pass into a private [H, gw] buffer, then the rows pass into
+    // out[n] (fixed order over x, then y; see masks.h).
+    at::parallel_for(0, s.n, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> work(s.h * s.gw);
+      for (int64_t n = begin; n < end; ++n) {
+        const int64_t oy = clamp_offset(off[2 * n], s.uh, s.h);
+        const int64_t ox = clamp_offset(off[2 * n + 1], s.uw, s.w);
+        std::fill(work.begin(), work.end(), scalar_t(0));
+        for (int64_t y = 0; y < s.h; ++y) {
+          const scalar_t* gr = g + (n * s.h + y) * s.w;
+          scalar_t* t = work.data() + y * s.gw;
+          for (int64_t x = 0; x < s.w; ++x) scatter_weighted(t, 1, cols[x + ox], gr[x]);
+        }
+        scalar_t* on = o + n * s.gh * s.gw;
+        for (int64_t y = 0; y < s.h; ++y) {
+          const scalar_t* t = work.data() + y * s.gw;
+          for (int64_t j = 0; j < s.gw; ++j) scatter_weighted(on + j, s.gw, rows[y + oy], t[j]);
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace masks
 }  // namespace pyxai
 
@@ -195,4 +258,5 @@ TORCH_LIBRARY_IMPL(pyxai, CPU, m) {
   m.impl("upsample_masks", &pyxai::masks::upsample_masks_cpu);
   m.impl("upsample_blend", &pyxai::masks::upsample_blend_cpu);
   m.impl("weighted_mask_sum", &pyxai::masks::weighted_mask_sum_cpu);
+  m.impl("upsample_masks_backward", &pyxai::masks::upsample_masks_backward_cpu);
 }

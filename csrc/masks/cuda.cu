@@ -63,7 +63,56 @@ __global__ void weighted_mask_sum_kernel(MaskShape s, int64_t k, const T* grids,
   }
 }
 
+// Backward, columns pass: thread per row (n, y) owns work[n, y, :] (see masks.h).
+template <typename T>
+__global__ void masks_backward_cols_kernel(MaskShape s, const T* grad, const int64_t* offsets,
+                                           T* work) {
+  const int64_t total = s.n * s.h;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / s.h;
+    const int64_t ox = clamp_offset(offsets[2 * n + 1], s.uw, s.w);
+    T* t = work + i * s.gw;
+    for (int64_t j = 0; j < s.gw; ++j) t[j] = T(0);
+    const T* g = grad + i * s.w;
+    for (int64_t x = 0; x < s.w; ++x) {
+      scatter_weighted(t, 1, source_index(x + ox, s.gw, s.uw, s.mode), g[x]);
+    }
+  }
+}
+
+// Backward, rows pass: thread per column (n, j) owns out[n, :, j].
+template <typename T>
+__global__ void masks_backward_rows_kernel(MaskShape s, const int64_t* offsets, const T* work,
+                                           T* out) {
+  const int64_t total = s.n * s.gw;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / s.gw, j = i % s.gw;
+    const int64_t oy = clamp_offset(offsets[2 * n], s.uh, s.h);
+    T* o = out + n * s.gh * s.gw + j;
+    for (int64_t r = 0; r < s.gh; ++r) o[r * s.gw] = T(0);
+    const T* t = work + n * s.h * s.gw + j;
+    for (int64_t y = 0; y < s.h; ++y) {
+      scatter_weighted(o, s.gw, source_index(y + oy, s.gh, s.uh, s.mode), t[y * s.gw]);
+    }
+  }
+}
+
 }  // namespace
+
+template <typename T>
+void upsample_masks_backward_cuda(const MaskShape& s, const T* grad, const int64_t* offsets,
+                                  T* work, T* out, void* stream) {
+  if (s.n == 0) return;
+  const auto st = static_cast<cudaStream_t>(stream);
+  masks_backward_cols_kernel<T><<<blocks_for(s.n * s.h), kThreads, 0, st>>>(s, grad, offsets,
+                                                                            work);
+  PYXAI_CUDA_LAUNCH_CHECK();
+  masks_backward_rows_kernel<T><<<blocks_for(s.n * s.gw), kThreads, 0, st>>>(s, offsets, work,
+                                                                             out);
+  PYXAI_CUDA_LAUNCH_CHECK();
+}
 
 template <typename T>
 void upsample_masks_cuda(const MaskShape& s, const T* grids, const int64_t* offsets, T* out,
@@ -101,7 +150,9 @@ void weighted_mask_sum_cuda(const MaskShape& s, int64_t k, const T* grids, const
   template void upsample_blend_cuda<T>(const MaskShape&, int64_t, int64_t, const T*, const T*,  \
                                        const T*, const int64_t*, T*, void*);                    \
   template void weighted_mask_sum_cuda<T>(const MaskShape&, int64_t, const T*, const int64_t*,  \
-                                          const T*, T*, void*);
+                                          const T*, T*, void*);                                 \
+  template void upsample_masks_backward_cuda<T>(const MaskShape&, const T*, const int64_t*, T*, \
+                                                T*, void*);
 PYXAI_INSTANTIATE(float)
 PYXAI_INSTANTIATE(double)
 #undef PYXAI_INSTANTIATE

@@ -66,6 +66,23 @@ at::Tensor weighted_mask_sum_cuda_op(const at::Tensor& grids_, const at::Tensor&
   return out;
 }
 
+at::Tensor upsample_masks_backward_cuda_op(const at::Tensor& grad_, const at::Tensor& offsets_,
+                                           c10::IntArrayRef grid, c10::IntArrayRef canvas,
+                                           std::string mode) {
+  const MaskShape s = check_masks_backward(grad_, offsets_, grid, canvas, mode);
+  c10::cuda::CUDAGuard guard(grad_.device());
+  auto grad = grad_.contiguous();
+  auto offsets = offsets_.contiguous();
+  auto work = at::empty({s.n, s.h, s.gw}, grad.options());
+  auto out = at::empty({s.n, s.gh, s.gw}, grad.options());
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "upsample_masks_backward_cuda", [&] {
+    upsample_masks_backward_cuda<scalar_t>(s, grad.data_ptr<scalar_t>(),
+                                           offsets.data_ptr<int64_t>(), work.data_ptr<scalar_t>(),
+                                           out.data_ptr<scalar_t>(), current_stream());
+  });
+  return out;
+}
+
 }  // namespace
 }  // namespace masks
 }  // namespace pyxai
@@ -74,4 +91,5 @@ TORCH_LIBRARY_IMPL(pyxai, CUDA, m) {
   m.impl("upsample_masks", &pyxai::masks::upsample_masks_cuda_op);
   m.impl("upsample_blend", &pyxai::masks::upsample_blend_cuda_op);
   m.impl("weighted_mask_sum", &pyxai::masks::weighted_mask_sum_cuda_op);
+  m.impl("upsample_masks_backward", &pyxai::masks::upsample_masks_backward_cuda_op);
 }

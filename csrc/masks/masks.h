@@ -83,6 +83,19 @@ PYXAI_HD T blend4(const T* g, int64_t gw, const SourceIndex& r, const SourceInde
   return (T(1) - wy) * top + wy * bot;
 }
 
+// Adjoint of upsample_masks, in two separable passes that each scatter into memory owned by one
+// thread or task (no atomics, fixed summation order, so every device gives the same bits):
+//   columns: work[n, y, j] = sum_x  wc(x + ox -> j) * grad[n, y, x]   (x ascending)
+//   rows:    out[n, i, j]  = sum_y  wr(y + oy -> i) * work[n, y, j]   (y ascending)
+// where wc / wr are the (1 - w, w) weights of the forward's source indices (i0 and i1 may coincide).
+// CUDA: one thread per row (n, y), then one per column (n, j); CPU: one task per mask n.
+template <typename T>
+PYXAI_HD void scatter_weighted(T* dst, int64_t stride, const SourceIndex& s, T v) {
+  const T w = static_cast<T>(s.w);
+  dst[s.i0 * stride] += (T(1) - w) * v;
+  dst[s.i1 * stride] += w * v;
+}
+
 // Shapes shared by the kernels.
 struct MaskShape {
   int64_t n;       // number of masks
@@ -103,6 +116,10 @@ void upsample_blend_cuda(const MaskShape& s, int64_t b, int64_t p, const T* x, c
 template <typename T>
 void weighted_mask_sum_cuda(const MaskShape& s, int64_t k, const T* grids, const int64_t* offsets,
                             const T* weights, T* out, void* stream);
+// Adjoint of upsample_masks: grad [N, H, W] -> out [N, gh, gw]; work is scratch [N, H, gw].
+template <typename T>
+void upsample_masks_backward_cuda(const MaskShape& s, const T* grad, const int64_t* offsets,
+                                  T* work, T* out, void* stream);
 #endif
 
 }  // namespace masks
@@ -121,6 +138,10 @@ MaskShape check_grids(const at::Tensor& grids, const at::Tensor& offsets, c10::I
 // check_grids plus x [B, P, H, W] float and baseline of x's shape, dtype and device (upsample_blend).
 MaskShape check_blend(const at::Tensor& x, const at::Tensor& grids, const at::Tensor& offsets,
                       const at::Tensor& baseline, c10::IntArrayRef canvas, const std::string& mode);
+// upsample_masks_backward: grad [N, H, W] float, offsets [N, 2] int64, grid (gh, gw) positive.
+MaskShape check_masks_backward(const at::Tensor& grad, const at::Tensor& offsets,
+                               c10::IntArrayRef grid, c10::IntArrayRef canvas,
+                               const std::string& mode);
 // check_grids plus weights [N, K] of the grids' dtype and device (weighted_mask_sum).
 MaskShape check_weighted_sum(const at::Tensor& grids, const at::Tensor& offsets,
                              const at::Tensor& weights, c10::IntArrayRef size,

@@ -5,7 +5,13 @@ Every op takes ``backend="auto" | "native" | "reference"`` (default: env ``PYXAI
 """
 
 from pyxai.ops._dispatch import BACKENDS, NativeUnavailableError, resolve_backend
-from pyxai.ops.masks import check_grids, upsample_blend, upsample_masks, weighted_mask_sum
+from pyxai.ops.masks import (
+    check_grids,
+    upsample_blend,
+    upsample_masks,
+    upsample_masks_backward,
+    weighted_mask_sum,
+)
 
 __all__ = [
     "BACKENDS",
@@ -14,5 +20,6 @@ __all__ = [
     "resolve_backend",
     "upsample_blend",
     "upsample_masks",
+    "upsample_masks_backward",
     "weighted_mask_sum",
 ]

@@ -1,6 +1,7 @@
 """Fake (meta) kernels of the native ops, so torch.compile and torch.library.opcheck can trace them.
 
-Imported by pyxai._native once pyxai._C has loaded. One function per op, named after it.
+Imported by pyxai._native once pyxai._C has loaded. One function per op, named after it. Importing
+this module also registers the ops' backward formulas (:mod:`pyxai.ops._autograd`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def _upsample_blend_fake(x, grids, offsets, baseline, canvas, mode):
 @torch.library.register_fake("pyxai::weighted_mask_sum")
 def _weighted_mask_sum_fake(grids, offsets, weights, size, canvas, mode):
     return grids.new_empty(weights.shape[1], size[0], size[1])
+
+
+@torch.library.register_fake("pyxai::upsample_masks_backward")
+def _upsample_masks_backward_fake(grad, offsets, grid, canvas, mode):
+    return grad.new_empty(grad.shape[0], grid[0], grid[1])
 
 
 @torch.library.register_fake("pyxai::occlusion_perturb")
@@ -56,3 +62,6 @@ def _lrp_conv_fake(x, grad, weight, bias, out, stride, padding, dilation, groups
 @torch.library.register_fake("pyxai::lrp_linear")
 def _lrp_linear_fake(x, grad, weight, bias, out, rule, params, low, high):
     return x.new_empty(grad.shape[0], x.shape[1])
+
+
+from pyxai.ops import _autograd  # noqa: E402, F401  (backward formulas, once the ops exist)

@@ -42,17 +42,18 @@ def _pair(value: Size2, name: str) -> tuple[int, int]:
 
 def _check_grids(
     grids: torch.Tensor, offsets: torch.Tensor | None, size: Size2, canvas: Size2 | None, mode: str,
-    validate: bool = True,
+    validate: bool = True, name: str = "grids",
 ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
     """Metadata checks (type, shape, dtype, device, mode, sizes: no tensor value is read), then the
-    value checks of :func:`check_grids` when ``validate``. Returns (offsets, size, canvas)."""
+    value checks of :func:`check_grids` when ``validate``. ``name``: what ``grids`` is called in
+    the messages. Returns (offsets, size, canvas)."""
     if not isinstance(grids, torch.Tensor):
-        raise TypeError(f"grids must be a Tensor[N, gh, gw], got {type(grids).__name__}")
+        raise TypeError(f"{name} must be a Tensor[N, h, w], got {type(grids).__name__}")
     if grids.dim() != 3:
-        raise ValueError(f"grids must be a Tensor[N, gh, gw], got shape {tuple(grids.shape)}")
-    check_float_tensor(grids, "grids")
+        raise ValueError(f"{name} must be a Tensor[N, h, w], got shape {tuple(grids.shape)}")
+    check_float_tensor(grids, name)
     if grids.shape[0] == 0 or grids.shape[1] == 0 or grids.shape[2] == 0:
-        raise ValueError(f"grids must hold at least one non-empty grid, got {tuple(grids.shape)}")
+        raise ValueError(f"{name} must hold at least one non-empty plane, got {tuple(grids.shape)}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     size = _pair(size, "size")
@@ -67,18 +68,19 @@ def _check_grids(
         raise ValueError(f"offsets must be a Tensor[N={n}, 2] of (row, col) offsets, got {shape}")
     if offsets.dtype != torch.int64:
         raise TypeError(f"offsets must be int64, got {offsets.dtype}")
-    check_matches(offsets, grids, "offsets", "grids", dtype=False)
+    check_matches(offsets, grids, "offsets", name, dtype=False)
     if validate:
-        _check_grid_values(grids, offsets, size, canvas)
+        _check_grid_values(grids, offsets, size, canvas, name)
     return offsets, size, canvas
 
 
 def _check_grid_values(
-    grids: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int], canvas: tuple[int, int]
+    grids: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int], canvas: tuple[int, int],
+    name: str = "grids",
 ) -> None:
     """The value checks (one host sync each): finite grids, offsets inside the canvas."""
     if not torch.isfinite(grids).all():
-        raise ValueError("grids contains NaN or Inf")
+        raise ValueError(f"{name} contains NaN or Inf")
     lo = offsets.min(0).values.tolist()
     hi = offsets.max(0).values.tolist()
     if min(lo) < 0 or hi[0] > canvas[0] - size[0] or hi[1] > canvas[1] - size[1]:
@@ -175,6 +177,31 @@ def _masks_reference(
     top = (1 - wx) * g(ri0, ci0) + wx * g(ri0, ci1)
     bot = (1 - wx) * g(ri1, ci0) + wx * g(ri1, ci1)
     return (1 - wy) * top + wy * bot
+
+
+def _axis_weights(
+    n_in: int, size: int, canvas: int, offsets: torch.Tensor, mode: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """Tensor[N, size, n_in]: the interpolation weights of one axis of every mask (the dense form
+    of :func:`_source_index` after the crop): row ``y`` holds ``1 - w`` at ``i0`` and ``w`` at
+    ``i1`` of canvas coordinate ``y + offset``."""
+    i0, i1, w = _source_index(n_in, canvas, mode, offsets.device)
+    pos = torch.arange(size, device=offsets.device)[None, :] + offsets.clamp(0, canvas - size)[:, None]
+    w = w.to(dtype)[pos, None]  # [N, size, 1]
+    hot0 = torch.nn.functional.one_hot(i0[pos], n_in).to(dtype)
+    hot1 = torch.nn.functional.one_hot(i1[pos], n_in).to(dtype)
+    return (1 - w) * hot0 + w * hot1
+
+
+def _masks_backward_reference(
+    grad: torch.Tensor, offsets: torch.Tensor, grid: tuple[int, int], canvas: tuple[int, int],
+    mode: str,
+) -> torch.Tensor:
+    """Adjoint of :func:`_masks_reference` as the kernel computes it: columns, then rows."""
+    _, h, w = grad.shape
+    rows = _axis_weights(grid[0], h, canvas[0], offsets[:, 0], mode, grad.dtype)  # [N, H, gh]
+    cols = _axis_weights(grid[1], w, canvas[1], offsets[:, 1], mode, grad.dtype)  # [N, W, gw]
+    return rows.mT @ (grad @ cols)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,3 +327,35 @@ def weighted_mask_sum(
         m = _masks_reference(grids[i : i + chunk], offsets[i : i + chunk], size, canvas, mode)
         out += weights[i : i + chunk].T @ m.reshape(m.shape[0], -1)
     return out.reshape(-1, size[0], size[1])
+
+
+def upsample_masks_backward(
+    grad: torch.Tensor,
+    grid: Size2,
+    offsets: torch.Tensor | None = None,
+    canvas: Size2 | None = None,
+    mode: str = "nearest",
+    backend: str | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
+    """The adjoint of :func:`upsample_masks` (its backward w.r.t. the grids).
+
+    ``out[n] = U_n^T grad[n]``, where ``U_n`` is the (linear) map from grid ``n`` to mask ``n``:
+    every output pixel sends its gradient back to the grid cells it interpolates, with the same
+    weights. ``<upsample_masks(g), grad> == <g, upsample_masks_backward(grad)>``.
+
+    Args:
+        grad: Tensor[N, H, W] float32/float64, one plane per mask.
+        grid: the grid size (gh, gw) (an int means square).
+        offsets, canvas, mode, backend, validate: as :func:`upsample_masks` (``canvas`` defaults
+            to ``(H, W)``).
+
+    Returns:
+        Tensor[N, gh, gw] of ``grad``'s dtype and device.
+    """
+    size = tuple(grad.shape[-2:]) if isinstance(grad, torch.Tensor) else (1, 1)
+    offsets, size, canvas = _check_grids(grad, offsets, size, canvas, mode, validate, name="grad")
+    grid = _pair(grid, "grid")
+    if resolve_backend(backend, grad.device) == "native":
+        return torch.ops.pyxai.upsample_masks_backward(grad, offsets, list(grid), list(canvas), mode)
+    return _masks_backward_reference(grad, offsets, grid, canvas, mode)

@@ -59,12 +59,19 @@ def _check(start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor, first
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
 
 
+def _revealed(ranks: torch.Tensor, first: int, count: int, step_px: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items ``[first, first + count)``: their image index Tensor[count] and which pixels show
+    ``finish``, Tensor[count, P] bool."""
+    items = torch.arange(first, first + count, device=ranks.device)
+    img, step = items % ranks.shape[0], items // ranks.shape[0]
+    return img, ranks[img] < (step * step_px)[:, None]
+
+
 def _reveal_by_rank_reference(start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor,
                               first: int, count: int, step_px: int) -> torch.Tensor:
     b = start.shape[0]
-    items = torch.arange(first, first + count, device=start.device)
-    img, step = items % b, items // b
-    keep = ranks[img] < (step * step_px)[:, None]  # [count, P]
+    img, keep = _revealed(ranks, first, count, step_px)  # [count], [count, P]
     s3 = start.reshape(b, start.shape[1], -1)
     f3 = finish.reshape(b, start.shape[1], -1)
     return torch.where(keep[:, None, :], f3[img], s3[img])

@@ -117,6 +117,28 @@ def _accumulate_reference(drops, shape, window, strides):
     return (t / cnt).to(drops.dtype)
 
 
+def _accumulate_adjoint(grad, shape, window, strides):
+    """Adjoint of :func:`_accumulate_reference` (its backward): Tensor[B, *D] -> Tensor[N, B].
+
+    ``out[k, b] = sum_c cover_k(c) * grad[b, c] / count(c)``, contracted one dim at a time.
+    """
+    counts = window_counts(shape, window, strides)
+    dev = grad.device
+    covers = [
+        _axis_cover(shape[d], window[d], strides[d], counts[d], dev).double()  # [c_d, n_d]
+        for d in range(len(shape))
+    ]
+    cnt = covers[0].sum(0)
+    for cover in covers[1:]:
+        cnt = cnt[..., None] * cover.sum(0)
+    t = grad.double() / cnt  # [B, n_0, ..., n_{D-1}]
+    for cover in covers:
+        t = torch.tensordot(t, cover, dims=([1], [1]))  # n_d (always at 1) -> c_d at the end
+    # t is [B, c_0, ..., c_{D-1}]; window k = k_0 + c_0 * (k_1 + ...) has k_0 fastest
+    t = t.permute(*range(len(shape), 0, -1), 0)
+    return t.reshape(-1, grad.shape[0]).to(grad.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # public ops
 

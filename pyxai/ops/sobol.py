@@ -82,13 +82,17 @@ def _check_outputs(ya: torch.Tensor, yb: torch.Tensor, yc: torch.Tensor, estimat
 # reference implementations (same semantics as csrc/sobol)
 
 
+def _takes_b(blocks: torch.Tensor, d: int) -> torch.Tensor:
+    """Tensor[R, d] bool: which columns design blocks ``blocks`` (Tensor[R]) take from ``B``."""
+    cols = torch.arange(d, device=blocks.device)
+    return (blocks[:, None] == 1) | (blocks[:, None] - 2 == cols[None, :])
+
+
 def _design_reference(a: torch.Tensor, b: torch.Tensor, first: int, count: int) -> torch.Tensor:
     n, d = a.shape
     k = torch.arange(first, first + count, device=a.device)
-    blk, row = k // n, k % n
-    cols = torch.arange(d, device=a.device)
-    take_b = (blk[:, None] == 1) | (blk[:, None] - 2 == cols[None, :])
-    return torch.where(take_b, b[row], a[row])
+    row = k % n
+    return torch.where(_takes_b(k // n, d), b[row], a[row])
 
 
 def _indices_reference(
