@@ -10,6 +10,8 @@ perturbations.
 
 On CUDA the work is queued asynchronously on the current stream: the kernels that build chunk k+1 are
 launched while the forward of chunk k is still running, as long as ``consume`` does not synchronise.
+Every chunk after the first runs inside :func:`pyxai.engine.sync.hot_path` (``PYXAI_SYNC_DEBUG=1``
+makes any host sync there an error).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pyxai.engine.checks import check_output_batch
+from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import ResolvedTarget
 
 ForwardFunc = Callable[..., torch.Tensor]
@@ -179,23 +182,27 @@ class PerturbationRunner:
 
             bar = tqdm(total=n_items, desc=desc, unit="pert")
         done = 0
-        checked = False
+        first = True
         try:
-            while done < n_items:
-                end = min(n_items, done + per_chunk)
-                chunk = make_chunk(done, end)
-                out = self.forward(chunk)
-                if not checked:
-                    check_output_batch(out, chunk_rows(chunk))
-                    checked = True
-                if target is not None:
-                    out = target(out)
-                consume(done, end, out)
-                if bar is not None:
-                    bar.update(end - done)
-                done = end
-                if stop is not None and stop():
-                    break
+            with contextlib.ExitStack() as hot:
+                while done < n_items:
+                    end = min(n_items, done + per_chunk)
+                    chunk = make_chunk(done, end)
+                    out = self.forward(chunk)
+                    if first:
+                        check_output_batch(out, chunk_rows(chunk))
+                    if target is not None:
+                        out = target(out)
+                    consume(done, end, out)
+                    if bar is not None:
+                        bar.update(end - done)
+                    done = end
+                    if first:  # every later chunk must queue without a host sync
+                        hot.enter_context(hot_path((chunk[0] if isinstance(chunk, tuple)
+                                                    else chunk).device))
+                        first = False
+                    if stop is not None and stop():
+                        break
         finally:
             if bar is not None:
                 bar.close()
