@@ -213,7 +213,7 @@ def resolve_target(target: Target, outputs: torch.Tensor, name: str = "target") 
         else:
             for i, t in enumerate(target):
                 if _class_index(t) is None and not isinstance(t, torch.Tensor):
-                    raise TypeError(f"{name}[{i}] must be an int class index, got {type(t).__name__}")
+                    raise TypeError(f"{name}[{i}] must be an integer class index, got {type(t).__name__}")
     if isinstance(target, int):
         idx = torch.full((b,), target, dtype=torch.int64)
     else:
