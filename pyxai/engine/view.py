@@ -23,7 +23,6 @@ builds its own, so concurrent calls never share one.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -48,7 +47,7 @@ def _copy_module(module: nn.Module, memo: dict[int, nn.Module], private_buffers:
         # hook dictionaries (_forward_hooks, _forward_pre_hooks, _backward_hooks, ...) and any other
         # container: a shallow copy, so registering on the view does not register on the model
         if isinstance(value, (dict, set, list)):
-            d[key] = copy.copy(value)
+            d[key] = value.copy()
     d["_parameters"] = dict(module._parameters)
     buffers = dict(module._buffers)
     if private_buffers and module.training:
