@@ -110,6 +110,7 @@ class PerturbationRunner:
             additional_forward_args = (additional_forward_args,)
         self.args = tuple(additional_forward_args or ())
         self.grad_enabled = grad_enabled
+        self._auto_rows: int | None = None
 
     def forward(self, x: Chunk) -> torch.Tensor:
         """One forward pass with the runner's settings (mode, autocast, memory format).
@@ -137,7 +138,9 @@ class PerturbationRunner:
         """The batch size in model inputs (resolving ``None`` with :func:`auto_batch_size`)."""
         if self.batch_size is not None:
             return int(self.batch_size)
-        return auto_batch_size(sample, self.forward)
+        if self._auto_rows is None:  # measured once per runner (one runner per call)
+            self._auto_rows = auto_batch_size(sample, self.forward)
+        return self._auto_rows
 
     def run(
         self,

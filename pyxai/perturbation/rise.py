@@ -247,7 +247,6 @@ class RISE(Explainer):
             forward, batch_size=self.batch_size, show_progress=self.show_progress,
             autocast=self.autocast, channels_last=self.channels_last,
         )
-        runner.batch_size = runner.rows_per_forward(x[:1])  # measured once per call
         outputs = runner.outputs(x)
         if all_classes:
             if outputs.dim() != 2:

@@ -78,3 +78,18 @@ def test_outputs_and_autocast(rng):
     out = r.outputs(x)
     assert out.dtype == torch.float32 and out.shape == (5, 3)
     torch.testing.assert_close(out, model(x), atol=0.05, rtol=0.05)
+
+
+def test_batch_size_measured_once_per_runner(rng, monkeypatch):
+    import pyxai.engine.runner as runner_mod
+
+    calls = []
+    real = runner_mod.auto_batch_size
+    monkeypatch.setattr(runner_mod, "auto_batch_size", lambda *a: calls.append(1) or real(*a))
+    model = Counting()
+    x = torch.randn(2, 3, 2, 2, generator=rng)
+    runner = PerturbationRunner(model)
+    runner.outputs(x)
+    for _ in range(3):  # e.g. adaptive RISE's blocks
+        runner.run(5, lambda s, e: x.repeat(e - s, 1, 1, 1), lambda *a: None, rows_per_item=2)
+    assert calls == [1]
