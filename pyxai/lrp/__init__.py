@@ -2,7 +2,7 @@
 
     rules        pyxai.rules.Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass, Norm
     composites   which rule on which module: named ones (Zennit's) or Composite(layer_map=...)
-    canonizers   reversible rewrites: BatchNorm merging, residual sums (ResNet, VGG, demo_cnn)
+    canonizers   rewrites of a per-call model view: BatchNorm merging, residual sums (ResNet, VGG, demo_cnn)
     LRP, CRP     the explainers
 """
 
@@ -14,7 +14,7 @@ from pyxai.lrp.canonizers import (
     ResNetCanonizer,
     SequentialMergeBatchNorm,
     VGGCanonizer,
-    canonized,
+    canonize,
 )
 from pyxai.lrp.composites import COMPOSITES, Composite, named_composite
 from pyxai.lrp.crp import CRP, ReferenceSamples
@@ -24,5 +24,5 @@ from pyxai.lrp.layers import Sum
 __all__ = [
     "COMPOSITES", "CRP", "Canonizer", "Composite", "CompositeCanonizer", "LRP", "ReferenceSamples",
     "ResNetCanonizer", "ResidualBlockCanonizer", "SequentialMergeBatchNorm", "Sum", "VGGCanonizer",
-    "canonized", "named_composite", "rules",
+    "canonize", "named_composite", "rules",
 ]

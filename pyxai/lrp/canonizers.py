@@ -1,36 +1,40 @@
-"""Canonizers: reversible model rewrites that make LRP rules applicable (SPECS §7.4).
+"""Canonizers: model rewrites that make LRP rules applicable (SPECS §7.4), done on a view.
+
+A canonizer rewrites the modules of a :class:`pyxai.engine.view.ModelView` — never the user's
+model: merged weights are new tensors *replacing* the view module's parameters, inserted modules
+and patched forwards live on the view's module objects only. Nothing needs undoing (the view is
+dropped after the call), and two threads canonizing one model never see each other's changes.
 
 * :class:`SequentialMergeBatchNorm` folds every BatchNorm that directly follows a Linear-type leaf
   (in registration order) into that layer: ``W' = W s``, ``b' = (b - mean) s + beta`` with
-  ``s = gamma / sqrt(var + eps)``; the BatchNorm becomes the identity (mean 0, var 1, weight 1,
-  bias 0; ``eps`` is kept, as Zennit does).
+  ``s = gamma / sqrt(var + eps)``; the view's BatchNorm becomes the identity (mean 0, var 1,
+  weight 1, bias 0; ``eps`` is kept, as Zennit does). The merged tensors are computed with autograd
+  on, so relevances stay differentiable w.r.t. the model's parameters (``create_graph=True``).
 * :class:`ResidualBlockCanonizer` rewrites torchvision ResNet ``BasicBlock``/``Bottleneck`` (and any
   block with their attributes, such as ``pyxai.models.demo_cnn``'s) so the residual addition is a
   :class:`~pyxai.lrp.layers.Sum` module over ``stack([identity, out], -1)``, which composites give
   the Norm rule.
 * ``VGGCanonizer`` = merge; ``ResNetCanonizer`` = merge + residual blocks; ``"auto"`` picks by
   looking at the model.
-
-Every change is undone by :func:`canonized` on exit, also after an exception: the parameter objects
-are the same and hold their original tensors again.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterator, Sequence, Union
 
 import torch
 from torch import nn
 
+from pyxai.engine.view import ModelView
 from pyxai.lrp import types
 from pyxai.lrp.layers import Sum
 
 
 class Canonizer:
-    """Base class: :meth:`apply` changes a model and returns undo callables."""
+    """Base class: :meth:`apply` rewrites the modules of a view (``ModelView.module``) in place."""
 
-    def apply(self, model: nn.Module) -> list:
+    def apply(self, view: nn.Module) -> None:
+        """Rewrite ``view`` (the root module of a :class:`ModelView`; never a user's model)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -45,64 +49,44 @@ def _leaves(module: nn.Module) -> Iterator[nn.Module]:
         yield from _leaves(child)
 
 
+def _replace(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Replace a parameter or buffer of a view module by a new tensor (the old one is untouched)."""
+    if name in module._buffers:
+        module._buffers[name] = value
+    else:
+        module._parameters[name] = value  # a plain tensor: the view's own, not a user Parameter
+
+
 class SequentialMergeBatchNorm(Canonizer):
     """Merge each BatchNorm that directly follows a Linear-type leaf module into it."""
 
-    def apply(self, model: nn.Module) -> list:
-        undo = []
+    def apply(self, view: nn.Module) -> None:
         last = None
-        try:
-            for leaf in _leaves(model):
-                if isinstance(last, types.Linear) and isinstance(leaf, types.BatchNorm):
-                    undo.append(self._merge(last, leaf))
-                last = leaf
-        except BaseException:
-            for u in reversed(undo):
-                u()
-            raise
-        return undo
+        for leaf in _leaves(view):
+            if isinstance(last, types.Linear) and isinstance(leaf, types.BatchNorm):
+                self._merge(last, leaf)
+            last = leaf
 
     @staticmethod
-    def _merge(linear: nn.Module, bn: nn.Module):
+    def _merge(linear: nn.Module, bn: nn.Module) -> None:
         if bn.running_mean is None or bn.running_var is None or bn.weight is None or bn.bias is None:
             raise ValueError(
                 f"cannot merge {type(bn).__name__} without running statistics and affine parameters; "
                 "pass canonizers=None"
             )
-        saved_w = linear.weight.data
-        had_bias = linear.bias is not None
-        saved_b = linear.bias.data if had_bias else None
-        bn_saved = {k: getattr(bn, k).data for k in ("weight", "bias", "running_mean", "running_var")}
-
-        def undo() -> None:
-            linear.weight.data = saved_w
-            if had_bias:
-                linear.bias.data = saved_b
-            else:
-                linear.bias = None
-            for k, v in bn_saved.items():
-                getattr(bn, k).data = v
-
-        try:
-            with torch.no_grad():
-                scale = bn.weight / (bn.running_var + bn.eps) ** 0.5
-                if not had_bias:
-                    linear.bias = nn.Parameter(torch.zeros(1, dtype=saved_w.dtype, device=saved_w.device))
-                if isinstance(linear, types.ConvolutionTranspose):
-                    index = (None, slice(None), *((None,) * (saved_w.dim() - 2)))
-                else:
-                    index = (slice(None), *((None,) * (saved_w.dim() - 1)))
-                bias = linear.bias.data
-                linear.weight.data = saved_w * scale[index]
-                linear.bias.data = (bias - bn.running_mean) * scale + bn.bias
-                bn.running_mean.data = torch.zeros_like(bn.running_mean)
-                bn.running_var.data = torch.ones_like(bn.running_var)
-                bn.bias.data = torch.zeros_like(bn.bias)
-                bn.weight.data = torch.ones_like(bn.weight)
-        except BaseException:
-            undo()
-            raise
-        return undo
+        w = linear.weight
+        scale = bn.weight / (bn.running_var + bn.eps) ** 0.5
+        if isinstance(linear, types.ConvolutionTranspose):
+            index = (None, slice(None), *((None,) * (w.dim() - 2)))
+        else:
+            index = (slice(None), *((None,) * (w.dim() - 1)))
+        bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+        _replace(linear, "weight", w * scale[index])
+        _replace(linear, "bias", (bias - bn.running_mean) * scale + bn.bias)
+        _replace(bn, "running_mean", torch.zeros_like(bn.running_mean))
+        _replace(bn, "running_var", torch.ones_like(bn.running_var))
+        _replace(bn, "weight", torch.ones_like(bn.weight))
+        _replace(bn, "bias", torch.zeros_like(bn.bias))
 
 
 def _is_block(module: nn.Module) -> str | None:
@@ -142,27 +126,14 @@ def _bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
 class ResidualBlockCanonizer(Canonizer):
     """Make the residual addition of ResNet BasicBlock/Bottleneck blocks a ``Sum`` module."""
 
-    def apply(self, model: nn.Module) -> list:
-        undo = []
-        for module in model.modules():
+    def apply(self, view: nn.Module) -> None:
+        for module in list(view.modules()):
             kind = _is_block(module)
             if kind is None or "canonizer_sum" in module._modules:
                 continue
             fwd = _basic_forward if kind == "basic" else _bottleneck_forward
-            had = "forward" in module.__dict__
-            prev = module.__dict__.get("forward")
-
-            def restore(module=module, had=had, prev=prev) -> None:
-                module._modules.pop("canonizer_sum", None)
-                if had:
-                    module.__dict__["forward"] = prev
-                else:
-                    module.__dict__.pop("forward", None)
-
             module.canonizer_sum = Sum()
             module.forward = fwd.__get__(module)
-            undo.append(restore)
-        return undo
 
 
 class CompositeCanonizer(Canonizer):
@@ -171,16 +142,9 @@ class CompositeCanonizer(Canonizer):
     def __init__(self, canonizers: Sequence[Canonizer]) -> None:
         self.canonizers = list(canonizers)
 
-    def apply(self, model: nn.Module) -> list:
-        undo: list = []
-        try:
-            for c in self.canonizers:
-                undo += c.apply(model)
-        except BaseException:
-            for u in reversed(undo):
-                u()
-            raise
-        return undo
+    def apply(self, view: nn.Module) -> None:
+        for c in self.canonizers:
+            c.apply(view)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.canonizers!r})"
@@ -225,14 +189,17 @@ def resolve_canonizers(spec: CanonizerSpec, model: nn.Module) -> list[Canonizer]
     return spec
 
 
-@contextmanager
-def canonized(model: nn.Module, canonizers: Sequence[Canonizer]) -> Iterator[nn.Module]:
-    """Apply ``canonizers`` to ``model`` for the duration of the context; undone on any exit."""
-    undo: list = []
-    try:
-        for c in canonizers:
-            undo += c.apply(model)
-        yield model
-    finally:
-        for u in reversed(undo):
-            u()
+def canonize(model: nn.Module, canonizers: Sequence[Canonizer]) -> ModelView:
+    """A :class:`ModelView` of ``model`` in eval mode, rewritten by ``canonizers``.
+
+    ``model`` is not touched (its mode neither: only the view's modules are set to eval, the mode
+    the BatchNorm merge assumes).
+
+    Returns:
+        The view; ``view.module`` is the canonized model to run.
+    """
+    view = ModelView(model)
+    view.module.eval()
+    for c in canonizers:
+        c.apply(view.module)
+    return view

@@ -1,10 +1,11 @@
 """Autograd plumbing: a rule's backward is a custom autograd Function around the module's forward.
 
-Each module that a composite gives a rule has its ``forward`` temporarily replaced (an instance
-attribute, removed again on exit, even after an exception) by a wrapper that runs the original
-forward inside :class:`_RuleFunction`. The Function keeps the layer input and output; its backward
-calls the rule, which calls ``pyxai.ops.lrp_*``: the layer's forward is never re-run for rules that
-only need the stored output (Epsilon), and autograd handles any graph topology.
+Each module of the call's :class:`pyxai.engine.view.ModelView` that a composite gives a rule has its
+``forward`` replaced (an instance attribute of the view's module object, never of the user's
+module) by a wrapper that runs the original forward inside :class:`_RuleFunction`. The Function
+keeps the layer input and output; its backward calls the rule, which calls ``pyxai.ops.lrp_*``:
+the layer's forward is never re-run for rules that only need the stored output (Epsilon), and
+autograd handles any graph topology.
 
 Replicas (CRP): when a :class:`Session` has ``replicas = K`` and a hooked module receives
 ``K * N`` rows, the rows are K copies of the same N samples (the input was ``x.repeat(K, ...)``).
@@ -14,9 +15,8 @@ K blocks of relevance at once and the ops compute each rule's ``z`` once for all
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
@@ -101,22 +101,13 @@ def _wrapper(state: _LayerState) -> Callable:
     return forward
 
 
-@contextmanager
-def rules_installed(assignments: list[tuple[nn.Module, Rule]], session: Session) -> Iterator[None]:
-    """Attach each rule to its module for the duration of the context (restored on any exit)."""
-    installed: list[tuple[nn.Module, bool, object]] = []
-    try:
-        for module, rule in assignments:
-            had = "forward" in module.__dict__
-            prev = module.__dict__.get("forward")
-            inplace = bool(getattr(module, "inplace", False))
-            state = _LayerState(module, rule, module.forward, session, inplace)
-            installed.append((module, had, prev))
-            module.forward = _wrapper(state)
-        yield
-    finally:
-        for module, had, prev in reversed(installed):
-            if had:
-                module.__dict__["forward"] = prev
-            else:
-                module.__dict__.pop("forward", None)
+def install_rules(assignments: list[tuple[nn.Module, Rule]], session: Session) -> None:
+    """Attach each rule to its module: modules of a :class:`pyxai.engine.view.ModelView` only.
+
+    The wrapper is an instance attribute of the view's module object; the user's modules never see
+    it, and nothing needs undoing (the view is dropped after the call).
+    """
+    for module, rule in assignments:
+        inplace = bool(getattr(module, "inplace", False))
+        state = _LayerState(module, rule, module.forward, session, inplace)
+        module.forward = _wrapper(state)

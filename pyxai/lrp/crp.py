@@ -23,8 +23,9 @@ from typing import Iterable, Mapping, Sequence, Union
 import torch
 from torch import nn
 
+from pyxai.engine.checks import check_output_batch
 from pyxai.engine.targets import Target
-from pyxai.lrp.explainer import _PropagationBase
+from pyxai.lrp.explainer import _PropagationBase, _Run
 
 ConceptSpec = Mapping[str, Sequence[Union[int, Sequence[int]]]]
 
@@ -190,11 +191,13 @@ class CRP(_PropagationBase):
     # ------------------------------------------------------------------------------------------
     # forward / backward helpers
 
-    def _forward_capture(self, x: torch.Tensor, layers: Sequence[str], stop_at: str | None = None):
-        """Run the (hooked) model on x, capturing the outputs of ``layers``; optionally stop after
+    def _forward_capture(
+        self, run: _Run, x: torch.Tensor, layers: Sequence[str], stop_at: str | None = None
+    ):
+        """Run the call's view on x, capturing the outputs of ``layers``; optionally stop after
         ``stop_at``. Returns (model output or None, {name: output})."""
         captured: dict[str, torch.Tensor] = {}
-        modules = self._named()
+        modules = run.modules()
         handles = []
 
         def hook_for(name):
@@ -211,39 +214,40 @@ class CRP(_PropagationBase):
             for name in layers:
                 handles.append(modules[name].register_forward_hook(hook_for(name)))
             try:
-                out = self.model(x)
+                out = run.model(x)
             except _StopForward:
                 out = None
         finally:
             for h in handles:
                 h.remove()
+        if out is not None:
+            check_output_batch(out, x.shape[0])
         missing = [n for n in layers if n not in captured]
         if missing:
             raise ValueError(f"layers {missing} were not run by the model's forward pass")
         return out, captured
 
-    def _layer_relevances(self, x: torch.Tensor, target: Target, layers: Sequence[str]):
+    def _layer_relevances(self, run: _Run, x: torch.Tensor, target: Target, layers: Sequence[str]):
         """(outputs, init, {name: activation}, {name: relevance at the output of the layer})."""
-        out, acts = self._forward_capture(x, layers)
+        out, acts = self._forward_capture(run, x, layers)
         init, _ = self._initial_relevance(out, target)
         rels = torch.autograd.grad(out, [acts[n] for n in layers], init)
         return out, init, acts, dict(zip(layers, rels))
 
     def _replicated_backward(
-        self, x: torch.Tensor, layer: str, rel_rows: torch.Tensor, k: int
+        self, run: _Run, x: torch.Tensor, layer: str, rel_rows: torch.Tensor, k: int
     ) -> torch.Tensor:
         """Relevance of the input for ``k`` blocks of relevance at ``layer``'s output.
 
-        ``rel_rows``: Tensor[k * B, ...] (block-major). Runs the model's part up to ``layer`` on k
+        ``rel_rows``: Tensor[k * B, ...] (block-major). Runs the view's part up to ``layer`` on k
         replicas of x (rules compute their z once per replica set) and backpropagates all at once.
         """
-        replicas = k if not any(m.training for m in self.model.modules()) else 1
         x_rep = x.detach().repeat(k, *([1] * (x.dim() - 1))).requires_grad_(True)
-        self._session_state.replicas = replicas
+        run.session.replicas = k
         try:
-            _, acts = self._forward_capture(x_rep, [layer], stop_at=layer)
+            _, acts = self._forward_capture(run, x_rep, [layer], stop_at=layer)
         finally:
-            self._session_state.replicas = 1
+            run.session.replicas = 1
         (rel,) = torch.autograd.grad(acts[layer], x_rep, rel_rows.to(acts[layer].dtype))
         return rel
 
@@ -275,10 +279,10 @@ class CRP(_PropagationBase):
         x = inputs.detach().clone().requires_grad_(True)
         b = x.shape[0]
         results = []
-        with torch.enable_grad(), self._session() as session:
-            self._session_state = session
+        run = self._prepare()
+        with torch.enable_grad():
             names = list(groups)
-            _, _, acts, rels = self._layer_relevances(x, target, names)
+            _, _, acts, rels = self._layer_relevances(run, x, target, names)
             for name in names:
                 r = rels[name]
                 self._check_ids(name, groups[name], r.shape[1])
@@ -291,7 +295,7 @@ class CRP(_PropagationBase):
                     k = m.shape[0]
                     masked = r[None] * m.reshape(k, 1, -1, *([1] * (r.dim() - 2)))
                     rows = masked.reshape(k * b, *r.shape[1:])
-                    rel = self._replicated_backward(x, name, rows, k)
+                    rel = self._replicated_backward(run, x, name, rows, k)
                     results.append(rel.reshape(k, b, *x.shape[1:]).transpose(0, 1))
         return torch.cat(results, dim=1).detach()
 
@@ -311,9 +315,9 @@ class CRP(_PropagationBase):
             raise ValueError("layers must name at least one layer")
         self._check_layers(layers, self._named())
         x = inputs.detach().clone().requires_grad_(True)
-        with torch.enable_grad(), self._session() as session:
-            self._session_state = session
-            _, _, _, rels = self._layer_relevances(x, target, layers)
+        run = self._prepare()
+        with torch.enable_grad():
+            _, _, _, rels = self._layer_relevances(run, x, target, layers)
         out = {}
         for name, r in rels.items():
             s = r.detach().reshape(r.shape[0], r.shape[1], -1).sum(-1)
@@ -355,29 +359,28 @@ class CRP(_PropagationBase):
         best_r: dict[str, TopK | None] = {n: None for n in layers}
         best_a: dict[str, TopK | None] = {n: None for n in layers}
         seen = 0
-        with self._session() as session:
-            self._session_state = session
-            for batch in data:
-                if isinstance(batch, (tuple, list)):
-                    xb, labels = batch[0], (batch[1] if len(batch) > 1 else None)
-                else:
-                    xb, labels = batch, None
-                if target == "label":
-                    if labels is None:
-                        raise ValueError("target='label' needs batches of (inputs, labels)")
-                    tgt = torch.as_tensor(labels).reshape(-1).long()
-                else:
-                    tgt = target
-                self._check(xb)
-                x = xb.detach().clone().requires_grad_(True)
-                with torch.enable_grad():
-                    _, _, acts, rels = self._layer_relevances(x, tgt, layers)
-                for name in layers:
-                    rs, rn = _channel_scores(rels[name].detach(), max_target, abs_norm)
-                    a_s, an = _channel_scores(acts[name].detach(), max_target, abs_norm)
-                    best_r[name] = _merge(best_r[name], rs, rn, seen, k)
-                    best_a[name] = _merge(best_a[name], a_s, an, seen, k)
-                seen += x.shape[0]
+        run = self._prepare()
+        for batch in data:
+            if isinstance(batch, (tuple, list)):
+                xb, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+            else:
+                xb, labels = batch, None
+            if target == "label":
+                if labels is None:
+                    raise ValueError("target='label' needs batches of (inputs, labels)")
+                tgt = torch.as_tensor(labels).reshape(-1).long()
+            else:
+                tgt = target
+            self._check(xb)
+            x = xb.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                _, _, acts, rels = self._layer_relevances(run, x, tgt, layers)
+            for name in layers:
+                rs, rn = _channel_scores(rels[name].detach(), max_target, abs_norm)
+                a_s, an = _channel_scores(acts[name].detach(), max_target, abs_norm)
+                best_r[name] = _merge(best_r[name], rs, rn, seen, k)
+                best_a[name] = _merge(best_a[name], a_s, an, seen, k)
+            seen += x.shape[0]
         if seen == 0:
             raise ValueError("data yielded no batches")
         return {n: ReferenceSamples(n, best_r[n], best_a[n], seen) for n in layers}
@@ -419,8 +422,9 @@ class CRP(_PropagationBase):
         wanted = sorted({i for _, i, _ in rows})
         samples = _fetch(data, wanted)
         x = torch.stack([samples[i] for _, i, _ in rows]).detach().requires_grad_(True)
-        with torch.enable_grad(), self._session():
-            _, acts = self._forward_capture(x, [refs.layer], stop_at=refs.layer)
+        run = self._prepare()
+        with torch.enable_grad():
+            _, acts = self._forward_capture(run, x, [refs.layer], stop_at=refs.layer)
             a = acts[refs.layer]
             mask = torch.zeros_like(a).reshape(a.shape[0], a.shape[1], -1)
             for j, (c, _, n) in enumerate(rows):

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Union
+from dataclasses import dataclass
+from typing import Union
 
 import torch
 from torch import nn
 
-from pyxai.engine.checks import check_inputs, check_same_device
-from pyxai.engine.targets import Target, resolve_target
-from pyxai.lrp.canonizers import CanonizerSpec, canonized, resolve_canonizers
+from pyxai.engine.checks import check_inputs, check_output_batch, check_same_device
+from pyxai.engine.targets import ResolvedTarget, Target, resolve_target
+from pyxai.engine.view import ModelView, is_training
+from pyxai.lrp.canonizers import CanonizerSpec, canonize, resolve_canonizers
 from pyxai.lrp.composites import Composite, resolve_composite
-from pyxai.lrp.core import Session, rules_installed
+from pyxai.lrp.core import Session, install_rules
 from pyxai.ops._dispatch import check_backend
 
 OUTPUT_RELEVANCE = ("score", "one_hot")
 
 
+@dataclass
+class _Run:
+    """One call's canonized, rule-wrapped view of the model (nothing of it outlives the call)."""
+
+    view: ModelView
+    session: Session
+
+    @property
+    def model(self) -> nn.Module:
+        return self.view.module
+
+    def modules(self) -> dict[str, nn.Module]:
+        return dict(self.view.module.named_modules())
+
+
 class _PropagationBase:
-    """Shared set-up of LRP and CRP: composite, canonizers, argument checks, the hooked session."""
+    """Shared set-up of LRP and CRP: composite, canonizers, argument checks, the per-call view."""
 
     def __init__(
         self,
@@ -33,6 +49,7 @@ class _PropagationBase:
         stabilizer: float | None = None,
         output_relevance: str = "score",
         backend: str | None = None,
+        allow_training: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -47,15 +64,23 @@ class _PropagationBase:
         self.canonizers = resolve_canonizers(canonizers, model)
         self.output_relevance = output_relevance
         self.backend = check_backend(backend) if backend is not None else None
+        self.allow_training = bool(allow_training)
 
-    @contextmanager
-    def _session(self, replicas: int = 1) -> Iterator[Session]:
-        """Canonize, attach rules; on exit (also after an exception) the model is as found."""
+    def _prepare(self, replicas: int = 1) -> _Run:
+        """The call's view: eval mode, canonized, rules attached (the user's model is not touched)."""
+        if is_training(self.model) and not self.allow_training:
+            raise ValueError(
+                f"{type(self).__name__} explains a model as it predicts, but "
+                f"{type(self.model).__name__} is in training mode (BatchNorm would normalise with "
+                "batch statistics while the canonizers merge the running ones). Call model.eval(), "
+                "or pass allow_training=True to explain it as in eval mode (the model's mode, "
+                "parameters and BatchNorm statistics are left as they are)"
+            )
         session = Session(backend=self.backend, replicas=replicas)
-        with canonized(self.model, self.canonizers):
-            assigned = self.composite.assign(self.model)
-            with rules_installed([(m, r) for _, m, r in assigned], session):
-                yield session
+        view = canonize(self.model, self.canonizers)
+        assigned = self.composite.assign(view.module)
+        install_rules([(m, r) for _, m, r in assigned], session)
+        return _Run(view, session)
 
     def _check(self, inputs: torch.Tensor) -> torch.Tensor:
         check_inputs(inputs, ndims=(2, 3, 4, 5))
@@ -64,36 +89,32 @@ class _PropagationBase:
 
     def _initial_relevance(
         self, outputs: torch.Tensor, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Relevance put on the outputs: the target's score (or 1) at the target, 0 elsewhere.
+    ) -> tuple[torch.Tensor, ResolvedTarget]:
+        """Relevance put on the outputs: ``weight * d score / d outputs`` with ``weight`` the target's
+        score (``output_relevance="score"``) or 1 — for a class target, the score (or 1) at the
+        class and 0 elsewhere.
 
-        Returns (Tensor shaped like outputs, resolved Tensor[B] target or None for callables).
+        Returns (Tensor shaped like outputs, the resolved target).
         """
-        tgt = resolve_target(target, outputs.detach())
-        if callable(tgt) and not isinstance(tgt, torch.Tensor):
-            with torch.enable_grad():
-                o = outputs.detach().requires_grad_(True)
-                scores = tgt(o).reshape(-1)
-                weight = scores.detach() if self.output_relevance == "score" else torch.ones_like(scores)
-                (init,) = torch.autograd.grad(scores, o, weight)
-            return init, None
-        init = torch.zeros_like(outputs)
-        rows = torch.arange(outputs.shape[0], device=outputs.device)
-        if self.output_relevance == "score":
-            init[rows, tgt] = outputs.detach()[rows, tgt]
-        else:
-            init[rows, tgt] = 1
-        return init, tgt
+        resolved = resolve_target(target, outputs.detach())
+        with torch.enable_grad():
+            o = outputs.detach().requires_grad_(True)
+            scores = resolved(o)
+            weight = scores.detach() if self.output_relevance == "score" else torch.ones_like(scores)
+            (init,) = torch.autograd.grad(scores, o, weight)
+        return init, resolved
 
 
 class LRP(_PropagationBase):
     """Layer-wise relevance propagation (Zennit's rules, composites and canonizers; Captum's call).
 
-    The model is canonized (BatchNorm merged into the preceding layer, residual additions made
-    explicit), each module gets its composite's rule, and one backward pass propagates the relevance
-    put on the output to the input. Rules run as custom autograd Functions on the stored layer
-    inputs and outputs (``pyxai.ops.lrp_*``), never re-running a layer's forward where the rule
-    does not need one. The model is left exactly as found.
+    Every call works on its own :class:`pyxai.engine.view.ModelView` of the model: the view is
+    canonized (BatchNorm merged into the preceding layer as new tensors, residual additions made
+    explicit), each of its modules gets its composite's rule, and one backward pass propagates the
+    relevance put on the output to the input. Rules run as custom autograd Functions on the stored
+    layer inputs and outputs (``pyxai.ops.lrp_*``), never re-running a layer's forward where the
+    rule does not need one. The user's model is never written to, not even during the call, so
+    any number of threads may explain one model at once.
 
     Args:
         model (nn.Module): Tensor[B, ...] -> Tensor[B, K] scores.
@@ -109,6 +130,9 @@ class LRP(_PropagationBase):
             target's score (Captum, zennit-crp); ``"one_hot"``: 1 (Zennit's usual start).
             Default: "score"
         backend (str, optional): "auto" | "native" | "reference". Default: env or "auto"
+        allow_training (bool, optional): a model in training mode raises unless True; then it is
+            explained as in eval mode (running statistics, no dropout) on a view, and the model
+            keeps its mode, parameters and BatchNorm statistics. Default: False
 
     Examples::
 
@@ -126,8 +150,9 @@ class LRP(_PropagationBase):
 
         Args:
             inputs (Tensor): Tensor[B, C, H, W] (or [B, C, T, H, W], [B, F], ...).
-            target (optional): int, sequence of int / Tensor[B], callable ``outputs -> Tensor[B]``,
-                or None (predicted class). Default: None
+            target (optional): int, sequence of int / Tensor[B], callable ``(outputs)`` or
+                ``(outputs, rows) -> Tensor[B]`` (:mod:`pyxai.engine.targets`), or None (predicted
+                class). Default: None
             return_convergence_delta (bool, optional): also return Tensor[B]
                 ``sum(relevance) - relevance put on the output`` (conservation). Default: False
 
@@ -135,9 +160,11 @@ class LRP(_PropagationBase):
             Tensor shaped like ``inputs`` (and Tensor[B] delta when asked).
         """
         self._check(inputs)
+        run = self._prepare()
         x = inputs.detach().clone().requires_grad_(True)
-        with torch.enable_grad(), self._session():
-            outputs = self.model(x)
+        with torch.enable_grad():
+            outputs = run.model(x)
+            check_output_batch(outputs, x.shape[0])
             init, _ = self._initial_relevance(outputs, target)
             (rel,) = torch.autograd.grad(outputs, x, init)
         rel = rel.detach()

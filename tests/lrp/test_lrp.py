@@ -1,6 +1,8 @@
-"""pyxai.LRP: conservation, batched targets, reversibility (also after exceptions), bad input."""
+"""pyxai.LRP: conservation, batched targets, the model never touched (threads, train mode), bad input."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from torch import nn
 
 import pyxai
 from pyxai import rules
-from pyxai.lrp import Composite, ResNetCanonizer, canonized
+from pyxai.engine.view import same_state, state_fingerprint
+from pyxai.lrp import Composite, ResNetCanonizer, canonize
 
 
 class TinyNet(nn.Module):
@@ -30,20 +33,23 @@ class TinyNet(nn.Module):
 
 
 def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}, {
-        n: (p.requires_grad, id(p)) for n, p in model.named_parameters()
-    }, model.training
+    return state_fingerprint(model)
 
 
 def _same(model, snapshot) -> bool:
-    state, params, training = snapshot
-    return (
-        all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-        and {n: (p.requires_grad, id(p)) for n, p in model.named_parameters()} == params
-        and model.training == training
-        and all("forward" not in vars(m) for m in model.modules())
-        and not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-    )
+    return same_state(snapshot, state_fingerprint(model)) == []
+
+
+def _random_bn(model: nn.Module, rng: torch.Generator) -> nn.Module:
+    """Random BatchNorm statistics and affine weights (mean ~ N(0, 0.5), var ~ U(0.5, 2))."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=rng) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=rng) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=rng) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=rng) * 0.5)
+    return model.eval()
 
 
 @pytest.mark.parametrize("composite", ["epsilon_plus", "epsilon_plus_flat"])
@@ -93,8 +99,9 @@ def test_model_left_as_found_also_after_exception(rng):
         pyxai.LRP(model).attribute(x, target=1)
     h.remove()
     assert _same(model, snap)
-    with canonized(model, [ResNetCanonizer()]):
-        assert "canonizer_sum" in model.layer1[0]._modules
+    view = canonize(model, [ResNetCanonizer()])
+    assert "canonizer_sum" in view[model.layer1[0]]._modules
+    assert view[model.layer1[0].conv1].weight is not model.layer1[0].conv1.weight
     assert _same(model, snap)
 
 
@@ -137,7 +144,7 @@ def test_bad_input(rng):
 
 def test_custom_composite_and_transposed_conv(rng):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.ConvTranspose2d(4, 2, 3, stride=2),
-                          nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+                          nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)).eval()
     with torch.no_grad():  # positive biases keep both ReLUs alive, so a zero map would be a real defect
         model[0].bias.uniform_(0.05, 0.2, generator=rng)
         model[2].bias.uniform_(0.05, 0.2, generator=rng)
@@ -149,3 +156,69 @@ def test_custom_composite_and_transposed_conv(rng):
     nat = pyxai.LRP(model, composite=comp).attribute(x, target=1)
     torch.testing.assert_close(ref, nat, rtol=1e-5, atol=1e-7)
     assert ref.shape == x.shape and ref.abs().sum() > 0
+
+
+def test_two_threads_share_one_model(rng):
+    """LRP and CRP in two threads at once on one ResNet-18 give the single-thread results exactly;
+    the model is never modified, not even during the calls (its plain logits never move)."""
+    torchvision = pytest.importorskip("torchvision")
+    model = _random_bn(torchvision.models.resnet18(weights=None, num_classes=10), rng)
+    x = torch.randn(2, 3, 32, 32, generator=rng)
+    target = torch.randint(0, 10, (2,), generator=rng)
+    concepts = {"layer3.0.conv2": [1, [2, 5]]}
+    before = state_fingerprint(model)
+    with torch.no_grad():
+        logits = model(x)
+    lrp, crp = pyxai.LRP(model), pyxai.CRP(model)
+    want_lrp = lrp.attribute(x, target=target)
+    want_crp = crp.attribute(x, target=target, concepts=concepts)
+    assert same_state(before, state_fingerprint(model)) == []
+    got, errors, drift = [], [], []
+    done = threading.Event()
+
+    def work():
+        try:
+            for _ in range(2):
+                got.append((lrp.attribute(x, target=target),
+                            crp.attribute(x, target=target, concepts=concepts)))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def watch():
+        while not done.is_set():
+            with torch.no_grad():
+                drift.append(float((model(x) - logits).abs().max()))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+    assert not errors, errors
+    assert len(got) == 4 and drift and max(drift) == 0.0
+    for a, c in got:
+        assert torch.equal(a, want_lrp) and torch.equal(c, want_crp)
+    assert same_state(before, state_fingerprint(model)) == []
+
+
+def test_training_mode_needs_opt_in(rng):
+    torchvision = pytest.importorskip("torchvision")
+    model = _random_bn(torchvision.models.resnet18(weights=None, num_classes=10), rng)
+    x = torch.randn(2, 3, 32, 32, generator=rng)
+    want_lrp = pyxai.LRP(model).attribute(x, target=3)
+    want_crp = pyxai.CRP(model).attribute(x, target=3, concepts={"layer2.0.conv1": [4]})
+    model.train()
+    before = state_fingerprint(model)
+    with pytest.raises(ValueError, match="training mode.*allow_training=True"):
+        pyxai.LRP(model).attribute(x, target=3)
+    with pytest.raises(ValueError, match="training mode.*allow_training=True"):
+        pyxai.CRP(model).attribute(x, target=3, concepts={"layer2.0.conv1": [4]})
+    got_lrp = pyxai.LRP(model, allow_training=True).attribute(x, target=3)
+    got_crp = pyxai.CRP(model, allow_training=True).attribute(x, target=3, concepts={"layer2.0.conv1": [4]})
+    torch.testing.assert_close(got_lrp, want_lrp, rtol=0, atol=0)
+    torch.testing.assert_close(got_crp, want_crp, rtol=0, atol=0)
+    assert same_state(before, state_fingerprint(model)) == []  # BatchNorm statistics, mode
