@@ -76,6 +76,17 @@ def test_batched_targets_equal_single(rng):
     torch.testing.assert_close(default, lrp.attribute(x, target=model(x).argmax(1)))
     # callable target: the score of class 2
     torch.testing.assert_close(lrp.attribute(x, target=lambda o: o[:, 2]), lrp.attribute(x, target=2))
+    # the one target contract: a callable (outputs, rows) knows each row's sample
+    cls = torch.tensor([4, 0])
+    by_rows = lrp.attribute(x, target=lambda out, rows: out[torch.arange(out.shape[0]), cls[rows]])
+    torch.testing.assert_close(by_rows, lrp.attribute(x, target=cls))
+    crp = pyxai.CRP(model)
+    torch.testing.assert_close(
+        crp.attribute(x, target=lambda out, rows: out[torch.arange(out.shape[0]), cls[rows]],
+                      concepts={"conv2": [1]}),
+        crp.attribute(x, target=cls, concepts={"conv2": [1]}))
+    with pytest.raises(ValueError, match="nested"):
+        lrp.attribute(x, target=[[1, 2]])
 
 
 def test_model_left_as_found_also_after_exception(rng):
