@@ -1,4 +1,4 @@
-"""Helpers shared by the metrics: attribution shapes, explainer calls, target gathering, statistics."""
+"""Helpers shared by the metrics: attribution shapes, explainer calls, targets, statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from typing import Any, Callable
 
 import torch
 
-from pyxai.engine.targets import resolve_target
+from pyxai.engine.checks import check_same_device
+from pyxai.engine.runner import PerturbationRunner
+from pyxai.engine.targets import ResolvedTarget, resolve_target, takes_rows
+from pyxai.engine.view import forward_view
 
 
 def pixel_saliency(attributions: torch.Tensor, inputs: torch.Tensor,
@@ -14,7 +17,8 @@ def pixel_saliency(attributions: torch.Tensor, inputs: torch.Tensor,
     """One score per pixel: Tensor[B, P] (P = product of the spatial dims of ``inputs``).
 
     ``attributions`` may be Tensor[B, *S] (no channel dim), Tensor[B, 1, *S] or Tensor[B, C, *S]
-    with the channels of ``inputs`` ([B, C, *S]); channels are summed.
+    with the channels of ``inputs`` ([B, C, *S]); channels are summed. Raises ValueError naming
+    ``name`` for another shape or NaN/Inf values (reads the values: once per call).
     """
     if not isinstance(attributions, torch.Tensor):
         raise TypeError(f"{name} must be a Tensor, got {type(attributions).__name__}")
@@ -29,9 +33,14 @@ def pixel_saliency(attributions: torch.Tensor, inputs: torch.Tensor,
             f"{name} of shape {shape} does not match inputs {tuple(inputs.shape)}: expected "
             f"[B, *S], [B, 1, *S] or [B, C, *S] with B={b}, C={c}, S={spatial}"
         )
-    if not torch.isfinite(a).all():
+    check_finite_tensor(a, name)
+    return a.detach().to(inputs.device).sum(1).reshape(b, -1).to(inputs.dtype)
+
+
+def check_finite_tensor(t: torch.Tensor, name: str) -> None:
+    """``t`` must hold no NaN or Inf (integer and bool tensors always pass). One host sync."""
+    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
-    return a.to(inputs.device).sum(1).reshape(b, -1).to(inputs.dtype)
 
 
 def explain(explainer: Any, inputs: torch.Tensor, target: Any) -> torch.Tensor:
@@ -59,53 +68,74 @@ def explainer_model(explainer: Any) -> Callable | None:
     return None
 
 
-def repeat_target(target: Any, times: int) -> Any:
-    """Target for ``times`` stacked copies of the batch (block-major rows)."""
-    if isinstance(target, torch.Tensor) and target.dim() == 1 and times > 1:
-        return target.repeat(times)
-    if isinstance(target, (list, tuple)) and times > 1:
-        return list(target) * times
+def clean_scores(
+    forward_func: Callable, inputs: torch.Tensor, target: Any, batch_size: int | None,
+    show_progress: bool,
+) -> tuple[PerturbationRunner, ResolvedTarget, torch.Tensor]:
+    """What every model-scoring metric starts with, once per call.
+
+    Checks that ``inputs`` are on the model's device, runs a train-mode model through
+    :func:`pyxai.engine.view.forward_view` (its BatchNorm statistics never change; one warning),
+    fixes the runner's batch size (measured once), and scores the unperturbed inputs.
+
+    Returns:
+        (runner, resolved target of the B samples, clean scores Tensor[B] float64).
+    """
+    check_same_device(forward_func, inputs)
+    runner = PerturbationRunner(forward_view(forward_func), batch_size=batch_size,
+                                show_progress=show_progress)
+    runner.batch_size = runner.rows_per_forward(inputs[:1])  # measured once per call
+    outputs = runner.outputs(inputs)
+    resolved = resolve_target(target, outputs)
+    return runner, resolved, resolved(outputs).double()
+
+
+def fixed_target(model: Callable | None, inputs: torch.Tensor, target: Any) -> Any:
+    """The target held fixed while an explainer is called on perturbed copies of ``inputs``.
+
+    With the explainer's model known, ``target`` is resolved on its outputs for the unperturbed
+    inputs (``None`` becomes the predicted class; bad targets raise here, naming ``target``) and a
+    class target is returned as Tensor[B] int64; other forms (scalar outputs, tuples, callables,
+    per-sample objects) are returned as given. Without a model, ``target`` is returned as given.
+    """
+    if model is None:
+        return target
+    check_same_device(model, inputs)
+    with torch.no_grad():
+        outputs = forward_view(model)(inputs)
+    resolved = resolve_target(target, outputs)
+    return resolved.classes if resolved.classes is not None else target
+
+
+def tile_target(target: Any, copies: int, batch: int) -> Any:
+    """``target`` of ``batch`` samples for ``copies`` stacked copies of the batch (row
+    ``j * batch + b`` is sample ``b``).
+
+    Per-sample forms (a Tensor[B], a list of B entries, a tuple of B tuples) are repeated; a callable
+    ``(outputs, rows)`` gets each row's sample ``rows % batch``; forms shared by every sample (None,
+    an int, a tuple of ints, a callable on the outputs only) are returned as they are.
+    """
+    if copies == 1 or target is None or isinstance(target, int):
+        return target
+    if isinstance(target, torch.Tensor):
+        return target.repeat(copies) if target.dim() == 1 and target.numel() > 1 else target
+    if isinstance(target, tuple) and all(isinstance(t, int) for t in target):
+        return target
+    if isinstance(target, (list, tuple)):
+        return list(target) * copies
+    if callable(target) and takes_rows(target):
+        return _SampleRows(target, batch)
     return target
 
 
-class ScoreGatherer:
-    """Collects target scores of model outputs whose row ``i`` belongs to image ``i % B``.
+class _SampleRows:
+    """A callable target ``(outputs, rows)`` of ``batch`` samples seen through stacked copies."""
 
-    The first ``B`` rows must be the unperturbed images: with ``target=None`` their argmax is the
-    target (so no extra forward is needed), and a per-image target is checked against them.
-    """
+    def __init__(self, fn: Callable, batch: int) -> None:
+        self.fn, self.batch = fn, batch
 
-    def __init__(self, target: Any, batch: int, n_rows: int, device: torch.device) -> None:
-        self.raw_target = target
-        self.target: torch.Tensor | Callable | None = None
-        if callable(target) and not isinstance(target, torch.Tensor):
-            self.target = target
-        self.b = batch
-        self.scores = torch.empty(n_rows, dtype=torch.float64, device=device)
-        self.pending: list[tuple[int, torch.Tensor]] = []
-
-    def _select(self, start: int, out: torch.Tensor) -> torch.Tensor:
-        if callable(self.target) and not isinstance(self.target, torch.Tensor):
-            s = self.target(out)
-            if not isinstance(s, torch.Tensor) or s.numel() != out.shape[0]:
-                raise ValueError("a callable target must return one score per output row")
-            return s.reshape(-1)
-        img = torch.arange(start, start + out.shape[0], device=out.device) % self.b
-        return out.gather(1, self.target.to(out.device)[img][:, None]).squeeze(1)
-
-    def __call__(self, start: int, stop: int, out: torch.Tensor) -> None:
-        if self.target is None:
-            self.pending.append((start, out))
-            have = sum(o.shape[0] for _, o in self.pending)
-            if have < self.b:
-                return
-            clean = torch.cat([o for _, o in self.pending])[: self.b]
-            self.target = resolve_target(self.raw_target, clean)
-            pending, self.pending = self.pending, []
-            for s, o in pending:
-                self.scores[s : s + o.shape[0]] = self._select(s, o).double()
-            return
-        self.scores[start:stop] = self._select(start, out).double()
+    def __call__(self, outputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.fn(outputs, rows % self.batch)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

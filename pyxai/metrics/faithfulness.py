@@ -21,10 +21,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from pyxai.engine.checks import check_inputs, expand_like
-from pyxai.engine.runner import PerturbationRunner
-from pyxai.metrics._common import ScoreGatherer, pearson, pixel_saliency
-from pyxai.ops.masks import upsample_blend, upsample_masks
+from pyxai.engine.accumulators import ItemScores
+from pyxai.engine.checks import check_finite, check_inputs, check_int, expand_like
+from pyxai.metrics._common import check_finite_tensor, clean_scores, pearson, pixel_saliency
+from pyxai.ops.masks import check_grids, upsample_blend, upsample_masks
 from pyxai.ops.metrics import pixel_ranks, reveal_by_rank
 
 #: RISE's pixels per step for single images (``CausalMetric.single_run``).
@@ -89,6 +89,7 @@ def make_substrate(inputs: torch.Tensor, substrate: Substrate) -> torch.Tensor:
                          f"got {substrate!r}")
     if isinstance(substrate, bool):
         raise TypeError("substrate must be 'zeros', 'blur', 'mean', a number or a Tensor")
+    check_finite(substrate, "substrate")
     return expand_like(substrate, inputs, "substrate", "inputs").contiguous()
 
 
@@ -110,6 +111,26 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     return (curves.sum(-1) - curves[..., 0] / 2 - curves[..., -1] / 2) / n
 
 
+class CausalCurves(ItemScores):
+    """The deletion / insertion scores of a batch: item ``s - 1`` holds the scores after ``s``
+    steps (``s = 1..n_steps``); the clean scores (step 0) are given.
+
+    Args:
+        clean: Tensor[B] float64 scores of the unperturbed inputs.
+        n_steps: number of steps (items).
+        insertion: the items are an insertion run backwards (see :func:`_causal`): flip the curves.
+    """
+
+    def __init__(self, clean: torch.Tensor, n_steps: int, insertion: bool) -> None:
+        super().__init__(n_steps, clean)
+        self.clean, self.insertion = clean, insertion
+
+    def result(self) -> torch.Tensor:
+        """Tensor[B, n_steps + 1] float64: the score after 0, 1, ..., n_steps steps."""
+        curves = torch.cat([self.clean[None], self.sum_scores]).T
+        return curves.flip(1) if self.insertion else curves
+
+
 def _causal(
     forward_func: Callable, inputs: torch.Tensor, attributions: torch.Tensor, target: Any,
     n_steps: int | None, substrate: Substrate, insertion: bool, return_curves: bool,
@@ -124,21 +145,17 @@ def _causal(
     if insertion:
         # Insertion run backwards is a deletion of the image by the substrate in reverse order:
         # step n - j shows the image where rank < (n - j) * step_px, i.e. the substrate where
-        # n * step_px - 1 - rank < j * step_px. So item 0 is always the clean image.
+        # n * step_px - 1 - rank < j * step_px. So step 0 is always the clean image.
         ranks = n * step_px - 1 - ranks
     x = inputs.contiguous()
-    runner = PerturbationRunner(forward_func, batch_size=batch_size, show_progress=show_progress)
-    gather = ScoreGatherer(target, b, (n + 1) * b, inputs.device)
-    runner.run(
-        (n + 1) * b,
-        lambda s, e: reveal_by_rank(x, sub, ranks, s, e - s, step_px, backend=backend),
-        gather, rows_per_item=1, desc="insertion" if insertion else "deletion", sample=x[:1],
-    )
-    curves = gather.scores.reshape(n + 1, b).T
-    if insertion:
-        curves = curves.flip(1)
+    runner, resolved, clean = clean_scores(forward_func, x, target, batch_size, show_progress)
+    acc = CausalCurves(clean, n, insertion)
+    # item s (step s + 1) is canvas rows (s + 1) * B ... (s + 2) * B - 1 of reveal_by_rank
+    runner.run(n, lambda s, e: reveal_by_rank(x, sub, ranks, (s + 1) * b, (e - s) * b, step_px,
+                                              backend=backend),
+               acc, rows_per_item=b, target=resolved, desc="insertion" if insertion else "deletion")
     dtype = inputs.dtype if inputs.dtype == torch.float64 else torch.float32
-    curves = curves.to(dtype)
+    curves = acc.result().to(dtype)
     area = auc(curves)
     return (area, curves) if return_curves else area
 
@@ -264,6 +281,7 @@ def mu_fidelity(
     """
     check_inputs(inputs, ndims=(4,))
     sal = pixel_saliency(attributions, inputs)
+    check_finite(baseline, "baseline")
     b, _, h, w = inputs.shape
     dt, dev = inputs.dtype, inputs.device
     if masks is None:
@@ -277,41 +295,61 @@ def mu_fidelity(
             raise ValueError(f"grid_size must be a positive int or None, got {grid_size!r}")
         else:
             g = (grid_size, grid_size)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_int(seed, "seed"))
         removed = torch.rand(n_samples, *g, generator=gen, dtype=torch.float64) <= subset_percent
     else:
         if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.shape[0] < 2:
             raise ValueError("masks must be a Tensor[N >= 2, gh, gw] of removed cells")
-        removed = masks.detach().cpu() != 0
-    n, gh, gw = removed.shape
-    keep = (~removed).to(dtype=dt, device=dev)
-    # attribution mass of every removed set, through the cell each pixel falls in
-    cell_ids = torch.arange(gh * gw, dtype=dt, device=dev).reshape(1, gh, gw)
-    cell = upsample_masks(cell_ids, (h, w), mode="nearest", backend=backend).round().long()
-    mass_cell = sal.new_zeros(b, gh * gw).index_add_(1, cell.reshape(-1), sal)
-    mass = (1 - keep).reshape(n, -1) @ mass_cell.T  # [N, B]
-
+        removed = masks.detach().cpu()
+        check_finite_tensor(removed, "masks")
+        if not bool(((removed == 0) | (removed == 1)).all()):
+            raise ValueError("masks must hold 0/1 (or bool) values: 1 = removed")
+        removed = removed != 0
+    keep_cpu = (~removed).to(dt)
+    check_grids(keep_cpu, None, (h, w), mode="nearest")  # once, on the CPU: chunks skip it
+    keep = keep_cpu.to(dev)
+    n, gh, gw = keep.shape
+    mass = subset_mass(sal, keep, (h, w), backend)
     x = inputs.contiguous()
+    runner, resolved, clean = clean_scores(forward_func, x, target, batch_size, show_progress)
+    acc = FidelityScores(clean, mass)
+    runner.run(n, lambda s, e: upsample_blend(x, keep[s:e], baseline=baseline, mode="nearest",
+                                              backend=backend, validate=False),
+               acc, rows_per_item=b, target=resolved, desc="mu_fidelity")
+    return acc.result().to(dt if dt == torch.float64 else torch.float32)
 
-    def make_chunk(s: int, e: int) -> torch.Tensor:
-        # items: the B clean images first, then mask-major rows (1 + k) * B + j
-        parts = []
-        if s < b:
-            parts.append(x[s : min(e, b)])
-        lo = max(s, b) - b
-        hi = e - b
-        if hi > lo:
-            k0, k1 = lo // b, (hi - 1) // b + 1
-            blend = upsample_blend(x, keep[k0:k1], baseline=baseline, mode="nearest",
-                                   backend=backend)
-            parts.append(blend[lo - k0 * b : hi - k0 * b])
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    runner = PerturbationRunner(forward_func, batch_size=batch_size, show_progress=show_progress)
-    gather = ScoreGatherer(target, b, (n + 1) * b, dev)
-    runner.run((n + 1) * b, make_chunk, gather, rows_per_item=1, desc="mu_fidelity",
-               sample=x[:1])
-    scores = gather.scores.reshape(n + 1, b)
-    drops = scores[:1] - scores[1:]  # [N, B]
-    out = pearson(mass.T, drops.T)
-    return out.to(dt if dt == torch.float64 else torch.float32)
+def subset_mass(saliency: torch.Tensor, keep: torch.Tensor, size: tuple[int, int],
+                backend: str | None = None) -> torch.Tensor:
+    """The attribution mass of every removed subset: Tensor[N, B].
+
+    Args:
+        saliency: Tensor[B, H * W] one score per pixel.
+        keep: Tensor[N, gh, gw] cells kept (1) or removed (0), upsampled to ``size`` with the
+            ``nearest`` rule as the perturbed inputs are.
+        size: (H, W).
+    """
+    n, gh, gw = keep.shape
+    cell_ids = torch.arange(gh * gw, dtype=keep.dtype, device=keep.device).reshape(1, gh, gw)
+    cell = upsample_masks(cell_ids, size, mode="nearest", backend=backend,
+                          validate=False).round().long()  # cell_ids is finite by construction
+    mass_cell = saliency.new_zeros(saliency.shape[0], gh * gw).index_add_(1, cell.reshape(-1),
+                                                                          saliency)
+    return (1 - keep).reshape(n, -1).to(saliency.dtype) @ mass_cell.T
+
+
+class FidelityScores(ItemScores):
+    """MuFidelity's output drops ``f(x)[t] - f(x_S)[t]`` per subset (item) and image.
+
+    Args:
+        clean: Tensor[B] float64 clean scores.
+        mass: Tensor[N, B] attribution mass of every subset (:func:`subset_mass`).
+    """
+
+    def __init__(self, clean: torch.Tensor, mass: torch.Tensor) -> None:
+        super().__init__(mass.shape[0], clean, base=clean)
+        self.mass = mass
+
+    def result(self) -> torch.Tensor:
+        """Tensor[B] float64: Pearson correlation of mass and drop over the subsets, per image."""
+        return pearson(self.mass.T, self.sum_scores.T)

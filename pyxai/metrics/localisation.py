@@ -14,6 +14,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from pyxai.metrics._common import check_finite_tensor
+
 
 def _maps(attributions: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Attributions as Tensor[B, H, W] (channels summed, resized to the masks) and masks bool."""
@@ -23,6 +25,7 @@ def _maps(attributions: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor
         if masks.shape[1] != 1:
             raise ValueError(f"masks must have one channel, got shape {tuple(masks.shape)}")
         masks = masks[:, 0]
+    check_finite_tensor(masks, "masks")
     if not isinstance(attributions, torch.Tensor) or attributions.dim() not in (3, 4):
         raise ValueError("attributions must be a Tensor[B, H, W] or Tensor[B, C, H, W]")
     a = attributions.detach()
@@ -31,8 +34,7 @@ def _maps(attributions: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor
         raise ValueError(f"attributions hold {a.shape[0]} maps but masks hold {masks.shape[0]}")
     if a.shape[0] == 0:
         raise ValueError("attributions is an empty batch")
-    if not torch.isfinite(a).all():
-        raise ValueError("attributions contains NaN or Inf values")
+    check_finite_tensor(a, "attributions")
     a = a.float() if a.dtype not in (torch.float32, torch.float64) else a
     a = a.sum(1, keepdim=True)
     if a.shape[-2:] != masks.shape[-2:]:  # TorchRay resizes the saliency to the image size

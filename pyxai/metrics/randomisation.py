@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import torch
 
-from pyxai.engine.targets import resolve_target
-from pyxai.metrics._common import explain, pearson, spearman
+from pyxai.engine.checks import check_int
+from pyxai.metrics._common import explain, fixed_target, pearson, spearman
 
 SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "spearman": spearman,
@@ -48,13 +48,14 @@ def model_parameter_randomisation(
             ``pyxai.Saliency`` or ``lambda m: pyxai.GradCAM(m, [m.layer4])``); the explainer is a
             pyxai explainer or a callable ``(inputs, target) -> attributions``.
         inputs: Tensor[B, ...].
-        target: fixed for all randomisations; None = the intact model's predicted class.
+        target: any target of :mod:`pyxai.engine.targets`, resolved once on the intact model and
+            fixed for all randomisations; None = the intact model's predicted class.
         similarity: "spearman" (default), "pearson", or a callable
             ``(Tensor[B, F], Tensor[B, F]) -> Tensor[B]``.
         order: "top_down" (cascading from the output), "bottom_up" (cascading from the input) or
             "independent" (one layer at a time, the others intact).
         abs: compare absolute values of the maps. Default: True
-        seed: re-initialisation seed (Quantus' ``seed``). Default: 0
+        seed: re-initialisation seed, an int (Quantus' ``seed``). Default: 0
 
     Returns:
         dict ``layer name -> Tensor[B]`` similarity with the intact model's maps, in randomisation
@@ -70,10 +71,9 @@ def model_parameter_randomisation(
                          f"got {similarity!r}")
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or inputs.shape[0] == 0:
         raise ValueError("inputs must be a non-empty Tensor[B, ...]")
+    seed = check_int(seed, "seed")
     work = copy.deepcopy(model)
-    if target is None or not callable(target):
-        with torch.no_grad():
-            target = resolve_target(target, work(inputs))
+    target = fixed_target(work, inputs, target)
 
     def maps(m: torch.nn.Module) -> torch.Tensor:
         a = explain(explainer_factory(m), inputs, target).detach().reshape(inputs.shape[0], -1)

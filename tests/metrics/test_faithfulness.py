@@ -173,3 +173,126 @@ def test_mu_fidelity_matches_quantus_faithfulness_correlation(rng):
         for j in range(b)
     ])
     np.testing.assert_allclose(ours.numpy(), np.asarray(ref), atol=2e-5)
+
+
+def _probs_model(rng):
+    model = small_cnn(seed=int(torch.randint(0, 1000, (1,), generator=rng))).double()
+    return model, (lambda z: model(z).softmax(1))
+
+
+@pytest.mark.parametrize("insertion", [False, True])
+def test_causal_accumulators_split_and_merge_equal_one_run(rng, insertion):
+    """Steps evaluated in two shards, each into its own CausalCurves, merge into the metric."""
+    from pyxai.engine.targets import resolve_target
+    from pyxai.metrics.faithfulness import CausalCurves
+    from pyxai.ops.metrics import pixel_ranks, reveal_by_rank
+
+    _, probs = _probs_model(rng)
+    b, h, w, n = 3, 9, 10, 6
+    x = torch.rand(b, 3, h, w, generator=rng, dtype=torch.float64)
+    attr = torch.randn(b, 1, h, w, generator=rng, dtype=torch.float64)
+    fn = metrics.insertion if insertion else metrics.deletion
+    auc, curves = fn(probs, x, attr, n_steps=n, return_curves=True, batch_size=4)
+    sub = make_substrate(x, "blur" if insertion else "zeros")
+    step_px = math.ceil(h * w / n)
+    ranks = pixel_ranks(attr.sum(1).reshape(b, -1))
+    if insertion:
+        ranks = n * step_px - 1 - ranks
+    clean = probs(x)
+    target = resolve_target(None, clean)
+    shards = [CausalCurves(target(clean).double(), n, insertion) for _ in range(2)]
+    for s in range(n):  # steps 0, 2, 4 to one worker, 1, 3, 5 to the other
+        out = probs(reveal_by_rank(x, sub, ranks, (s + 1) * b, b, step_px))
+        shards[s % 2].update(s, s + 1, target(out))
+    merged = shards[0].merge(shards[1]).result()
+    torch.testing.assert_close(merged, curves, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(metrics.auc(merged), auc, rtol=1e-12, atol=1e-14)
+
+
+def test_mu_fidelity_accumulators_split_and_merge_equal_one_run(rng):
+    from pyxai.engine.targets import resolve_target
+    from pyxai.metrics.faithfulness import FidelityScores, subset_mass
+    from pyxai.ops.masks import upsample_blend
+
+    model, _ = _probs_model(rng)
+    b, h, w, n = 2, 12, 12, 10
+    x = torch.rand(b, 3, h, w, generator=rng, dtype=torch.float64)
+    attr = torch.randn(b, 1, h, w, generator=rng, dtype=torch.float64)
+    masks = torch.rand(n, 3, 3, generator=rng) < 0.3
+    one = metrics.mu_fidelity(model, x, attr, masks=masks, baseline=0.5)
+    keep = (~masks).double()
+    mass = subset_mass(attr.sum(1).reshape(b, -1), keep, (h, w))
+    clean = model(x)
+    target = resolve_target(None, clean)
+    a, c = FidelityScores(target(clean).double(), mass), FidelityScores(target(clean).double(), mass)
+    with torch.no_grad():
+        a.update(0, 4, target(model(upsample_blend(x, keep[:4], baseline=0.5))))
+        c.update(4, n, target(model(upsample_blend(x, keep[4:], baseline=0.5))))
+    torch.testing.assert_close(a.merge(c).result(), one, rtol=1e-12, atol=1e-14)
+
+
+def test_callable_and_nested_targets(rng):
+    model, probs = _probs_model(rng)
+    x = torch.rand(3, 3, 10, 10, generator=rng, dtype=torch.float64)
+    attr = torch.randn(3, 1, 10, 10, generator=rng, dtype=torch.float64)
+    y = torch.randint(0, 5, (3,), generator=rng)
+    by_rows = lambda out, rows: out.gather(1, y[rows][:, None]).squeeze(1)  # noqa: E731
+    for fn in (metrics.deletion, metrics.insertion, metrics.mu_fidelity):
+        kw = {"n_samples": 8} if fn is metrics.mu_fidelity else {"n_steps": 5}
+        ref = fn(probs, x, attr, target=y, batch_size=4, **kw)
+        torch.testing.assert_close(fn(probs, x, attr, target=by_rows, batch_size=4, **kw), ref)
+        torch.testing.assert_close(fn(probs, x, attr, target=y.tolist(), **kw), ref)
+        with pytest.raises(ValueError, match="target"):
+            fn(probs, x, attr, target=[[1, 2, 3]], **kw)
+        with pytest.raises(ValueError, match="target"):
+            fn(probs, x, attr, target=7, **kw)
+
+
+def test_faithfulness_bad_input(rng):
+    model = small_cnn()
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    attr = torch.rand(2, 1, 8, 8, generator=rng)
+    nan_attr = attr.clone()
+    nan_attr[0, 0, 3, 3] = float("nan")
+    for fn in (metrics.deletion, metrics.insertion, metrics.mu_fidelity):
+        with pytest.raises(ValueError, match="attributions contains NaN"):
+            fn(model, x, nan_attr)
+        with pytest.raises(ValueError, match="inputs are on cpu but the model is on meta"):
+            fn(small_cnn().to("meta"), x, attr)
+    with pytest.raises(ValueError, match="substrate"):
+        metrics.deletion(model, x, attr, substrate=float("nan"))
+    with pytest.raises(ValueError, match="substrate"):
+        metrics.insertion(model, x, attr, substrate=torch.full((1, 3, 1, 1), float("inf")))
+    with pytest.raises(ValueError, match="baseline"):
+        metrics.mu_fidelity(model, x, attr, baseline=float("nan"))
+    for seed in (0.5, "1", None, False):
+        with pytest.raises(TypeError, match="seed"):
+            metrics.mu_fidelity(model, x, attr, seed=seed)
+    masks = torch.zeros(4, 2, 2)
+    masks[1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="masks contains NaN"):
+        metrics.mu_fidelity(model, x, attr, masks=masks)
+    with pytest.raises(ValueError, match="masks must hold 0/1"):
+        metrics.mu_fidelity(model, x, attr, masks=torch.full((4, 2, 2), 0.5))
+
+
+def test_train_mode_model_is_left_as_found(rng):
+    """A train-mode model runs on a view (batch statistics, BN running stats unchanged): one
+    warning per call, the model as found, and the numbers of the same train-mode forwards."""
+    import copy
+
+    from pyxai.engine.view import same_state, state_fingerprint
+
+    model = small_cnn(seed=int(torch.randint(0, 1000, (1,), generator=rng))).train()
+    before = state_fingerprint(model)
+    x = torch.rand(3, 3, 10, 10, generator=rng)
+    attr = torch.rand(3, 1, 10, 10, generator=rng)
+    for fn, kw in ((metrics.deletion, {"n_steps": 4}), (metrics.insertion, {"n_steps": 4}),
+                   (metrics.mu_fidelity, {"n_samples": 6})):
+        with pytest.warns(UserWarning, match="training mode") as record:
+            out = fn(model, x, attr, batch_size=3, **kw)
+        assert sum("training mode" in str(w.message) for w in record) == 1
+        assert same_state(before, state_fingerprint(model)) == []
+        twin = copy.deepcopy(model)  # its statistics may change: the outputs do not depend on them
+        with pytest.warns(UserWarning, match="training mode"):
+            torch.testing.assert_close(out, fn(twin, x, attr, batch_size=3, **kw))

@@ -90,3 +90,15 @@ def test_energy_pointing_game(rng):
     torch.testing.assert_close(e[:3], ref[:3])
     assert torch.isnan(e[3])  # empty mask: undefined, not 0
     assert metrics.energy_pointing_game(-a.abs(), m)[:3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_nan_masks_are_rejected(rng):
+    sal = torch.rand(2, 1, 6, 6, generator=rng)
+    masks = (torch.rand(2, 1, 6, 6, generator=rng) > 0.5).float()
+    masks[1, 0, 0, 0] = float("nan")  # NaN != 0 would silently count as inside the mask
+    with pytest.raises(ValueError, match="masks contains NaN"):
+        metrics.pointing_game(sal, masks)
+    with pytest.raises(ValueError, match="masks contains NaN"):
+        metrics.energy_pointing_game(sal, masks)
+    with pytest.raises(ValueError, match="masks contains NaN"):
+        metrics.pointing_game(sal, masks.masked_fill(masks.isnan(), float("inf")) * -1)

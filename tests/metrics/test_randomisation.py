@@ -51,3 +51,19 @@ def test_orders_and_bad_input(rng):
         metrics.model_parameter_randomisation(model, InputXGrad, x, order="random")
     with pytest.raises(ValueError, match="similarity"):
         metrics.model_parameter_randomisation(model, InputXGrad, x, similarity="ssim")
+    with pytest.raises(TypeError, match="seed"):
+        metrics.model_parameter_randomisation(model, InputXGrad, x, seed=1.5)
+    with pytest.raises(ValueError, match="target"):
+        metrics.model_parameter_randomisation(model, InputXGrad, x, target=[[0, 1]])
+
+
+def test_train_mode_model_is_left_as_found(rng):
+    from pyxai.engine.view import same_state, state_fingerprint
+
+    model = small_cnn().train()
+    before = state_fingerprint(model)
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    with pytest.warns(UserWarning, match="training mode"):
+        res = metrics.model_parameter_randomisation(model, InputXGrad, x, order="independent")
+    assert same_state(before, state_fingerprint(model)) == []
+    assert all(torch.isfinite(v).all() for v in res.values())
