@@ -1,15 +1,18 @@
 """BaseCAM: the template every CAM method shares (pytorch-grad-cam's design, on the device).
 
-The base class owns layer capture (hooks always removed), target resolution, the backward (only
-down to the target layers: ``torch.autograd.grad`` w.r.t. the captured activations, no parameter
-gradients), the weighted sum and ReLU, per-map normalisation, resizing to the input and the
-multi-layer mean. A method overrides :meth:`BaseCAM.get_cam_weights` (Tensor[B, K] channel
-weights). Everything stays on the input's device; only ``__call__`` converts to NumPy, as
-pytorch-grad-cam returns.
+The base class owns layer capture (on a :class:`~pyxai.engine.view.ModelView` of the model: hooks
+on the view's copies of the target layers, never on the user's modules), target resolution (the
+one target contract, :mod:`pyxai.engine.targets`), the backward (only down to the target layers:
+``torch.autograd.grad`` w.r.t. the captured activations, no parameter gradients), the weighted sum
+and ReLU, per-map normalisation, resizing to the input and the multi-layer mean. A method
+overrides :meth:`BaseCAM.get_cam_weights` (Tensor[B, K] channel weights). Everything stays on the
+input's device; only ``__call__`` converts to NumPy, as pytorch-grad-cam returns. Nothing is kept
+between calls (pytorch-grad-cam's ``cam.outputs``: ``attribute(..., return_outputs=True)``).
 
 Post-processing equals pytorch-grad-cam's ``BaseCAM``: per layer ``relu(sum_k w_k A_k)`` ->
 per-map ``(c - min) / (1e-7 + max)`` -> resize (bilinear for images, cubic-spline zoom for video)
--> over layers: relu, mean, min-max again.
+-> over layers: relu, mean, min-max again. With ``create_graph=True`` (gradient methods) every step
+is differentiable w.r.t. the model parameters.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import torch
 from torch import nn
 
 from pyxai.cam._resize import resize_cams, scale_cams
-from pyxai.cam._targets import Scorer
+from pyxai.engine.base import Explainer
 from pyxai.engine.checks import check_inputs, check_same_device
-from pyxai.engine.hooks import capture_layers, check_layers
+from pyxai.engine.hooks import capture_layers, check_layers, model_view
+from pyxai.engine.targets import ResolvedTarget, resolve_target
+from pyxai.engine.view import ModelView
 
 
-class BaseCAM:
+class BaseCAM(Explainer):
     """Class activation maps from target-layer activations and channel weights.
 
     Args:
@@ -48,6 +53,7 @@ class BaseCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        super().__init__(model)
         self.model = model
         self.target_layers = check_layers(model, target_layers)
         self.reshape_transform = reshape_transform
@@ -59,14 +65,32 @@ class BaseCAM:
         self,
         inputs: torch.Tensor,
         layer_index: int,
-        scorer: Scorer,
+        target: ResolvedTarget,
         activations: torch.Tensor,
         grads: torch.Tensor | None,
+        forward: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
-        """Channel weights Tensor[B, K] for one layer (``activations``: Tensor[B, K, ...])."""
+        """Channel weights Tensor[B, K] for one layer.
+
+        Args:
+            inputs: Tensor[B, C, ...] the (checked) inputs.
+            layer_index: which of ``target_layers``.
+            target: the call's resolved target (scores any output rows: ``target(out, rows)``).
+            activations: Tensor[B, K, ...] the layer's feature maps.
+            grads: Tensor[B, K, ...] the target's gradient w.r.t. them (None without gradients).
+            forward: the model to run for more forwards (a view of the user's model).
+        """
         raise NotImplementedError
 
     # -- the template ---------------------------------------------------------------------------
+
+    @property
+    def outputs(self) -> torch.Tensor:
+        """Not kept: explainers keep no state between calls."""
+        raise AttributeError(
+            f"{type(self).__name__} keeps no state between calls, so there is no .outputs; use "
+            "cam.attribute(x, target, return_outputs=True) to get the model outputs with the CAM"
+        )
 
     def _as_map(self, t: torch.Tensor, i: int, what: str) -> torch.Tensor:
         if self.reshape_transform is not None:
@@ -79,67 +103,92 @@ class BaseCAM:
             )
         return t
 
-    def _capture(self, x: torch.Tensor, target: Any) -> tuple[list, list, Scorer]:
-        """Forward (+ backward to the layers when the method uses gradients)."""
+    def _capture(self, view: ModelView, x: torch.Tensor, target: Any, create_graph: bool,
+                 name: str) -> tuple[list, list, ResolvedTarget, torch.Tensor]:
+        """Forward (+ backward to the layers when the method uses gradients) on the view."""
         grad = self.uses_gradients
         ctx = torch.enable_grad() if grad else torch.inference_mode()
-        with ctx, capture_layers(self.target_layers, grad=grad) as cap:
-            out = self.model(x)
+        with ctx, capture_layers(self.target_layers, grad=grad, view=view) as cap:
+            out = view.module(x)
             acts = cap.check(self.target_layers)
-            if not isinstance(out, torch.Tensor) or out.shape[0] != x.shape[0]:
+            if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
                 raise ValueError("the model must return a Tensor with one row per input")
-            scorer = Scorer.resolve(target, out.detach())
+            resolved = resolve_target(target, out.detach(), name=name)
             grads: list = [None] * len(acts)
             if grad:
-                scores = scorer(out, torch.arange(x.shape[0], device=x.device))
+                scores = resolved(out)
                 if not scores.requires_grad:
                     raise ValueError("the model output does not depend on target_layers")
-                grads = list(torch.autograd.grad(scores.sum(), acts, allow_unused=True))
+                grads = list(torch.autograd.grad(scores.sum(), acts, allow_unused=True,
+                                                 create_graph=create_graph))
                 for i, g in enumerate(grads):
                     if g is None:
                         raise ValueError(
                             f"the model output does not depend on target_layers[{i}] "
                             f"({type(self.target_layers[i]).__name__})"
                         )
-        self.outputs = out.detach()
-        acts = [self._as_map(a.detach(), i, "output") for i, a in enumerate(acts)]
+        if not create_graph:
+            acts = [a.detach() for a in acts]
+        acts = [self._as_map(a, i, "output") for i, a in enumerate(acts)]
         grads = [None if g is None else self._as_map(g, i, "gradient") for i, g in enumerate(grads)]
-        return acts, grads, scorer
+        return acts, grads, resolved, out if create_graph else out.detach()
 
-    def layer_cams(self, inputs: torch.Tensor, target: Any = None) -> list[torch.Tensor]:
-        """Per layer ``relu(sum_k w_k A_k)``: Tensor[B, h, w] (or [B, t, h, w]) at layer size."""
+    def _cams(self, inputs: torch.Tensor, target: Any, create_graph: bool, name: str
+              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(per layer ``relu(sum_k w_k A_k)`` at layer size, the model outputs)."""
         if isinstance(inputs, torch.Tensor):
             check_same_device(self.model, inputs)  # first: other checks would run on its device
         x = check_inputs(inputs, "input_tensor")
+        if create_graph and not self.uses_gradients:
+            raise ValueError(f"{type(self).__name__} does not support create_graph=True (its "
+                             "weights come from forwards without gradients)")
         x = x.detach()
-        acts, grads, scorer = self._capture(x, target)
+        view = model_view(self.model)
+        assert view is not None
+        acts, grads, resolved, out = self._capture(view, x, target, create_graph, name)
         cams = []
         for i, (a, g) in enumerate(zip(acts, grads)):
             if a.dim() != x.dim():
                 raise ValueError(
                     f"target_layers[{i}] gives a {a.dim()}-D map for a {x.dim()}-D input"
                 )
-            w = self.get_cam_weights(x, i, scorer, a, g).to(a.dtype)
+            w = self.get_cam_weights(x, i, resolved, a, g, view.module).to(a.dtype)
             cam = torch.einsum("bk,bk...->b...", w, a)
             cams.append(cam.clamp_min(0))
-        return cams
+        return cams, out
 
-    def attribute(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+    def layer_cams(self, inputs: torch.Tensor, target: Any = None,
+                   create_graph: bool = False) -> list[torch.Tensor]:
+        """Per layer ``relu(sum_k w_k A_k)``: Tensor[B, h, w] (or [B, t, h, w]) at layer size."""
+        return self._cams(inputs, target, create_graph, "target")[0]
+
+    def attribute(self, inputs: torch.Tensor, target: Any = None, create_graph: bool = False,
+                  return_outputs: bool = False) -> Any:
         """The CAM, normalised to [0, 1] and resized to the input.
 
         Args:
             inputs: Tensor[B, C, H, W] (or Tensor[B, C, T, H, W] video) on the model's device.
             target: None (predicted class), int, sequence/Tensor[B] of ints, a list of
-                pytorch-grad-cam target objects, or a callable ``outputs -> Tensor[B]``.
+                pytorch-grad-cam target objects, or a callable ``(outputs) -> Tensor[B]`` /
+                ``(outputs, rows) -> Tensor[R]``. Default: None
+            create_graph: return a map differentiable w.r.t. the model parameters (gradient
+                methods). Default: False
+            return_outputs: also return the model outputs Tensor[B, ...] on the inputs (what
+                pytorch-grad-cam keeps in ``cam.outputs``). Default: False
 
         Returns:
-            Tensor[B, 1, H, W] (Tensor[B, 1, T, H, W] for video) in [0, 1], on the input's device.
+            Tensor[B, 1, H, W] (Tensor[B, 1, T, H, W] for video) in [0, 1], on the input's device;
+            with ``return_outputs``, (that map, the outputs).
         """
-        cams = self.layer_cams(inputs, target)
+        return self._attribute(inputs, target, create_graph, return_outputs, "target")
+
+    def _attribute(self, inputs: torch.Tensor, target: Any, create_graph: bool,
+                   return_outputs: bool, name: str) -> Any:
+        cams, outputs = self._cams(inputs, target, create_graph, name)
         size = tuple(inputs.shape[2:])
         per_layer = torch.stack([resize_cams(scale_cams(c), size) for c in cams], 1)
-        out = scale_cams(per_layer.clamp_min(0).mean(1))
-        return out[:, None]
+        out = scale_cams(per_layer.clamp_min(0).mean(1))[:, None]
+        return (out, outputs) if return_outputs else out
 
     def __call__(
         self,
@@ -158,7 +207,7 @@ class BaseCAM:
         """
         if aug_smooth or eigen_smooth:
             raise NotImplementedError("aug_smooth and eigen_smooth are not supported by pyxai")
-        cam = self.attribute(input_tensor, targets)[:, 0]
+        cam = self._attribute(input_tensor, targets, False, False, "targets")[:, 0]
         return cam.detach().float().cpu().numpy()
 
     def __enter__(self) -> BaseCAM:

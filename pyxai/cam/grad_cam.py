@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from pyxai.cam._targets import Scorer
 from pyxai.cam.base import BaseCAM
+from pyxai.engine.targets import ResolvedTarget
 
 
 class GradCAM(BaseCAM):
@@ -18,8 +20,9 @@ class GradCAM(BaseCAM):
         >>> maps = cam.attribute(x, target=3)            # Tensor[B, 1, H, W] on x's device
     """
 
-    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, scorer: Scorer,
-                        activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, target: ResolvedTarget,
+                        activations: torch.Tensor, grads: torch.Tensor | None,
+                        forward: Callable) -> torch.Tensor:
         assert grads is not None
         return grads.mean(dim=tuple(range(2, grads.dim())))
 
@@ -28,8 +31,9 @@ class GradCAMPlusPlus(BaseCAM):
     """Grad-CAM++ (Chattopadhyay et al., 2018), pytorch-grad-cam's closed form:
     ``a = G^2 / (2 G^2 + sum(A) G^3 + 1e-6)`` (0 where G == 0), ``w = sum relu(G) a``."""
 
-    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, scorer: Scorer,
-                        activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, target: ResolvedTarget,
+                        activations: torch.Tensor, grads: torch.Tensor | None,
+                        forward: Callable) -> torch.Tensor:
         assert grads is not None
         spatial = tuple(range(2, grads.dim()))
         g2 = grads * grads

@@ -5,7 +5,9 @@ Each activation map ``A_k`` of each image is upsampled to the input (align_corne
 target score of every masked image, softmaxed over the channels, weighs the activations. The
 masked images are generated chunk by chunk by ``pyxai.ops.masks.upsample_blend`` from the
 activation maps (the "grids") and run by the :class:`~pyxai.engine.runner.PerturbationRunner`, so
-memory is one chunk whatever the number of channels.
+memory is one chunk whatever the number of channels. The masks are validated once per call
+(:func:`pyxai.ops.masks.check_grids`); the chunks then run with ``validate=False`` (no host sync
+per chunk).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from pyxai.cam._targets import Scorer
 from pyxai.cam.base import BaseCAM
+from pyxai.engine.accumulators import Accumulator
 from pyxai.engine.runner import PerturbationRunner
-from pyxai.ops.masks import upsample_blend
+from pyxai.engine.targets import ResolvedTarget
+from pyxai.ops.masks import check_grids, upsample_blend
+
+MODE = "bilinear_align_corners"
 
 
 def _align_corners_taps(n_in: int, n_out: int, device: torch.device):
@@ -71,6 +76,34 @@ def upsampled_minmax(grids: torch.Tensor, size: tuple[int, int]) -> tuple[torch.
     return vals.min(1).values, vals.max(1).values
 
 
+class ChannelScores(Accumulator):
+    """Target score of every masked image: perturbation ``i`` is channel ``i % K`` of image
+    ``i // K``.
+
+    Args:
+        target: the call's resolved target (B samples).
+        n_items: B * K perturbations.
+        channels: K.
+        dtype, device: of the scores.
+
+    Attributes:
+        sum_scores: Tensor[B * K], zero for perturbations not evaluated (yet).
+    """
+
+    def __init__(self, target: ResolvedTarget, n_items: int, channels: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.target, self.channels = target, channels
+        self.sum_scores = torch.zeros(n_items, dtype=dtype, device=device)
+
+    def update(self, start: int, stop: int, values: torch.Tensor) -> None:
+        rows = torch.arange(start, stop, device=values.device) // self.channels
+        self.sum_scores[start:stop] += self.target(values, rows).to(self.sum_scores.dtype)
+
+    def result(self) -> torch.Tensor:
+        """Tensor[B, K] scores."""
+        return self.sum_scores.view(-1, self.channels)
+
+
 class ScoreCAM(BaseCAM):
     """Score-CAM (Wang et al., 2020) with pytorch-grad-cam's semantics (SPECS §4.2).
 
@@ -97,8 +130,9 @@ class ScoreCAM(BaseCAM):
         self.batch_size = batch_size
         self.show_progress = show_progress
 
-    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, scorer: Scorer,
-                        activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+    def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, target: ResolvedTarget,
+                        activations: torch.Tensor, grads: torch.Tensor | None,
+                        forward: Callable) -> torch.Tensor:
         if inputs.dim() != 4 or activations.dim() != 4:
             raise ValueError("ScoreCAM supports image inputs Tensor[B, C, H, W] only")
         b, k = activations.shape[:2]
@@ -106,22 +140,18 @@ class ScoreCAM(BaseCAM):
         a = activations.to(inputs.dtype).reshape(b * k, *activations.shape[2:])
         lo, hi = upsampled_minmax(a, size)
         grids = ((a - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]).contiguous()
-        scores = torch.empty(b * k, dtype=inputs.dtype, device=inputs.device)
+        check_grids(grids, None, size, mode=MODE)  # once per call: the chunks read no values
 
         def make_chunk(start: int, stop: int) -> torch.Tensor:
             parts = []
             for img in range(start // k, (stop - 1) // k + 1):
                 s, e = max(start, img * k), min(stop, (img + 1) * k)
-                parts.append(upsample_blend(inputs[img : img + 1], grids[s:e], mode=
-                                            "bilinear_align_corners", backend=self.backend))
+                parts.append(upsample_blend(inputs[img : img + 1], grids[s:e], mode=MODE,
+                                            backend=self.backend, validate=False))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        def consume(start: int, stop: int, out: torch.Tensor) -> None:
-            rows_b = torch.arange(start, stop, device=out.device) // k
-            scores[start:stop] = scorer(out, rows_b).to(scores.dtype)
-
-        runner = PerturbationRunner(self.model, batch_size=self.batch_size,
+        scores = ChannelScores(target, b * k, k, inputs.dtype, inputs.device)
+        runner = PerturbationRunner(forward, batch_size=self.batch_size,
                                     show_progress=self.show_progress)
-        runner.run(b * k, make_chunk, consume, rows_per_item=1, desc="ScoreCAM",
-                   sample=inputs[:1])
-        return torch.softmax(scores.view(b, k), dim=-1)
+        runner.run(b * k, make_chunk, scores, rows_per_item=1, desc="ScoreCAM", sample=inputs[:1])
+        return torch.softmax(scores.result(), dim=-1)

@@ -11,23 +11,27 @@ and ``P_k`` the masked ones:
 * saliency ``S = sum_k SD_k U_k M_k / N / p1``.
 
 The masked inputs are generated chunk by chunk (``pyxai.ops.masks.upsample_blend``) and run by the
-perturbation runner; the masks are never stored at full size (``weighted_mask_sum`` regenerates
-them); uniqueness is computed on the device blockwise with ``torch.cdist`` row sums, never as an
-N x N host matrix.
+perturbation runner on a view of the model (layer capture never hooks the user's modules); the
+masks are never stored at full size (``weighted_mask_sum`` regenerates them); uniqueness is
+computed on the device blockwise with ``torch.cdist`` row sums, never as an N x N host matrix.
+The masks are binary grids built here (finite, no offsets), so the chunked ops run with
+``validate=False``: no host sync per chunk.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from pyxai.cam._targets import Scorer
-from pyxai.engine.checks import check_inputs, check_same_device
-from pyxai.engine.hooks import capture_layers, check_layers
+from pyxai.engine.accumulators import Accumulator
+from pyxai.engine.base import Explainer
+from pyxai.engine.checks import check_finite, check_inputs, check_same_device
+from pyxai.engine.hooks import capture_layers, check_layers, model_view
 from pyxai.engine.runner import PerturbationRunner
+from pyxai.engine.targets import resolve_target
 from pyxai.ops.masks import upsample_blend, weighted_mask_sum
 
 #: SIDU's upsampling cell: masks are resized to ``CELL * ceil(size / CELL)``.
@@ -47,32 +51,62 @@ def uniqueness(outputs: torch.Tensor, block: int = 256) -> torch.Tensor:
     return u.to(outputs.dtype)
 
 
-class SIDU:
+class MaskedOutputs(Accumulator):
+    """The model outputs on every masked image (perturbation ``i`` is mask ``i % N`` of image
+    ``i // N``), after the optional softmax.
+
+    Args:
+        n_items: B * N perturbations.
+        like: Tensor[1, ...] an output row (shape, dtype, device).
+        softmax: apply a softmax over the last dim first.
+
+    Attributes:
+        sum_outputs: Tensor[B * N, ...], zero for perturbations not evaluated (yet).
+    """
+
+    def __init__(self, n_items: int, like: torch.Tensor, softmax: bool) -> None:
+        self.softmax = softmax
+        self.sum_outputs = like.new_zeros(n_items, *like.shape[1:])
+
+    def update(self, start: int, stop: int, values: torch.Tensor) -> None:
+        if self.softmax:
+            values = torch.softmax(values, dim=-1)
+        self.sum_outputs[start:stop] += values.to(self.sum_outputs.dtype)
+
+    def result(self) -> torch.Tensor:
+        """Tensor[B * N, ...] outputs."""
+        return self.sum_outputs
+
+
+class SIDU(Explainer):
     """SIDU saliency from a target layer's feature maps.
 
     Args:
         model: ``nn.Module`` returning scores Tensor[B, K] (probabilities in the reference).
-        target_layer: module of ``model`` whose output (Tensor[B, N, h, w]) gives the masks.
-        threshold: activation threshold of the binary masks. Default: 0.1
-        sigma: width of the similarity kernel. Default: 0.25
-        p1: the reference's final scale ``1 / p1``. Default: 0.5
+        target_layer: module of ``model`` whose output (Tensor[B, N, h, w]) gives the masks (or
+            a list of one module; or give ``target_layers``).
+        threshold: activation threshold of the binary masks (finite). Default: 0.1
+        sigma: width of the similarity kernel (finite, > 0). Default: 0.25
+        p1: the reference's final scale ``1 / p1`` (finite, non-zero). Default: 0.5
         softmax: apply a softmax to the model outputs first (the reference model outputs
             probabilities; use this for a model returning logits). Default: False
         reshape_transform: maps the layer output to Tensor[B, N, h, w] (transformers).
         batch_size: masked images per forward (None: chosen to fit memory).
         show_progress: tqdm progress bar.
         backend: backend of the masks ops.
+        target_layers: ``[layer]``, as GradCAM's ``target_layers`` (instead of ``target_layer``).
 
     Examples::
 
         >>> sidu = pyxai.SIDU(model, model.layer4[-1], softmax=True)
+        >>> sidu = pyxai.SIDU(model, target_layers=[model.layer4[-1]], softmax=True)
         >>> sal = sidu.attribute(x, target=None)           # Tensor[B, 1, H, W]
     """
 
     def __init__(
         self,
         model: nn.Module,
-        target_layer: nn.Module,
+        target_layer: nn.Module | Sequence[nn.Module] | None = None,
         threshold: float = 0.1,
         sigma: float = 0.25,
         p1: float = 0.5,
@@ -81,17 +115,30 @@ class SIDU:
         batch_size: int | None = None,
         show_progress: bool = False,
         backend: str | None = None,
+        target_layers: Sequence[nn.Module] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if isinstance(target_layer, (list, tuple)):
-            if len(target_layer) != 1:
-                raise ValueError("SIDU takes one target_layer")
-            target_layer = target_layer[0]
-        self.model = model
-        self.target_layer = check_layers(model, [target_layer], "target_layer")[0]
+        super().__init__(model)
+        if target_layers is not None:
+            if target_layer is not None:
+                raise ValueError("give target_layer or target_layers, not both")
+            target_layer, name = target_layers, "target_layers"
+        elif target_layer is None:
+            raise ValueError("SIDU needs a target_layer (or target_layers=[layer])")
+        else:
+            name = "target_layer"
+        layers = check_layers(model, target_layer, name)
+        if len(layers) != 1:
+            raise ValueError(f"SIDU explains one layer; {name} has {len(layers)}")
+        for value, arg in ((threshold, "threshold"), (sigma, "sigma"), (p1, "p1")):
+            check_finite(value, arg)
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
+        if p1 == 0:
+            raise ValueError("p1 must be non-zero (the maps are divided by p1)")
+        self.model = model
+        self.target_layer = layers[0]
         self.threshold, self.sigma, self.p1 = float(threshold), float(sigma), float(p1)
         self.softmax = softmax
         self.reshape_transform = reshape_transform
@@ -108,7 +155,9 @@ class SIDU:
         Args:
             inputs: Tensor[B, C, H, W] on the model's device.
             target: None (predicted class), int, sequence/Tensor[B], pytorch-grad-cam target
-                objects, or a callable ``outputs -> Tensor[B]`` (applied after the softmax).
+                objects, or a callable ``(outputs) -> Tensor[R]`` / ``(outputs, rows) ->
+                Tensor[R]`` (applied after the softmax; ``rows`` is the image of each masked
+                row).
 
         Returns:
             Tensor[B, 1, H, W] (raw SIDU values, not normalised).
@@ -117,10 +166,13 @@ class SIDU:
             check_same_device(self.model, inputs)
         x = check_inputs(inputs, "inputs", ndims=(4,))
         x = x.detach()
-        with torch.inference_mode(), capture_layers([self.target_layer], grad=False) as cap:
-            p0 = self.model(x)
+        view = model_view(self.model)
+        assert view is not None
+        with torch.inference_mode(), capture_layers([self.target_layer], grad=False,
+                                                    view=view) as cap:
+            p0 = view.module(x)
             (act,) = cap.check([self.target_layer], "target_layer")
-        if not isinstance(p0, torch.Tensor) or p0.shape[0] != x.shape[0]:
+        if not isinstance(p0, torch.Tensor) or p0.dim() == 0 or p0.shape[0] != x.shape[0]:
             raise ValueError("the model must return a Tensor with one row per input")
         if self.reshape_transform is not None:
             act = self.reshape_transform(act)
@@ -130,30 +182,30 @@ class SIDU:
                 "reshape_transform that maps it to Tensor[B, N, h, w]"
             )
         p0 = self._outputs(p0.clone())
-        scorer = Scorer.resolve(target, p0)
+        resolved = resolve_target(target, p0)
         b, n = act.shape[:2]
         h, w = x.shape[2:]
         canvas = (CELL * math.ceil(h / CELL), CELL * math.ceil(w / CELL))
+        # binary grids, no offsets: valid by construction (the chunked ops read no values)
         grids = (act > self.threshold).to(x.dtype).reshape(b * n, *act.shape[2:]).contiguous()
-        outs = torch.empty(b * n, *p0.shape[1:], dtype=p0.dtype, device=p0.device)
 
         def make_chunk(start: int, stop: int) -> torch.Tensor:
             parts = []
             for img in range(start // n, (stop - 1) // n + 1):
                 s, e = max(start, img * n), min(stop, (img + 1) * n)
                 parts.append(upsample_blend(x[img : img + 1], grids[s:e], canvas=canvas,
-                                            mode="bilinear_reflect", backend=self.backend))
+                                            mode="bilinear_reflect", backend=self.backend,
+                                            validate=False))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        def consume(start: int, stop: int, out: torch.Tensor) -> None:
-            outs[start:stop] = self._outputs(out).to(outs.dtype)
-
-        runner = PerturbationRunner(self.model, batch_size=self.batch_size,
+        acc = MaskedOutputs(b * n, p0[:1], self.softmax)
+        runner = PerturbationRunner(view.module, batch_size=self.batch_size,
                                     show_progress=self.show_progress)
-        runner.run(b * n, make_chunk, consume, rows_per_item=1, desc="SIDU", sample=x[:1])
+        runner.run(b * n, make_chunk, acc, rows_per_item=1, desc="SIDU", sample=x[:1])
+        outs = acc.result()
         rows_b = torch.arange(b * n, device=p0.device) // n
-        s0 = scorer(p0, torch.arange(b, device=p0.device))[rows_b]
-        sk = scorer(outs, rows_b)
+        s0 = resolved(p0)[rows_b]
+        sk = resolved(outs, rows_b)
         sd = torch.exp(-((s0 - sk) ** 2) / (2 * self.sigma**2)).view(b, n)
         maps = []
         for img in range(b):
@@ -161,6 +213,7 @@ class SIDU:
             u = (u - u.min()) / (u.max() - u.min() + 1e-13)
             weights = (sd[img] * u).to(x.dtype)[:, None]
             sal = weighted_mask_sum(grids[img * n : (img + 1) * n], weights, (h, w),
-                                    canvas=canvas, mode="bilinear_reflect", backend=self.backend)
+                                    canvas=canvas, mode="bilinear_reflect", backend=self.backend,
+                                    validate=False)
             maps.append(sal / n / self.p1)
         return torch.stack(maps)

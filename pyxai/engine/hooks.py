@@ -1,18 +1,72 @@
-"""Layer capture with hooks that are always removed.
+"""Layer capture and guided ReLUs on a view of the model, with hooks that are always removed.
 
 Every explainer that needs a layer's activations (Grad-CAM family, Score-CAM, SIDU, layer
-attributions) or that changes how gradients flow through modules (guided backprop) does it inside
-one of the context managers below. Handles are removed in ``finally`` blocks, so the model is left
-exactly as found, also when the model raises inside the forward.
+attributions) or that changes how gradients flow through modules (guided backprop) runs its
+forwards on a :class:`~pyxai.engine.view.ModelView` of the user's model and hooks the *view's*
+modules (``view[layer]``): nothing is ever registered on the user's modules, so another thread
+running the model (or another explainer) is never affected. Hooks are removed in ``finally``
+blocks, also when the model raises inside the forward.
+
+A plain callable (not an ``nn.Module``) has no module tree to view: layer capture then hooks the
+given layers themselves, for the length of the call, and records only the forwards run by the
+calling thread (other threads' forwards pass through unchanged).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import contextvars
+import threading
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+from pyxai.engine.view import ModelView, is_training, warn_training
+
+#: Set while an explainer runs another one on its behalf (NoiseTunnel's wrapped method): the
+#: outer call has warned about training mode and validated the inputs already.
+_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("pyxai_nested", default=False)
+
+
+@contextlib.contextmanager
+def nested_call() -> Iterator[None]:
+    """Mark the explainer calls made inside the block as parts of one outer call (no second
+    training-mode warning, no second input check)."""
+    token = _NESTED.set(True)
+    try:
+        yield
+    finally:
+        _NESTED.reset(token)
+
+
+def is_nested() -> bool:
+    """Whether the current call runs inside :func:`nested_call`."""
+    return _NESTED.get()
+
+
+def model_view(forward_func: Callable) -> ModelView | None:
+    """A fresh :class:`ModelView` of ``forward_func`` when it is an ``nn.Module``, else None.
+
+    Warns (once per explainer call) when the model is in training mode; the view gives modules in
+    training mode private buffers, so BatchNorm statistics of the model never change.
+    """
+    if not isinstance(forward_func, nn.Module):
+        return None
+    if not is_nested() and is_training(forward_func):
+        warn_training(forward_func)
+    return ModelView(forward_func)
+
+
+def model_forward(forward_func: Callable) -> Callable:
+    """What an explainer that registers no hooks runs: ``forward_func`` itself for eval-mode
+    modules and plain callables (nothing could change them), a view with private buffers for a
+    module in training mode (warning once per call)."""
+    if isinstance(forward_func, nn.Module) and is_training(forward_func):
+        view = model_view(forward_func)
+        assert view is not None
+        return view.module
+    return forward_func
 
 
 def check_layers(model: object, layers: Sequence[nn.Module], name: str = "target_layers") -> list:
@@ -67,7 +121,8 @@ class LayerCapture:
 
 @contextlib.contextmanager
 def capture_layers(
-    layers: Sequence[nn.Module], grad: bool = True, inputs: bool = False
+    layers: Sequence[nn.Module], grad: bool = True, inputs: bool = False,
+    view: ModelView | None = None,
 ) -> Iterator[LayerCapture]:
     """Record the outputs (or inputs) of ``layers`` during the forwards run inside the block.
 
@@ -78,14 +133,19 @@ def capture_layers(
     layer (``out += identity``) cannot change the captured values.
 
     Args:
-        layers: modules to capture (each should run once per forward).
+        layers: modules of the user's model to capture (each should run once per forward).
         grad: make the captured tensors differentiable leaves/nodes of the graph.
         inputs: capture the layer's (first) input instead of its output.
+        view: the view the forwards run on (``view.module(x)``); the hooks go on ``view[layer]``.
+            None: for plain callables only (there is no module tree to view) — the hooks go on the
+            layers themselves and record only the forwards of the calling thread.
 
     Yields:
         A :class:`LayerCapture`, filled as forwards run (the last forward wins).
     """
     cap = LayerCapture(len(layers))
+    hooked = view.layers(layers) if view is not None else list(layers)
+    owner = None if view is not None else threading.get_ident()
     handles = []
 
     def make_hook(i: int):
@@ -98,7 +158,12 @@ def capture_layers(
             cap.calls[i] += 1
             return t.clone()
 
+        def foreign() -> bool:
+            return owner is not None and threading.get_ident() != owner
+
         def out_hook(module: nn.Module, args: tuple, out: object) -> object:
+            if foreign():
+                return None
             if not isinstance(out, torch.Tensor):
                 raise TypeError(
                     f"target layer {type(module).__name__} returned {type(out).__name__}; "
@@ -107,6 +172,8 @@ def capture_layers(
             return prepare(out)
 
         def in_hook(module: nn.Module, args: tuple) -> object:
+            if foreign():
+                return None
             if not args or not isinstance(args[0], torch.Tensor):
                 raise TypeError(f"target layer {type(module).__name__} has no Tensor input")
             return (prepare(args[0]), *args[1:])
@@ -114,7 +181,7 @@ def capture_layers(
         return out_hook, in_hook
 
     try:
-        for i, layer in enumerate(layers):
+        for i, layer in enumerate(hooked):
             out_hook, in_hook = make_hook(i)
             if inputs:
                 handles.append(layer.register_forward_pre_hook(in_hook))
@@ -127,7 +194,8 @@ def capture_layers(
 
 
 class _GuidedGrad(torch.autograd.Function):
-    """Identity forward; backward passes only the positive part of the gradient."""
+    """Identity forward; backward passes only the positive part of the gradient (differentiable
+    again, so ``create_graph=True`` works)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -138,30 +206,33 @@ class _GuidedGrad(torch.autograd.Function):
         return g.clamp_min(0)
 
 
+def _guided_pre_hook(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]
+    if not isinstance(x, torch.Tensor) or not x.requires_grad:
+        return args
+    if x.grad_fn is not None:
+        x.register_hook(lambda g: g.clamp_min(0))  # the graph owns this hook
+        return (x.clone(), *args[1:])  # in-place ReLUs modify the copy
+    return (_GuidedGrad.apply(x), *args[1:])  # leaf: keep the caller's tensor hook-free
+
+
 @contextlib.contextmanager
-def guided_relus(model: nn.Module) -> Iterator[None]:
-    """Guided backprop on every ``nn.ReLU`` of ``model`` (Captum's ``GuidedBackprop`` rule).
+def guided_relus(view: ModelView) -> Iterator[None]:
+    """Guided backprop on every ``nn.ReLU`` of a model view (Captum's ``GuidedBackprop`` rule).
 
     The gradient reaching a ReLU's input is replaced by its positive part, ``relu(grad_input)``
     (= ``g * 1[x > 0] * 1[g > 0]``). As in Captum, the rule acts on the gradient of the tensor the
-    ReLU receives, and only ``nn.ReLU`` modules are changed (functional relus are not). Hooks are
-    removed on exit, also after an exception.
+    ReLU receives, and only ``nn.ReLU`` modules are changed (functional relus are not). The hooks
+    are on the view's modules (run the forward with ``view.module``), removed on exit, also after
+    an exception.
     """
+    if not isinstance(view, ModelView):
+        raise TypeError(f"guided_relus needs a ModelView of the model, got {type(view).__name__}")
     handles = []
-
-    def pre_hook(module: nn.Module, args: tuple) -> tuple:
-        x = args[0]
-        if not isinstance(x, torch.Tensor) or not x.requires_grad:
-            return args
-        if x.grad_fn is not None:
-            x.register_hook(lambda g: g.clamp_min(0))  # the graph owns this hook
-            return (x.clone(), *args[1:])  # in-place ReLUs modify the copy
-        return (_GuidedGrad.apply(x), *args[1:])  # leaf: keep the user's tensor hook-free
-
     try:
-        for m in model.modules():
+        for m in view.module.modules():
             if isinstance(m, nn.ReLU):
-                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_pre_hook(_guided_pre_hook))
         yield
     finally:
         for h in handles:

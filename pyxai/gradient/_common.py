@@ -1,12 +1,16 @@
 """Shared plumbing of the gradient explainers: Captum's argument conventions, on device.
 
-* inputs: a Tensor or a tuple of Tensors (batch first, same batch size);
+* inputs: a Tensor or a tuple of Tensors (batch first, same batch size, finite);
 * additional_forward_args: one object or a tuple, appended to the inputs in every forward call;
   Tensors among them are expanded along dim 0 when the batch is expanded (IG steps, noise samples);
-* target: Captum's forms (int, tuple of ints, Tensor, list of ints, list of tuples, None) plus
-  pyxai's callable ``outputs -> Tensor[B]``. ``None`` uses the output itself when the model returns
-  one value per example (as Captum) and the predicted class otherwise (pyxai's convention, where
-  Captum raises).
+* target: any form of the one target contract (:mod:`pyxai.engine.targets`: Captum's ints, tuples,
+  Tensors and lists, per-sample target objects, callables ``(outputs)`` or ``(outputs, rows)``).
+  ``None`` uses the output itself when the model returns one value per example (as Captum) and
+  the predicted class otherwise (pyxai's convention, where Captum raises).
+
+Targets are resolved once per call with :func:`resolve`, on the outputs of the call's first
+forward (one row per sample). Methods that evaluate the model away from the inputs (IG steps,
+noisy copies) resolve ``None`` first on the clean outputs (:func:`resolve_none`).
 """
 
 from __future__ import annotations
@@ -15,27 +19,46 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pyxai.engine.targets import resolve_target
+from pyxai.engine.base import Explainer
+from pyxai.engine.hooks import is_nested
+from pyxai.engine.targets import ResolvedTarget, resolve_target
 
 Inputs = tuple[torch.Tensor, ...]
 
 
-def format_inputs(inputs: Any, name: str = "inputs") -> tuple[bool, Inputs]:
-    """(was_tuple, tuple of Tensors) after checking types and batch sizes."""
+def format_inputs(inputs: Any, name: str = "inputs", values: bool = True) -> tuple[bool, Inputs]:
+    """(was_tuple, tuple of Tensors) after checking types, batch sizes and (``values``) that the
+    inputs are finite.
+
+    The value check reads the inputs (once per call); it is skipped for the calls a NoiseTunnel
+    makes on its (already checked) noisy copies.
+    """
     is_tuple = isinstance(inputs, tuple)
     tup = inputs if is_tuple else (inputs,)
     if len(tup) == 0:
         raise ValueError(f"{name} is an empty tuple")
-    for i, t in enumerate(tup):
+    names = [f"{name}[{i}]" if is_tuple else name for i in range(len(tup))]
+    for what, t in zip(names, tup):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}[{i}] must be a Tensor, got {type(t).__name__}")
+            raise TypeError(f"{what} must be a Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
-            raise TypeError(f"{name}[{i}] must be floating point, got {t.dtype}")
+            raise TypeError(f"{what} must be floating point, got {t.dtype}")
         if t.dim() == 0 or t.shape[0] == 0:
-            raise ValueError(f"{name}[{i}] must have a non-empty batch dimension")
+            raise ValueError(f"{what} must have a non-empty batch dimension")
         if t.shape[0] != tup[0].shape[0]:
             raise ValueError(f"all {name} must have the same batch size")
+    if values:
+        check_finite_inputs(is_tuple, tup, name)
     return is_tuple, tup
+
+
+def check_finite_inputs(is_tuple: bool, inputs: Inputs, name: str = "inputs") -> None:
+    """Every input is finite (reads the values: once per call; not in a NoiseTunnel's calls)."""
+    if is_nested():
+        return
+    for i, t in enumerate(inputs):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{f'{name}[{i}]' if is_tuple else name} contains NaN or Inf values")
 
 
 def format_output(is_tuple: bool, out: Sequence[torch.Tensor]) -> Any:
@@ -58,15 +81,6 @@ def expand_args(args: tuple, n: int, interleave: bool = False) -> tuple:
     return tuple(out)
 
 
-def expand_target(target: Any, n: int, interleave: bool = False) -> Any:
-    """Captum's ``_expand_target``: lists and multi-element Tensors are expanded, rest kept."""
-    if isinstance(target, list):
-        return [t for t in target for _ in range(n)] if interleave else target * n
-    if isinstance(target, torch.Tensor) and target.numel() > 1:
-        return target.repeat_interleave(n, dim=0) if interleave else torch.cat([target] * n)
-    return target
-
-
 def check_model_device(forward_func: Any, inputs: Inputs) -> None:
     """Inputs must be on the device of the model's parameters (when it is a Module)."""
     if isinstance(forward_func, torch.nn.Module):
@@ -79,14 +93,15 @@ def check_model_device(forward_func: Any, inputs: Inputs) -> None:
 
 def format_call(forward_func: Any, inputs: Any, additional_forward_args: Any
                 ) -> tuple[bool, Inputs, tuple]:
-    """The ``attribute()`` prologue: (was_tuple, inputs, args), the inputs checked and on the
-    model's device, the additional forward arguments as a tuple."""
-    is_tuple, inp = format_inputs(inputs)
+    """The ``attribute()`` prologue: (was_tuple, inputs, args), the inputs checked (types, batch,
+    on the model's device, finite), the additional forward arguments as a tuple."""
+    is_tuple, inp = format_inputs(inputs, values=False)
     check_model_device(forward_func, inp)
+    check_finite_inputs(is_tuple, inp)
     return is_tuple, inp, format_args(additional_forward_args)
 
 
-class GradientAttribution:
+class GradientAttribution(Explainer):
     """Captum's attribution-method surface of the gradient explainers: ``forward_func``, the
     ``multiplies_by_inputs`` property and ``has_convergence_delta()``.
 
@@ -96,9 +111,6 @@ class GradientAttribution:
 
     _multiply_by_inputs: bool = False
     _convergence_delta: bool = False
-
-    def __init__(self, forward_func: Callable[..., torch.Tensor]) -> None:
-        self.forward_func = forward_func
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -120,88 +132,87 @@ def run_forward(forward_func: Callable, inputs: Inputs, args: tuple) -> torch.Te
     return out
 
 
-def needs_argmax(target: Any, outputs: torch.Tensor) -> bool:
-    """True when ``target is None`` and the output has several values per example."""
-    return target is None and outputs[0].numel() > 1
+# -- targets ------------------------------------------------------------------------------------
 
 
-def argmax_target(outputs: torch.Tensor) -> torch.Tensor:
-    if outputs.dim() != 2:
-        raise ValueError(
-            "target=None needs a model output of one value per example or Tensor[B, K] "
-            f"(got {tuple(outputs.shape)}); pass a target"
-        )
-    return outputs.detach().argmax(1)
+class RepeatedTarget:
+    """A user's target for a batch that repeats each of B samples ``n`` times, interleaved (row
+    ``r`` is sample ``r // n``: NoiseTunnel's noisy copies). The wrapped method resolves it with
+    :func:`resolve`; a callable ``(outputs, rows)`` target then gets the user's sample indices.
 
-
-def select(outputs: torch.Tensor, target: Any) -> torch.Tensor:
-    """One score per example: Tensor[B] (Captum's ``_select_targets`` with a scalar per row).
-
-    ``target`` was expanded to the batch of ``outputs`` already (list/Tensor of length B).
+    Args:
+        target: the user's target for the B samples, or a :class:`ResolvedTarget` of B samples.
+        n: copies per sample.
     """
-    b = outputs.shape[0]
-    if target is None:
-        if outputs[0].numel() != 1:
-            return select(outputs, argmax_target(outputs))
-        return outputs.reshape(b)
-    if callable(target) and not isinstance(target, torch.Tensor):
-        s = target(outputs)
-        if not isinstance(s, torch.Tensor) or s.numel() != b:
-            raise ValueError("a callable target must return a Tensor with one score per example")
-        return s.reshape(b)
-    if isinstance(target, torch.Tensor) and target.numel() == 1:
-        target = int(target.item())
-    if isinstance(target, tuple) or (isinstance(target, list) and target and
-                                     isinstance(target[0], tuple)):
-        rows = [target] * b if isinstance(target, tuple) else target
-        if len(rows) != b:
-            raise ValueError(f"target has {len(rows)} entries but the batch has {b} examples")
-        idx = torch.as_tensor(rows, dtype=torch.int64, device=outputs.device).reshape(b, -1)
-        shape = outputs.shape[1:]
-        if idx.shape[1] != len(shape):
-            raise ValueError(
-                f"target tuples must index one output per example: output shape {tuple(shape)}, "
-                f"tuples of length {idx.shape[1]}"
-            )
-        dims = torch.as_tensor(shape, device=outputs.device)
-        if (idx < 0).any() or (idx >= dims).any():
-            raise ValueError(f"target {rows[:4]} out of range for model output shape {tuple(shape)}")
-        flat = torch.zeros(b, dtype=torch.int64, device=outputs.device)
-        for d in range(len(shape)):
-            flat = flat * shape[d] + idx[:, d]
-        return outputs.reshape(b, -1).gather(1, flat[:, None]).squeeze(1)
-    if outputs.dim() != 2:
-        raise ValueError(
-            f"an int/list/Tensor target needs a Tensor[B, K] output, got {tuple(outputs.shape)}; "
-            "pass a tuple target for outputs with more dims"
-        )
-    idx = resolve_target(target, outputs)
-    return outputs.gather(1, idx[:, None]).squeeze(1)
+
+    def __init__(self, target: Any, n: int) -> None:
+        self.target, self.n = target, n
+
+
+class _SampleRows:
+    """A callable ``(outputs, rows)`` target seen through repeated rows: ``rows // n``."""
+
+    def __init__(self, fn: Callable, n: int) -> None:
+        self.fn, self.n = fn, n
+
+    def __call__(self, outputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.fn(outputs, torch.div(rows, self.n, rounding_mode="floor"))
+
+
+def repeat_target(t: ResolvedTarget, n: int) -> ResolvedTarget:
+    """``t`` (B samples) for a batch of ``B * n`` rows where row ``r`` is sample ``r // n``."""
+    bn = t.batch * n
+    if t.identity:
+        return ResolvedTarget(bn, identity=True)
+    if t.index is not None:
+        return ResolvedTarget(bn, index=t.index.repeat_interleave(n, dim=0))
+    if t.per_sample is not None:
+        return ResolvedTarget(bn, per_sample=[p for p in t.per_sample for _ in range(n)])
+    assert t.fn is not None
+    return ResolvedTarget(bn, fn=_SampleRows(t.fn, n) if t.fn_rows else t.fn)
+
+
+def resolve(target: Any, outputs: torch.Tensor) -> ResolvedTarget:
+    """The call's target resolved on ``outputs`` Tensor[B, ...], one row per sample of the batch.
+
+    ``outputs`` are the clean outputs, or (for a target that is not None) any outputs with one row
+    per sample — only their shape is read then. ``ResolvedTarget`` and :class:`RepeatedTarget`
+    (targets handed down by NoiseTunnel) are accepted too.
+    """
+    if isinstance(target, ResolvedTarget):
+        if target.batch != outputs.shape[0]:
+            raise ValueError(f"target was resolved for {target.batch} samples but the batch has "
+                             f"{outputs.shape[0]}")
+        return target
+    if isinstance(target, RepeatedTarget):
+        return repeat_target(resolve(target.target, outputs[:: target.n]), target.n)
+    return resolve_target(target, outputs)
+
+
+def resolve_none(forward_func: Callable, inputs: Inputs, target: Any, args: tuple) -> Any:
+    """For methods that evaluate the model away from the inputs: ``None`` resolved on the clean
+    outputs (one extra forward); any other target as it is."""
+    if target is not None:
+        return target
+    with torch.no_grad():
+        out = run_forward(forward_func, inputs, args)
+    return resolve_target(None, out)
 
 
 def input_gradients(
     forward_func: Callable, inputs: Inputs, target: Any, args: tuple,
     create_graph: bool = False,
-) -> tuple[Inputs, torch.Tensor]:
-    """Gradients of the target scores w.r.t. each input, and the model outputs (detached).
+) -> tuple[Inputs, ResolvedTarget]:
+    """Gradients of the target scores w.r.t. each input, and the resolved target.
 
-    Inputs are detached copies that require grad: the caller's tensors are not touched.
+    Inputs are detached copies that require grad: the caller's tensors are not touched. With
+    ``create_graph`` the gradients are differentiable w.r.t. the model parameters.
     """
     leaves = tuple(t.detach().requires_grad_() for t in inputs)
     with torch.enable_grad():
         out = run_forward(forward_func, leaves, args)
-        scores = select(out, target)
-        grads = torch.autograd.grad(scores.sum(), leaves, create_graph=create_graph,
+        resolved = resolve(target, out)
+        grads = torch.autograd.grad(resolved(out).sum(), leaves, create_graph=create_graph,
                                     allow_unused=True)
     grads = tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, leaves))
-    return grads, out.detach()
-
-
-def resolve_none_target(forward_func: Callable, inputs: Inputs, target: Any, args: tuple) -> Any:
-    """For methods that evaluate the model away from the inputs: turn ``None`` into the predicted
-    class on the inputs when the model has several outputs per example."""
-    if target is not None:
-        return target
-    with torch.no_grad():
-        out = run_forward(forward_func, inputs, args)
-    return argmax_target(out) if out[0].numel() > 1 else None
+    return grads, resolved

@@ -9,24 +9,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxai.engine.hooks import guided_relus
+from pyxai.engine.hooks import guided_relus, model_view
 from pyxai.gradient._common import (
     GradientAttribution,
-    format_args,
     format_call,
-    format_inputs,
     format_output,
     input_gradients,
 )
-from pyxai.gradient.layer_grad_cam import LayerGradCam
+from pyxai.gradient.layer_grad_cam import LayerGradCam, layer_grad_cam
 
 
 class GuidedBackprop(GradientAttribution):
     """Gradients with every ``nn.ReLU`` passing back only positive gradients (Springenberg et
-    al., 2015). Hooks are set for the call only and always removed.
+    al., 2015). The hooks are on a view of the model (never on the user's ReLUs), for the call
+    only.
 
     Args:
-        model: an ``nn.Module`` (its ``nn.ReLU`` submodules are hooked).
+        model: an ``nn.Module`` (the ``nn.ReLU`` submodules of its view are hooked).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -40,6 +39,7 @@ class GuidedBackprop(GradientAttribution):
         inputs: torch.Tensor | tuple[torch.Tensor, ...],
         target: Any = None,
         additional_forward_args: Any = None,
+        create_graph: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Guided gradients of the target scores.
 
@@ -47,17 +47,20 @@ class GuidedBackprop(GradientAttribution):
             inputs: Tensor[B, ...] or a tuple of them.
             target: as :meth:`pyxai.Saliency.attribute`. Default: None
             additional_forward_args: extra forward arguments. Default: None
+            create_graph: return maps differentiable w.r.t. the model parameters. Default: False
 
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
         is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
-        with guided_relus(self.model):
-            grads, _ = input_gradients(self.model, inp, target, args)
+        view = model_view(self.model)
+        assert view is not None
+        with guided_relus(view):
+            grads, _ = input_gradients(view.module, inp, target, args, create_graph)
         return format_output(is_tuple, grads)
 
 
-class GuidedGradCam:
+class GuidedGradCam(GradientAttribution):
     """Guided backprop times the (ReLU'd) layer Grad-CAM upsampled to the input size.
 
     Args:
@@ -67,8 +70,10 @@ class GuidedGradCam:
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module, device_ids: Any = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError("GuidedGradCam needs an nn.Module to hook its ReLU layers")
+        super().__init__(model)
         self.model = model
-        self.forward_func = model
         self.grad_cam = LayerGradCam(model, layer, device_ids)
         self.guided_backprop = GuidedBackprop(model)
 
@@ -79,8 +84,12 @@ class GuidedGradCam:
         additional_forward_args: Any = None,
         interpolate_mode: str = "nearest",
         attribute_to_layer_input: bool = False,
+        create_graph: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """``GuidedBackprop * interpolate(relu(LayerGradCam))``.
+
+        Both passes run on one view of the model; the target is resolved once, on the outputs
+        of the Grad-CAM forward.
 
         Args:
             inputs: Tensor[B, C, H, W] or a tuple of them.
@@ -88,21 +97,20 @@ class GuidedGradCam:
             additional_forward_args: extra forward arguments. Default: None
             interpolate_mode: ``F.interpolate`` mode for the Grad-CAM map. Default: "nearest"
             attribute_to_layer_input: Grad-CAM on the layer's input. Default: False
+            create_graph: return maps differentiable w.r.t. the model parameters. Default: False
 
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp = format_inputs(inputs)
-        if target is None:
-            from pyxai.gradient._common import resolve_none_target
-
-            target = resolve_none_target(self.model, inp, None, format_args(additional_forward_args))
-        cam = self.grad_cam.attribute(inp, target=target,
-                                      additional_forward_args=additional_forward_args,
-                                      attribute_to_layer_input=attribute_to_layer_input,
-                                      relu_attributions=True)
-        gb = self.guided_backprop.attribute(inp, target=target,
-                                            additional_forward_args=additional_forward_args)
+        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
+        view = model_view(self.model)
+        assert view is not None
+        cam, resolved = layer_grad_cam(view.module, view, self.grad_cam.layer, inp, target, args,
+                                       attribute_to_layer_input,
+                                       grad_kwargs={"create_graph": create_graph})
+        cam = F.relu(cam)
+        with guided_relus(view):
+            gb, _ = input_gradients(view.module, inp, resolved, args, create_graph)
         out = []
         for g, x in zip(gb, inp):
             if x.dim() - 2 != cam.dim() - 2:

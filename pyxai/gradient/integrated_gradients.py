@@ -7,21 +7,24 @@ than one chunk of scaled inputs is ever held.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
 
+from pyxai.engine.hooks import is_nested, model_forward
+from pyxai.engine.targets import ResolvedTarget
 from pyxai.gradient._common import (
     GradientAttribution,
+    Inputs,
     expand_args,
-    expand_target,
     format_args,
     format_call,
     format_inputs,
     format_output,
-    resolve_none_target,
+    resolve,
+    resolve_none,
     run_forward,
-    select,
 )
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -60,7 +63,8 @@ def approximation_parameters(method: str, n_steps: int) -> tuple[list[float], li
 
 
 def format_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...]) -> tuple:
-    """Captum's baseline forms: None (zeros), a number, a Tensor, or a tuple of those."""
+    """Captum's baseline forms: None (zeros), a number, a Tensor, or a tuple of those; finite
+    (checked once per call, not in a NoiseTunnel's calls)."""
     if baselines is None:
         return tuple(0 for _ in inputs)
     tup = baselines if isinstance(baselines, tuple) else (baselines,)
@@ -76,8 +80,13 @@ def format_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...]) -> tuple:
                     f"baselines[{i}] of shape {tuple(b.shape)} must match inputs[{i}] "
                     f"{tuple(x.shape)} or have batch size 1"
                 )
-        elif not isinstance(b, (int, float)):
+        elif isinstance(b, bool) or not isinstance(b, (int, float)):
             raise TypeError(f"baselines[{i}] must be a Tensor or a number, got {type(b).__name__}")
+        if not is_nested():
+            finite = math.isfinite(b) if not isinstance(b, torch.Tensor) else \
+                bool(torch.isfinite(b).all())
+            if not finite:
+                raise ValueError(f"baselines[{i}] contains NaN or Inf values")
     return tup
 
 
@@ -113,6 +122,7 @@ class IntegratedGradients(GradientAttribution):
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
+        create_graph: bool = False,
     ) -> Any:
         """Path integral of the gradients from ``baselines`` to ``inputs``.
 
@@ -120,7 +130,8 @@ class IntegratedGradients(GradientAttribution):
             inputs: Tensor[B, ...] or a tuple of them.
             baselines: None (zeros), number, Tensor (shaped like inputs, or batch 1) or tuple.
                 Default: None
-            target: as :meth:`pyxai.Saliency.attribute`. Default: None
+            target: as :meth:`pyxai.Saliency.attribute`; a callable ``(outputs, rows)`` gets the
+                sample index of every step row. Default: None
             additional_forward_args: extra forward arguments; Tensors are repeated per step.
                 Default: None
             n_steps: number of integration points. Default: 50
@@ -131,6 +142,8 @@ class IntegratedGradients(GradientAttribution):
                 Default: None
             return_convergence_delta: also return ``sum(attr) - (f(inputs) - f(baselines))``
                 per example. Default: False
+            create_graph: return attributions differentiable w.r.t. the model parameters.
+                Default: False
 
         Returns:
             Attributions shaped like ``inputs`` (Tensor or tuple), and Tensor[B] deltas when
@@ -141,7 +154,6 @@ class IntegratedGradients(GradientAttribution):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int):
             raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
         sizes, alphas = approximation_parameters(method, n_steps)
-        target = resolve_none_target(self.forward_func, inp, target, args)
         b = inp[0].shape[0]
         if internal_batch_size is None:
             per = n_steps
@@ -150,8 +162,12 @@ class IntegratedGradients(GradientAttribution):
                 raise ValueError(f"internal_batch_size must be a positive int, got "
                                  f"{internal_batch_size!r}")
             per = max(1, int(internal_batch_size) // b)
+        forward = model_forward(self.forward_func)
+        target = resolve_none(forward, inp, target, args)
         xs = tuple(x.detach() for x in inp)
-        total = [torch.zeros_like(x) for x in xs]
+        weights = torch.tensor(sizes).float().to(xs[0].device)  # as Captum: float32 step sizes
+        total: list[torch.Tensor] = [torch.zeros_like(x) for x in xs]
+        resolved: ResolvedTarget | None = None
         for s0 in range(0, n_steps, per):
             s1 = min(n_steps, s0 + per)
             n = s1 - s0
@@ -160,15 +176,16 @@ class IntegratedGradients(GradientAttribution):
                 for x, bl in zip(xs, bases)
             )
             with torch.enable_grad():
-                out = run_forward(self.forward_func, scaled, expand_args(args, n))
-                scores = select(out, expand_target(target, n))
-                grads = torch.autograd.grad(scores.sum(), scaled, allow_unused=True)
-            step = torch.tensor(sizes[s0:s1]).float()
+                out = run_forward(forward, scaled, expand_args(args, n))
+                if resolved is None:
+                    resolved = resolve(target, out[:b])  # shapes only: None was resolved above
+                grads = torch.autograd.grad(resolved(out).sum(), scaled, allow_unused=True,
+                                            create_graph=create_graph)
             for i, (g, x) in enumerate(zip(grads, xs)):
                 if g is None:
                     continue
-                w = step.to(g.device).view(n, *([1] * x.dim()))
-                total[i] += (g.reshape(n, *x.shape) * w).sum(0)
+                w = weights[s0:s1].view(n, *([1] * x.dim()))
+                total[i] = total[i] + (g.reshape(n, *x.shape) * w).sum(0)
         if self._multiply_by_inputs:
             attrs = tuple(t * (x - bl) for t, x, bl in zip(total, xs, bases))
         else:
@@ -176,18 +193,22 @@ class IntegratedGradients(GradientAttribution):
         result = format_output(is_tuple, attrs)
         if not return_convergence_delta:
             return result
-        return result, self._delta(attrs, xs, bases, target, args)
+        return result, self._delta(forward, attrs, xs, bases, resolved, args)
 
-    def _delta(self, attrs, xs, bases, target, args) -> torch.Tensor:
+    @staticmethod
+    def _delta(forward: Callable, attrs: Inputs, xs: Inputs, bases: tuple, target: Any,
+               args: tuple) -> torch.Tensor:
         start = tuple(
             (bl if isinstance(bl, torch.Tensor) else torch.tensor(float(bl), dtype=x.dtype,
                                                                    device=x.device)).expand_as(x)
             for x, bl in zip(xs, bases)
         )
         with torch.no_grad():
-            f1 = select(run_forward(self.forward_func, xs, args), target)
-            f0 = select(run_forward(self.forward_func, start, args), target)
-        attr_sum = sum(a.reshape(a.shape[0], -1).sum(1) for a in attrs)
+            end_out = run_forward(forward, xs, args)
+            resolved = resolve(target, end_out)
+            f1 = resolved(end_out)
+            f0 = resolved(run_forward(forward, start, args))
+        attr_sum = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
         return attr_sum - (f1 - f0)
 
     def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any,
@@ -198,4 +219,4 @@ class IntegratedGradients(GradientAttribution):
         _, attrs = format_inputs(attributions, "attributions")
         bases = format_baselines(start_point, ends)
         args = format_args(additional_forward_args)
-        return self._delta(attrs, ends, bases, target, args)
+        return self._delta(model_forward(self.forward_func), attrs, ends, bases, target, args)

@@ -1,4 +1,8 @@
-"""LayerGradCam, drop-in for ``captum.attr.LayerGradCam``: the backward stops at the layer."""
+"""LayerGradCam, drop-in for ``captum.attr.LayerGradCam``: the backward stops at the layer.
+
+The layer is captured on a :class:`~pyxai.engine.view.ModelView` of the model (hooks on the
+view's copy of the layer, never on the user's module).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,64 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxai.engine.hooks import capture_layers, check_layers
-from pyxai.gradient._common import format_call, run_forward, select
+from pyxai.engine.hooks import capture_layers, check_layers, model_view
+from pyxai.engine.targets import ResolvedTarget
+from pyxai.engine.view import ModelView
+from pyxai.gradient._common import GradientAttribution, Inputs, format_call, resolve, run_forward
 
 
-class LayerGradCam:
+def layer_grad_cam(
+    forward_func: Callable, view: ModelView | None, layer: nn.Module, inputs: Inputs,
+    target: Any, args: tuple, to_layer_input: bool = False, summation: bool = True,
+    grad_kwargs: dict | None = None,
+) -> tuple[torch.Tensor, ResolvedTarget]:
+    """Captum's Grad-CAM at ``layer`` (no ReLU): ``sum_k mean(dS/dA_k) * A_k``.
+
+    Args:
+        forward_func: what runs the forward (``view.module`` for a module, else the callable).
+        view: the view of the model (None for plain callables).
+        layer: the user's layer.
+        inputs: the (checked) inputs, Tensor[B, ...] each.
+        target: the call's target (resolved here on the clean outputs).
+        args: additional forward arguments.
+        to_layer_input: the layer's input instead of its output.
+        summation: sum over channels (False: per-channel ``alpha_k * A_k``).
+        grad_kwargs: keywords of ``torch.autograd.grad`` (``create_graph=True``: the map is
+            differentiable w.r.t. the model parameters).
+
+    Returns:
+        (Tensor[B, 1, *layer dims] (Tensor[B, K, ...] without summation), the resolved target).
+    """
+    grad_kwargs = dict(grad_kwargs or {})
+    create_graph = bool(grad_kwargs.get("create_graph", False))
+    leaves = tuple(x.detach() for x in inputs)
+    with torch.enable_grad(), capture_layers([layer], grad=True, inputs=to_layer_input,
+                                              view=view) as cap:
+        out = run_forward(forward_func, leaves, args)
+        (act,) = cap.check([layer], "layer")
+        resolved = resolve(target, out)
+        scores = resolved(out)
+        if not scores.requires_grad:
+            raise ValueError("the model output does not depend on the layer")
+        (grad,) = torch.autograd.grad(scores.sum(), [act], allow_unused=True, **grad_kwargs)
+    if grad is None:
+        raise ValueError("the model output does not depend on the layer's output")
+    if not create_graph:
+        act = act.detach()
+    alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 \
+        else grad
+    attr = (alpha * act).sum(1, keepdim=True) if summation else alpha * act
+    return attr, resolved
+
+
+class LayerGradCam(GradientAttribution):
     """Grad-CAM at a layer, Captum semantics: ``sum_k mean(dS/dA_k) * A_k`` at the layer's
     resolution, no ReLU unless asked, no normalisation.
 
     Args:
-        forward_func: model or callable (the layer must run inside it).
+        forward_func: model or callable (the layer must run inside it). A model is never hooked:
+            the layer is captured on a view of it. A plain callable has no module tree to view:
+            its layer is hooked for the length of the call (this thread's forwards only).
         layer: module whose output (or input) is explained.
         device_ids: accepted for Captum compatibility (unused).
 
@@ -29,7 +81,7 @@ class LayerGradCam:
 
     def __init__(self, forward_func: Callable[..., torch.Tensor], layer: nn.Module,
                  device_ids: Any = None) -> None:
-        self.forward_func = forward_func
+        super().__init__(forward_func)
         self.layer = check_layers(forward_func, [layer], "layer")[0]
         self.device_ids = device_ids
 
@@ -42,6 +94,7 @@ class LayerGradCam:
         relu_attributions: bool = False,
         attr_dim_summation: bool = True,
         grad_kwargs: dict | None = None,
+        create_graph: bool = False,
     ) -> torch.Tensor:
         """Layer Grad-CAM.
 
@@ -53,27 +106,19 @@ class LayerGradCam:
             relu_attributions: apply a ReLU to the result. Default: False
             attr_dim_summation: sum over channels (False: per-channel ``alpha_k * A_k``).
                 Default: True
-            grad_kwargs: extra keywords for ``torch.autograd.grad`` (e.g. create_graph).
+            grad_kwargs: extra keywords for ``torch.autograd.grad``. Default: None
+            create_graph: return a map differentiable w.r.t. the model parameters (same as
+                ``grad_kwargs={"create_graph": True}``). Default: False
 
         Returns:
             Tensor[B, 1, *layer spatial dims] (Tensor[B, K, ...] without summation).
         """
         _, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
-        leaves = tuple(x.detach() for x in inp)
-        with torch.enable_grad(), capture_layers([self.layer], grad=True,
-                                                  inputs=attribute_to_layer_input) as cap:
-            out = run_forward(self.forward_func, leaves, args)
-            (act,) = cap.check([self.layer], "layer")
-            scores = select(out, target)
-            if not scores.requires_grad:
-                raise ValueError("the model output does not depend on the layer")
-            (grad,) = torch.autograd.grad(scores.sum(), [act], allow_unused=True,
-                                          **(grad_kwargs or {}))
-        if grad is None:
-            raise ValueError("the model output does not depend on the layer's output")
-        if not (grad_kwargs or {}).get("create_graph", False):
-            act = act.detach()
-        alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 \
-            else grad
-        attr = (alpha * act).sum(1, keepdim=True) if attr_dim_summation else alpha * act
+        kw = dict(grad_kwargs or {})
+        if create_graph:
+            kw["create_graph"] = True
+        view = model_view(self.forward_func)
+        forward = view.module if view is not None else self.forward_func
+        attr, _ = layer_grad_cam(forward, view, self.layer, inp, target, args,
+                                 attribute_to_layer_input, attr_dim_summation, kw)
         return F.relu(attr) if relu_attributions else attr

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from pyxai.engine.hooks import model_forward
 from pyxai.gradient._common import GradientAttribution, format_call, format_output, input_gradients
 
 
@@ -28,22 +29,27 @@ class Saliency(GradientAttribution):
         target: Any = None,
         abs: bool = True,
         additional_forward_args: Any = None,
+        create_graph: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Gradients of the target scores.
 
         Args:
             inputs: Tensor[B, ...] or a tuple of them (batch first).
-            target: int, tuple, Tensor[B], list, callable ``outputs -> Tensor[B]`` or None (the
-                output itself if the model returns one value per example, else the predicted
+            target: int, tuple, Tensor[B], list (of ints, tuples or per-sample target objects),
+                callable ``(outputs) -> Tensor[B]`` or ``(outputs, rows) -> Tensor[B]``, or None
+                (the output itself if the model returns one value per example, else the predicted
                 class). Default: None
             abs: return absolute gradients. Default: True
             additional_forward_args: extra forward arguments (not attributed). Default: None
+            create_graph: return maps differentiable w.r.t. the model parameters (explanation-
+                guided training). Default: False
 
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
         is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
-        grads, _ = input_gradients(self.forward_func, inp, target, args)
+        grads, _ = input_gradients(model_forward(self.forward_func), inp, target, args,
+                                   create_graph)
         if abs:
             grads = tuple(g.abs() for g in grads)
         return format_output(is_tuple, grads)
@@ -63,6 +69,7 @@ class InputXGradient(GradientAttribution):
         inputs: torch.Tensor | tuple[torch.Tensor, ...],
         target: Any = None,
         additional_forward_args: Any = None,
+        create_graph: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """``inputs * d score / d inputs``.
 
@@ -70,10 +77,12 @@ class InputXGradient(GradientAttribution):
             inputs: Tensor[B, ...] or a tuple of them.
             target: as :meth:`Saliency.attribute`. Default: None
             additional_forward_args: extra forward arguments. Default: None
+            create_graph: as :meth:`Saliency.attribute`. Default: False
 
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
         is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
-        grads, _ = input_gradients(self.forward_func, inp, target, args)
+        grads, _ = input_gradients(model_forward(self.forward_func), inp, target, args,
+                                   create_graph)
         return format_output(is_tuple, tuple(g * x.detach() for g, x in zip(grads, inp)))

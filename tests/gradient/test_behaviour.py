@@ -50,7 +50,7 @@ def model():
 
 def test_ig_batches_steps(model, rng):
     x = torch.randn(2, 3, 16, 16, generator=rng)
-    c = Counting(model)
+    c = Counting(model).eval()
     full = pyxai.IntegratedGradients(c).attribute(x, target=1, n_steps=10)
     assert c.sizes == [20]
     c.sizes.clear()
@@ -79,7 +79,7 @@ def test_ig_completeness(model, rng):
 
 def test_noise_tunnel_batches(model, rng):
     x = torch.randn(2, 3, 16, 16, generator=rng)
-    c = Counting(model)
+    c = Counting(model).eval()
     pyxai.NoiseTunnel(pyxai.Saliency(c)).attribute(x, nt_samples=7, nt_samples_batch_size=3,
                                                    stdevs=0.1, target=0)
     assert c.sizes == [6, 6, 2]
