@@ -9,6 +9,12 @@ every step and once more at the end (``n_steps + 1`` scores), and the AUC is the
 :func:`pyxai.ops.metrics.reveal_by_rank` (one sort, every step and image as items of the
 perturbation runner), so the model runs on exactly ``(n_steps + 1) * B`` inputs in full batches.
 
+Every metric here scores the unperturbed inputs first (where ``target`` is resolved by
+:func:`pyxai.engine.targets.resolve_target`), then streams its perturbations through the runner
+into an accumulator (:class:`CausalCurves`, :class:`FidelityScores`): disjoint shards of steps or
+subsets merge into the single-run result. A model in training mode runs on a
+:class:`pyxai.engine.view.ModelView` (batch statistics; its BatchNorm statistics never change).
+
 The model's outputs are used as they are: RISE scores class *probabilities*, so pass a model that
 ends with a softmax (e.g. ``lambda x: model(x).softmax(1)``) to reproduce its numbers.
 """
@@ -180,14 +186,17 @@ def deletion(
         inputs: Tensor[B, C, H, W] (or Tensor[B, C, *S]; every spatial position is a "pixel").
         attributions: Tensor[B, 1, H, W], Tensor[B, C, H, W] or Tensor[B, H, W]; channels are
             summed to rank pixels. Ties keep the lower flat index first.
-        target: int, sequence, Tensor[B], callable or None (the predicted class on the unperturbed
-            inputs, as RISE). Default: None
+        target: any target of :mod:`pyxai.engine.targets` (int, sequence, Tensor[B], tuple,
+            target objects, a callable ``(outputs)`` or ``(outputs, rows)`` with ``rows`` the
+            sample of each output row) or None (the predicted class on the unperturbed inputs, as
+            RISE). Default: None
         n_steps: number of steps; None = RISE's 224 pixels per step, ``ceil(H*W / 224)`` steps.
             Otherwise ``ceil(H*W / n_steps)`` pixels per step. Default: None
         substrate: what deleted pixels become: "zeros" (RISE), "blur", "mean" (per-image channel
             means), a number or a Tensor broadcastable to inputs. Default: "zeros"
         return_curves: also return the scores. Default: False
-        batch_size: model inputs per forward (None: automatic). Default: None
+        batch_size: model inputs per forward, rounded down to whole steps of B inputs (at
+            least one step); None: automatic, measured once per call. Default: None
         show_progress: progress bar. Default: False
         backend: backend of the canvas op ("auto" | "native" | "reference"). Default: None
 
@@ -261,7 +270,7 @@ def mu_fidelity(
         forward_func: model or callable, Tensor[R, C, H, W] -> Tensor[R, K].
         inputs: Tensor[B, C, H, W].
         attributions: Tensor[B, 1 or C, H, W] or Tensor[B, H, W].
-        target: int, sequence, Tensor[B], callable or None (predicted class). Default: None
+        target: as :func:`deletion`. Default: None
         grid_size: cells per side, or None for pixels. Default: 9
         subset_percent: probability that a cell is removed, in (0, 1). Default: 0.2
         n_samples: number of random subsets. Default: 128
@@ -272,7 +281,8 @@ def mu_fidelity(
         masks: explicit subsets instead of random ones: Tensor[N, gh, gw] (bool or 0/1, 1 =
             removed), upsampled like the grid; overrides grid_size, subset_percent, n_samples
             and seed. Default: None
-        batch_size: model inputs per forward (None: automatic). Default: None
+        batch_size: model inputs per forward, rounded down to whole subsets of B inputs (at
+            least one subset); None: automatic, measured once per call. Default: None
         show_progress: progress bar. Default: False
         backend: backend of the mask ops. Default: None
 
