@@ -128,8 +128,8 @@ def _source_index(n_in: int, n_out: int, mode: str, device: torch.device):
     """Per canvas coordinate: grid indices (i0, i1) and the weight of i1 (float64), as the kernel."""
     dst = torch.arange(n_out, device=device)
     if mode == "nearest":
-        scale = torch.tensor(n_in / n_out, dtype=torch.float32)  # float32, as torch's nearest
-        i0 = torch.floor(dst.float() * scale.to(device)).long().clamp_max(n_in - 1)
+        # float32 product with the scale rounded to float32, as torch's nearest (no host copy)
+        i0 = torch.floor(dst.float() * (n_in / n_out)).long().clamp_max(n_in - 1)
         return i0, i0, torch.zeros(n_out, dtype=torch.float64, device=device)
     dst = dst.double()
     if mode == "bilinear_align_corners":
@@ -188,9 +188,8 @@ def _axis_weights(
     i0, i1, w = _source_index(n_in, canvas, mode, offsets.device)
     pos = torch.arange(size, device=offsets.device)[None, :] + offsets.clamp(0, canvas - size)[:, None]
     w = w.to(dtype)[pos, None]  # [N, size, 1]
-    hot0 = torch.nn.functional.one_hot(i0[pos], n_in).to(dtype)
-    hot1 = torch.nn.functional.one_hot(i1[pos], n_in).to(dtype)
-    return (1 - w) * hot0 + w * hot1
+    cells = torch.arange(n_in, device=offsets.device)
+    return (1 - w) * (i0[pos, None] == cells) + w * (i1[pos, None] == cells)
 
 
 def _masks_backward_reference(
@@ -275,6 +274,8 @@ def upsample_blend(
     check_matches(grids, x, "grids", "x")
     offsets, size, canvas = _check_grids(grids, offsets, tuple(x.shape[-2:]), canvas, mode,
                                          validate)
+    if isinstance(baseline, (int, float)):
+        baseline = x.new_full((), baseline)  # a fill, not a host-to-device copy (no sync)
     base = expand_like(baseline, x, "baseline")
     b, h, w = x.shape[0], size[0], size[1]
     x4, base4 = x.reshape(b, -1, h, w), base.reshape(b, -1, h, w)

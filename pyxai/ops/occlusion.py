@@ -172,6 +172,8 @@ def occlusion_perturb(
     n = math.prod(window_counts(shape, window, strides))
     if first < 0 or count < 0 or first + count > n:
         raise ValueError(f"windows [{first}, {first + count}) out of range [0, {n})")
+    if isinstance(baseline, (int, float)):
+        baseline = x.new_full((), baseline)  # a fill, not a host-to-device copy (no sync)
     base = expand_like(baseline, x, "baseline")
     native = x.dtype in (torch.float32, torch.float64) and resolve_backend(backend, x.device)
     if native == "native":

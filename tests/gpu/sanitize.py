@@ -1,7 +1,8 @@
 """Runs every native CUDA op once on small inputs; tests/gpu/run.sh runs this under
 compute-sanitizer (memcheck, racecheck) to catch out-of-bounds accesses and races.
 
-Families add their ops to OPS with a small, representative call.
+Families add their ops to OPS with a small, representative call; each also runs its op's backward
+(and, for the masks ops, the adjoint kernel upsample_masks_backward directly).
 """
 
 from __future__ import annotations
@@ -17,37 +18,54 @@ from pyxai import ops
 D = "cuda"
 
 
+def _backward(out: torch.Tensor, *inputs: torch.Tensor) -> None:
+    torch.autograd.grad(out, inputs, torch.randn_like(out))
+
+
+def _leaf(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, device=D, requires_grad=True)
+
+
 def masks() -> None:
-    g = torch.rand(5, 7, 6, device=D)
     off = torch.randint(0, 4, (5, 2), device=D)
-    x = torch.randn(2, 3, 21, 19, device=D)
     for mode in ops.masks.MODES:
-        ops.upsample_masks(g, (21, 19), off, (24, 22), mode, backend="native")
-        ops.upsample_blend(x, g, off, 0.0, (24, 22), mode, backend="native")
-        ops.weighted_mask_sum(g, torch.randn(5, 2, device=D), (21, 19), off, (24, 22), mode,
-                              backend="native")
+        g, x, w = _leaf(5, 7, 6), _leaf(2, 3, 21, 19), _leaf(5, 2)
+        out = ops.upsample_masks(g, (21, 19), off, (24, 22), mode, backend="native")
+        _backward(out, g)
+        out = ops.upsample_blend(x, g, off, 0.0, (24, 22), mode, backend="native")
+        _backward(out, x, g)
+        out = ops.weighted_mask_sum(g, w, (21, 19), off, (24, 22), mode, backend="native")
+        _backward(out, g, w)
+        ops.upsample_masks_backward(torch.randn(5, 21, 19, device=D), (7, 6), off, (24, 22), mode,
+                                    backend="native")
+        # tall and wide grids, a 1-cell axis, no crop
+        ops.upsample_masks_backward(torch.randn(3, 9, 40, device=D), (1, 13),
+                                    torch.zeros(3, 2, dtype=torch.long, device=D), (9, 40), mode,
+                                    backend="native")
 
 
 def occlusion() -> None:
-    x = torch.randn(2, 3, 13, 11, device=D)
-    out = ops.occlusion.occlusion_perturb(x, (3, 4, 4), (3, 3, 3), 0, 12, backend="native")
-    ops.occlusion.occlusion_accumulate(torch.randn(16, 2, device=D), (3, 13, 11), (3, 4, 4),
-                                       (3, 3, 3), backend="native")
-    del out
+    x, base = _leaf(2, 3, 13, 11), _leaf(2, 3, 13, 11)
+    out = ops.occlusion.occlusion_perturb(x, (3, 4, 4), (3, 3, 3), 0, 12, base, backend="native")
+    _backward(out, x, base)
+    drops = _leaf(16, 2)
+    out = ops.occlusion.occlusion_accumulate(drops, (3, 13, 11), (3, 4, 4), (3, 3, 3),
+                                             backend="native")
+    _backward(out, drops)
 
 
 def sobol() -> None:
-    a, b = torch.rand(8, 16, device=D), torch.rand(8, 16, device=D)
-    ops.sobol.sobol_design(a, b, 3, 100, backend="native")
+    a, b = _leaf(8, 16), _leaf(8, 16)
+    _backward(ops.sobol.sobol_design(a, b, 3, 100, backend="native"), a, b)
     for est in ops.sobol.ESTIMATORS:
-        ops.sobol.sobol_indices(torch.randn(8, 2, device=D), torch.randn(8, 2, device=D),
-                                torch.randn(16, 8, 2, device=D), est, backend="native")
+        ya, yb, yc = _leaf(8, 2), _leaf(8, 2), _leaf(16, 8, 2)
+        _backward(ops.sobol.sobol_indices(ya, yb, yc, est, backend="native"), ya, yb, yc)
 
 
 def metrics() -> None:
-    s, f = torch.randn(2, 3, 9, 7, device=D), torch.zeros(2, 3, 9, 7, device=D)
+    s, f = _leaf(2, 3, 9, 7), _leaf(2, 3, 9, 7)
     ranks = ops.metrics.pixel_ranks(torch.randn(2, 63, device=D))
-    ops.metrics.reveal_by_rank(s, f, ranks, 0, 10, 13, backend="native")
+    _backward(ops.metrics.reveal_by_rank(s, f, ranks, 0, 10, 13, backend="native"), s, f)
 
 
 OPS = [masks, occlusion, sobol, metrics]
