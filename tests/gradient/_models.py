@@ -7,8 +7,23 @@ import torchvision
 from torch import nn
 
 
-def resnet18() -> nn.Module:
-    return torchvision.models.resnet18(num_classes=10).eval()
+def randomise_bn(m: nn.Module, g: torch.Generator | None = None) -> nn.Module:
+    """Random BatchNorm statistics and affine weights, as a trained model has them:
+    running_mean ~ N(0, 0.5), running_var ~ U(0.5, 2), weight ~ U(0.5, 1.5), bias ~ N(0, 0.1)."""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.running_mean is not None:
+                n = mod.num_features
+                mod.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                if mod.weight is not None:
+                    mod.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    mod.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return m
+
+
+def resnet18(g: torch.Generator | None = None) -> nn.Module:
+    return randomise_bn(torchvision.models.resnet18(num_classes=10), g).eval()
 
 
 def vgg11() -> nn.Module:
@@ -20,13 +35,13 @@ def vgg11() -> nn.Module:
 
 
 def mobilenet() -> nn.Module:
-    return torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    return randomise_bn(torchvision.models.mobilenet_v3_small(num_classes=10)).eval()
 
 
 def demo() -> nn.Module:
     from pyxai.models import demo_cnn
 
-    return demo_cnn(pretrained=False).eval()
+    return randomise_bn(demo_cnn(pretrained=False)).eval()
 
 
 ARCHS = {"resnet18": resnet18, "vgg11": vgg11, "mobilenet_v3_small": mobilenet, "demo_cnn": demo}
