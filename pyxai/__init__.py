@@ -17,7 +17,13 @@ from pyxai.gradient import (
     Saliency,
 )
 from pyxai.lrp import CRP, LRP, rules
-from pyxai.perturbation import RISE, FeatureAblation, Occlusion
+from pyxai.perturbation import (
+    RISE,
+    ExtremalPerturbation,
+    FeatureAblation,
+    MeaningfulPerturbation,
+    Occlusion,
+)
 from pyxai.sobol import SobolAttribution
 
 __version__ = "0.1.0"
@@ -26,3 +32,4 @@ __all__ = ["native_status", "__version__", "SobolAttribution", "RISE", "Occlusio
 __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
+__all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]

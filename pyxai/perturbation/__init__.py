@@ -1,6 +1,9 @@
-"""Perturbation explainers: RISE, Occlusion, FeatureAblation (Captum drop-ins for the last two)."""
+"""Perturbation explainers: RISE, Occlusion, FeatureAblation (Captum drop-ins for the last two),
+ExtremalPerturbation (TorchRay semantics) and MeaningfulPerturbation (Fong & Vedaldi 2017), batched."""
 
 from pyxai.perturbation.ablation import FeatureAblation, Occlusion
+from pyxai.perturbation.extremal import ExtremalPerturbation
+from pyxai.perturbation.meaningful import MeaningfulPerturbation
 from pyxai.perturbation.rise import RISE
 
-__all__ = ["FeatureAblation", "Occlusion", "RISE"]
+__all__ = ["ExtremalPerturbation", "FeatureAblation", "MeaningfulPerturbation", "Occlusion", "RISE"]
