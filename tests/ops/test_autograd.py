@@ -213,3 +213,34 @@ def test_optimise_through_upsample_blend(rng):
         paths.append(g.detach())
     torch.testing.assert_close(paths[0], paths[1], rtol=1e-12, atol=1e-12)
     assert not torch.equal(paths[0], init)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear_reflect"])
+def test_masks_grads_chunked_partial_and_video(rng, mode):
+    """weighted_mask_sum's chunked backward (N > CHUNK), one input at a time (the other grads are
+    not computed), and a non-contiguous video batch through upsample_blend."""
+    native_or_skip()
+    n, size, canvas = 300, (11, 9), (14, 12)
+    grids = torch.rand(n, 4, 3, generator=rng, dtype=F64)
+    off = _offsets(rng, n, size, canvas)
+    w = torch.randn(n, 2, generator=rng, dtype=F64)
+    probe = torch.randn(2, *size, generator=rng, dtype=F64)
+    for which in (0, 1):
+        got = []
+        for backend in ("native", "reference"):
+            leaves = [grids.clone(), w.clone()]
+            leaves[which].requires_grad_(True)
+            out = ops.weighted_mask_sum(*leaves, size, off, canvas, mode, backend)
+            got.append(torch.autograd.grad(out, leaves[which], probe)[0])
+        torch.testing.assert_close(got[0], got[1], rtol=1e-11, atol=1e-11)
+    x = torch.randn(2, 3, 5, 9, 11, generator=rng, dtype=F64).transpose(-1, -2)[:, :, ::2]
+    assert not x.is_contiguous()
+    g = grids[:4]
+    got = []
+    for backend in ("native", "reference"):
+        xs, gs = _leaf(x), _leaf(g)
+        out = ops.upsample_blend(xs, gs, off[:4], 0.25, canvas, mode, backend)
+        probe = torch.linspace(-1, 1, out.numel(), dtype=F64).reshape(out.shape)
+        got.append(torch.autograd.grad(out, (xs, gs), probe))
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
