@@ -1,7 +1,8 @@
 """pyxai.ops: one function per op; each picks the native kernel or its pure-PyTorch reference.
 
 Every op takes ``backend="auto" | "native" | "reference"`` (default: env ``PYXAI_BACKEND`` or
-"auto").
+"auto") and is differentiable whichever runs (native ops: ``torch.library.register_autograd`` in
+``pyxai.ops._autograd``); the masks ops also take ``validate`` (see :func:`check_grids`).
 """
 
 from pyxai.ops._dispatch import BACKENDS, NativeUnavailableError, resolve_backend

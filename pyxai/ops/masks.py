@@ -12,6 +12,11 @@ A mask ``n`` is ``grids[n]`` (``gh x gw``) upsampled to a ``canvas`` (``uh x uw`
 
 The native kernels never materialise more than the chunk they are asked for; the reference
 functions here are vectorised PyTorch with the kernels' exact arithmetic.
+
+Every op is differentiable on both paths (the native ops' formulas are in ``pyxai.ops._autograd``;
+:func:`upsample_masks_backward` is the adjoint kernel they use) and takes ``validate``: explainers
+validate parameter values once per call with :func:`check_grids` and pass ``validate=False`` to the
+per-chunk calls, which then read no tensor value (no host sync).
 """
 
 from __future__ import annotations
