@@ -193,27 +193,31 @@ def capture_layers(
             h.remove()
 
 
+class _GuidedState:
+    """A per-call switch: on while the explainer takes its guided (first-order) gradient."""
+
+    def __init__(self) -> None:
+        self.on = True
+
+
 class _GuidedGrad(torch.autograd.Function):
-    """Identity forward; backward passes only the positive part of the gradient (differentiable
-    again, so ``create_graph=True`` works)."""
+    """Identity forward; while the call's switch is on, the backward passes only the positive
+    part of the gradient.
+
+    The clamp is recorded as an ordinary op when the gradient is taken with ``create_graph=True``,
+    and the switch is off once the explainer returns: a later backward through the forward graph
+    (the user's second-order step of explanation-guided training) sees the identity the forward
+    is, so the map's derivative w.r.t. the parameters is the true one.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return x.clone()
+    def forward(ctx, x: torch.Tensor, state: _GuidedState) -> torch.Tensor:  # noqa: D102
+        ctx.state = state
+        return x.clone()  # a copy: in-place ReLUs modify it, not the tensor the graph saved
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return g.clamp_min(0)
-
-
-def _guided_pre_hook(module: nn.Module, args: tuple) -> tuple:
-    x = args[0]
-    if not isinstance(x, torch.Tensor) or not x.requires_grad:
-        return args
-    if x.grad_fn is not None:
-        x.register_hook(lambda g: g.clamp_min(0))  # the graph owns this hook
-        return (x.clone(), *args[1:])  # in-place ReLUs modify the copy
-    return (_GuidedGrad.apply(x), *args[1:])  # leaf: keep the caller's tensor hook-free
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+        return (g.clamp_min(0) if ctx.state.on else g), None
 
 
 @contextlib.contextmanager
@@ -221,19 +225,28 @@ def guided_relus(view: ModelView) -> Iterator[None]:
     """Guided backprop on every ``nn.ReLU`` of a model view (Captum's ``GuidedBackprop`` rule).
 
     The gradient reaching a ReLU's input is replaced by its positive part, ``relu(grad_input)``
-    (= ``g * 1[x > 0] * 1[g > 0]``). As in Captum, the rule acts on the gradient of the tensor the
-    ReLU receives, and only ``nn.ReLU`` modules are changed (functional relus are not). The hooks
-    are on the view's modules (run the forward with ``view.module``), removed on exit, also after
-    an exception.
+    (= ``g * 1[x > 0] * 1[g > 0]``), for the backward passes run inside the block. As in Captum,
+    the rule acts on the gradient of the tensor the ReLU receives, and only ``nn.ReLU`` modules are
+    changed (functional relus are not). The hooks are on the view's modules (run the forward with
+    ``view.module``), removed on exit, also after an exception.
     """
     if not isinstance(view, ModelView):
         raise TypeError(f"guided_relus needs a ModelView of the model, got {type(view).__name__}")
+    state = _GuidedState()
+
+    def pre_hook(module: nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not x.requires_grad:
+            return args
+        return (_GuidedGrad.apply(x, state), *args[1:])
+
     handles = []
     try:
         for m in view.module.modules():
             if isinstance(m, nn.ReLU):
-                handles.append(m.register_forward_pre_hook(_guided_pre_hook))
+                handles.append(m.register_forward_pre_hook(pre_hook))
         yield
     finally:
+        state.on = False
         for h in handles:
             h.remove()
