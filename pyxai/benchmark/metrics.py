@@ -11,7 +11,11 @@ cannot avoid, at the same batch size:
 * deletion / insertion: ``(n_steps + 1) x B`` forwards (RISE: ``n_steps = ceil(64*64 / 224) = 19``);
 * mu_fidelity: ``(n_samples + 1) x B`` forwards;
 * max/avg sensitivity, local Lipschitz: the explainer on the B images and on the
-  ``n_samples x B`` perturbed ones, in the chunks pyxai uses.
+  ``n_samples x B`` perturbed ones, in the chunks pyxai uses (64 rows per call, whole samples).
+
+Streaming row: max_sensitivity with ``n_samples`` 10 and 100 on the same images (peak memory is the
+point: it must not grow with ``n_samples``), next to ``all at once`` — the pre-streaming
+implementation (every noisy copy drawn, explained in one call and kept in float64) for n = 100.
 
 Quantus counterparts (timed; parity checked where the definitions agree, with Quantus' draws
 replaced by ours through its ``perturb_func``): MaxSensitivity, AvgSensitivity,
@@ -59,12 +63,32 @@ class _GradX:
 
 
 def _explainer_calls(exp: _GradX, x: torch.Tensor, y: torch.Tensor, n: int) -> Callable:
-    xp = x.repeat(n, 1, 1, 1)
-    yp = y.repeat(n)
+    """The explainer on ``x`` and on ``n`` copies of it, in max_sensitivity's chunks."""
+    from pyxai.engine.runner import auto_batch_size
+
+    per_call = max(1, auto_batch_size(x[:1]) // x.shape[0])
 
     def run() -> None:
         exp.attribute(x, target=y)
-        exp.attribute(xp, target=yp)
+        for s in range(0, n, per_call):
+            k = min(per_call, n - s)
+            exp.attribute(x.repeat(k, 1, 1, 1), target=y.repeat(k))
+
+    return run
+
+
+def _all_at_once_sensitivity(exp: _GradX, x: torch.Tensor, y: torch.Tensor, n: int,
+                             radius: float) -> Callable:
+    """max_sensitivity as it was before streaming: all noise, all copies, one call, float64."""
+    from pyxai.metrics.robustness import draw_noise
+
+    def run() -> torch.Tensor:
+        b = x.shape[0]
+        noise = draw_noise("uniform", (n, *x.shape), radius, 0)
+        xp = (x[None] + noise.to(x.dtype)).reshape(n * b, *x.shape[1:])
+        a0 = exp.attribute(x, target=y).reshape(b, -1).double()
+        ap = exp.attribute(xp, target=y.repeat(n)).reshape(n, b, -1).double()
+        return ((a0[None] - ap).norm(dim=-1) / a0.norm(dim=-1)[None]).amax(0).float()
 
     return run
 
@@ -175,4 +199,21 @@ def cases(quick: bool, device: str) -> list[Case]:
             notes=f"input x gradient explainer on {b} + {n_rob * b} inputs; Quantus {qname} with "
                   "the same noise injected (parity) calls the explainer once per sample",
         ))
+
+    b_mem = 2 if quick else 8
+    xm, ym = x[:b_mem], y[:b_mem]
+
+    def sens(n: int) -> Callable:
+        return lambda: metrics.max_sensitivity(exp, xm, target=ym, radius=0.02, n_samples=n,
+                                               seed=0)
+
+    out.append(Case(
+        name=f"max_sensitivity streaming B={b_mem} n=10 vs 100",
+        impls={"pyxai n=10": sens(10), "pyxai n=100": sens(100),
+               "all at once n=100": _all_at_once_sensitivity(exp, xm, ym, 100, 0.02),
+               "floor": _explainer_calls(exp, xm, ym, 100)},
+        parity=[("pyxai n=100", "all at once n=100", 1e-5)],
+        notes="peak MB is the point: flat in n_samples for pyxai (64-row chunks), linear for all "
+              "at once; floor = the n=100 explainer calls in pyxai's chunks",
+    ))
     return out
