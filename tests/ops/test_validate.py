@@ -1,4 +1,5 @@
-"""validate=False: the ops read no tensor value (no host sync); check_grids validates once per call."""
+"""validate=False: the ops read no tensor value (no host sync); check_grids validates once per call;
+the backward formulas read no value either (they run on meta tensors)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pyxai import ops
+from pyxai.ops import sobol
 from pyxai.ops.masks import MODES
 
 # aten ops that copy a tensor value to the host (item(), tolist(), bool(tensor), float(tensor))
@@ -97,3 +99,49 @@ def test_unvalidated_offsets_clamp_like_the_kernels(rng, mode):
     for backend in ("reference", "auto"):
         got = ops.upsample_masks(g, (8, 9), bad, (10, 12), mode, backend=backend, validate=False)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_value_reads_on_meta_tensors(mode):
+    """Meta tensors have no values: any host read (item, tolist, bool) raises. The ops with
+    validate=False and every registered backward formula run on them end to end."""
+    meta = dict(device="meta", dtype=torch.float64)
+    g = torch.empty(5, 4, 3, **meta, requires_grad=True)
+    off = torch.empty(5, 2, device="meta", dtype=torch.int64)
+    x = torch.empty(2, 3, 9, 10, **meta, requires_grad=True)
+    w = torch.empty(5, 2, **meta, requires_grad=True)
+    for out in (
+        ops.upsample_masks(g, (9, 10), off, (11, 12), mode, "reference", validate=False),
+        ops.upsample_blend(x, g, off, 0.5, (11, 12), mode, "reference", validate=False),
+        ops.weighted_mask_sum(g, w, (9, 10), off, (11, 12), mode, "reference", validate=False),
+        torch.ops.pyxai.upsample_masks(g, off, [9, 10], [11, 12], mode),
+        torch.ops.pyxai.upsample_blend(x, g, off, x * 0, [11, 12], mode),
+        torch.ops.pyxai.weighted_mask_sum(g, off, w, [9, 10], [11, 12], mode),
+    ):
+        grads = torch.autograd.grad(out, (x, g, w), torch.ones_like(out), allow_unused=True,
+                                    create_graph=True)
+        assert any(t is not None and t.device.type == "meta" for t in grads)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        ops.upsample_masks(g, (9, 10), off, (11, 12), mode, "reference")  # validate reads values
+
+
+def test_other_backward_formulas_read_no_values():
+    meta = dict(device="meta", dtype=torch.float64, requires_grad=True)
+    x, base = torch.empty(2, 2, 5, 4, **meta), torch.empty(2, 2, 5, 4, **meta)
+    outs = [
+        (torch.ops.pyxai.occlusion_perturb(x, base, [1, 3, 2], [1, 2, 2], 1, 6), (x, base)),
+    ]
+    drops = torch.empty(8, 2, **meta)
+    outs.append((torch.ops.pyxai.occlusion_accumulate(drops, [2, 5, 4], [1, 3, 2], [1, 2, 2]),
+                 (drops,)))
+    s, f = torch.empty(2, 2, 12, **meta), torch.empty(2, 2, 12, **meta)
+    ranks = torch.empty(2, 12, device="meta", dtype=torch.int64)
+    outs.append((torch.ops.pyxai.reveal_by_rank(s, f, ranks, 3, 9, 5), (s, f)))
+    a, b = torch.empty(4, 3, **meta), torch.empty(4, 3, **meta)
+    outs.append((torch.ops.pyxai.sobol_design(a, b, 2, 15), (a, b)))
+    ya, yb, yc = torch.empty(5, 2, **meta), torch.empty(5, 2, **meta), torch.empty(3, 5, 2, **meta)
+    for est in sobol.ESTIMATORS:
+        outs.append((torch.ops.pyxai.sobol_indices(ya, yb, yc, est), (ya, yb, yc)))
+    for out, inputs in outs:
+        grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
+        assert all(t.shape == i.shape and t.device.type == "meta" for t, i in zip(grads, inputs))
