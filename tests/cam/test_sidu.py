@@ -71,3 +71,28 @@ def test_uniqueness_blockwise(rng):
     p = torch.rand(300, 7, generator=rng)
     direct = (p[:, None] - p[None]).norm(dim=-1).sum(1)
     assert torch.allclose(uniqueness(p, block=64), direct, rtol=1e-5)
+
+
+def test_sidu_arguments(rng):
+    m = tiny()
+    x = torch.rand(2, 3, 16, 16, generator=rng)
+    # target_layers=[layer], as GradCAM's, is target_layer
+    a = pyxai.SIDU(m, m[1], softmax=True).attribute(x, target=[2, 3])
+    b = pyxai.SIDU(m, target_layers=[m[1]], softmax=True).attribute(x, target=[2, 3])
+    assert torch.equal(a, b) and float(a.abs().max()) > 0
+    with pytest.raises(ValueError, match="not both"):
+        pyxai.SIDU(m, m[1], target_layers=[m[1]])
+    with pytest.raises(ValueError, match="one layer"):
+        pyxai.SIDU(m, target_layers=[m[1], m[4]])
+    with pytest.raises(ValueError, match="needs a target_layer"):
+        pyxai.SIDU(m)
+    for arg, bad in (("sigma", float("nan")), ("sigma", float("inf")), ("p1", float("nan")),
+                     ("threshold", float("nan"))):
+        with pytest.raises(ValueError, match=arg):
+            pyxai.SIDU(m, m[1], **{arg: bad})
+    with pytest.raises(ValueError, match="p1"):
+        pyxai.SIDU(m, m[1], p1=0)
+    with pytest.raises(ValueError, match="sigma"):
+        pyxai.SIDU(m, m[1], sigma=-1.0)
+    with pytest.raises(ValueError, match="inputs contains NaN"):
+        pyxai.SIDU(m, m[1]).attribute(x * float("nan"))

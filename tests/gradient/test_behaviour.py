@@ -146,3 +146,75 @@ def test_bad_input(model, rng):
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
             pyxai.Saliency(model).attribute(x.cuda(), target=1)
+
+
+def test_non_finite_input_is_refused_before_any_work(model, rng):
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    c = Counting(model).eval()
+    layer = c.m.layer4
+    calls = {
+        "Saliency": lambda z, **kw: pyxai.Saliency(c).attribute(z, target=1, **kw),
+        "InputXGradient": lambda z, **kw: pyxai.InputXGradient(c).attribute(z, target=1, **kw),
+        "IntegratedGradients": lambda z, **kw: pyxai.IntegratedGradients(c).attribute(
+            z, target=1, n_steps=2, **kw),
+        "NoiseTunnel": lambda z, **kw: pyxai.NoiseTunnel(pyxai.Saliency(c)).attribute(
+            z, nt_samples=2, target=1, **kw),
+        "GuidedBackprop": lambda z, **kw: pyxai.GuidedBackprop(c).attribute(z, target=1, **kw),
+        "LayerGradCam": lambda z, **kw: pyxai.LayerGradCam(c, layer).attribute(z, target=1, **kw),
+        "GuidedGradCam": lambda z, **kw: pyxai.GuidedGradCam(c, layer).attribute(z, target=1,
+                                                                              **kw),
+    }
+    for name, call in calls.items():
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            z = x.clone()
+            z[1, 2, 3, 4] = bad
+            with pytest.raises(ValueError, match="inputs contains NaN or Inf"):
+                call(z)
+        assert c.sizes == [], name  # the model never ran
+        out = call(x)  # finite inputs work (a ReLU'd Grad-CAM may be all zero: not checked)
+        assert bool(torch.isfinite(out).all()) and (name == "GuidedGradCam" or
+                                                    float(out.abs().max()) > 0), name
+        c.sizes.clear()
+    z = x.clone()
+    z[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"inputs\[1\] contains NaN or Inf"):
+        pyxai.Saliency(lambda a, b: c(a + b)).attribute((x, z), target=1)  # names the bad one
+    ig = pyxai.IntegratedGradients(c)
+    for bad in (float("nan"), torch.full_like(x, float("nan")), x[:1] * float("inf")):
+        with pytest.raises(ValueError, match=r"baselines\[0\] contains NaN or Inf"):
+            ig.attribute(x, baselines=bad, target=1)
+    nt = pyxai.NoiseTunnel(pyxai.IntegratedGradients(c))
+    with pytest.raises(ValueError, match=r"baselines\[0\]"):
+        nt.attribute(x, baselines=x * float("nan"), target=1, nt_samples=2)
+    for bad in (-0.1, float("nan"), float("inf"), (0.1,) * 2):
+        with pytest.raises(ValueError, match="stdevs"):
+            pyxai.NoiseTunnel(pyxai.Saliency(c)).attribute(x, stdevs=bad, target=1)
+    with pytest.raises(TypeError, match="stdevs"):
+        pyxai.NoiseTunnel(pyxai.Saliency(c)).attribute(x, stdevs="0.1", target=1)
+    for bad in (1.5, "3", [1], True):
+        with pytest.raises(TypeError, match="seed"):
+            pyxai.NoiseTunnel(pyxai.Saliency(c), seed=bad)
+    assert c.sizes == []
+
+
+def test_noise_tunnel_seed(model, rng):
+    """Same seed: same map, whatever nt_samples_batch_size is and whatever the global RNG does."""
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    kw = dict(nt_type="smoothgrad_sq", nt_samples=5, stdevs=0.3, target=[2, 5])
+    nt = pyxai.NoiseTunnel(pyxai.Saliency(model), seed=11)
+    a = nt.attribute(x, **kw)
+    torch.manual_seed(0)
+    b = nt.attribute(x, nt_samples_batch_size=2, **kw)
+    torch.manual_seed(1)
+    c = nt.attribute(x, nt_samples_batch_size=3, **kw)
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-9) and torch.allclose(a, c, rtol=1e-5,
+                                                                          atol=1e-9)
+    other = pyxai.NoiseTunnel(pyxai.Saliency(model), seed=12).attribute(x, **kw)
+    assert not torch.allclose(a, other)
+    # seeded baselines drawn from a distribution too
+    ig = pyxai.NoiseTunnel(pyxai.IntegratedGradients(model), seed=4)
+    base = torch.randn(4, 3, 16, 16, generator=rng)
+    kw = dict(nt_samples=3, stdevs=0.1, target=1, n_steps=2, baselines=base,
+              draw_baseline_from_distrib=True)
+    assert torch.allclose(ig.attribute(x, **kw), ig.attribute(x, nt_samples_batch_size=1, **kw),
+                          rtol=1e-5, atol=1e-9)
