@@ -321,9 +321,10 @@ def mu_fidelity(
     n, gh, gw = keep.shape
     mass = subset_mass(sal, keep, (h, w), backend)
     x = inputs.contiguous()
+    base = expand_like(baseline, x, "baseline")  # once: a number would become a tensor per chunk
     runner, resolved, clean = clean_scores(forward_func, x, target, batch_size, show_progress)
     acc = FidelityScores(clean, mass)
-    runner.run(n, lambda s, e: upsample_blend(x, keep[s:e], baseline=baseline, mode="nearest",
+    runner.run(n, lambda s, e: upsample_blend(x, keep[s:e], baseline=base, mode="nearest",
                                               backend=backend, validate=False),
                acc, rows_per_item=b, target=resolved, desc="mu_fidelity")
     return acc.result().to(dt if dt == torch.float64 else torch.float32)
