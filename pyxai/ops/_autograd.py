@@ -30,7 +30,8 @@ def _needs(ctx, i: int) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# masks
+# masks: upsample_masks is linear in the grids, so its backward is the adjoint kernel
+# upsample_masks_backward, whose backward is upsample_masks again (derivatives of every order).
 
 
 def _upsample_masks_setup(ctx, inputs, output):
