@@ -25,10 +25,10 @@ TORCH_LIBRARY(pyxai, m) {
   // (row s * B + b: image b with its pixels of rank < s * step_px taken from finish, else start).
   m.def("reveal_by_rank(Tensor start, Tensor finish, Tensor ranks, int first, int count,"
         " int step_px) -> Tensor");
-  // lrp: one layer's relevance backward; rule ids and params in pyxai/ops/lrp.py (RULES).
-  m.def("lrp_conv(Tensor x, Tensor grad, Tensor weight, Tensor? bias, Tensor? out, int[] stride,"
-        " int[] padding, int[] dilation, int groups, int rule, float[] params, Tensor? low,"
-        " Tensor? high) -> Tensor");
-  m.def("lrp_linear(Tensor x, Tensor grad, Tensor weight, Tensor? bias, Tensor? out, int rule,"
-        " float[] params, Tensor? low, Tensor? high) -> Tensor");
+  // lrp: the fused elementwise steps of a layer's relevance backward (layouts in csrc/lrp/lrp.h;
+  // the rules are declared in pyxai/lrp/rules.py and run by pyxai/ops/lrp.py on every backend).
+  m.def("lrp_split_sign(Tensor x, int groups) -> Tensor");
+  m.def("lrp_stab_div(Tensor grad, Tensor z, Tensor? z0, int groups, float[] coef, int[] mask,"
+        " float eps) -> Tensor");
+  m.def("lrp_combine(Tensor xs, Tensor g, int groups, float[] coef) -> Tensor");
 }

@@ -1,4 +1,4 @@
-// lrp family, CPU: fused elementwise kernels (at::parallel_for) and the op registrations.
+// lrp family, CPU: the fused elementwise kernels (at::parallel_for) and their op registrations.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -40,7 +40,7 @@ void stab_div_cpu(const EwShape& e, const at::Tensor& grad, const at::Tensor& z,
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "lrp_stab_div_cpu", [&] {
     const scalar_t* rp = grad.data_ptr<scalar_t>();
     const scalar_t* zp = z.data_ptr<scalar_t>();
-    const scalar_t* z0p = e.gamma_mask ? z0.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* z0p = e.has_mask ? z0.data_ptr<scalar_t>() : nullptr;
     scalar_t* sp = s.data_ptr<scalar_t>();
     const scalar_t eps = static_cast<scalar_t>(e.eps);
     at::parallel_for(0, e.nr * e.g * e.p, grain(inner), [&](int64_t begin, int64_t end) {
@@ -50,11 +50,11 @@ void stab_div_cpu(const EwShape& e, const at::Tensor& grad, const at::Tensor& z,
         const scalar_t* rr = rp + (r * e.g + g) * inner;
         const scalar_t* zz = zp + (((r % e.nz) * e.g + g) * e.p + p) * inner;
         scalar_t* out = sp + idx * inner;
-        if (z0p != nullptr) {
+        if (z0p != nullptr && e.mask[p] != 0) {
           const scalar_t* z0r = z0p + ((r % e.n) * e.g + g) * inner;
+          const int m = e.mask[p];
           for (int64_t i = 0; i < inner; ++i) {
-            const bool keep = p == 0 ? z0r[i] > scalar_t(0) : z0r[i] < scalar_t(0);
-            out[i] = keep ? rr[i] / stabilize(zz[i], eps) * coef : scalar_t(0);
+            out[i] = keep(m, z0r[i]) ? rr[i] / stabilize(zz[i], eps) * coef : scalar_t(0);
           }
         } else {
           for (int64_t i = 0; i < inner; ++i) out[i] = rr[i] / stabilize(zz[i], eps) * coef;
@@ -95,23 +95,19 @@ void combine_cpu(const EwShape& e, const at::Tensor& xs, const at::Tensor& g, at
 
 const Kernels kCpuKernels{&split_sign_cpu, &stab_div_cpu, &combine_cpu};
 
-at::Tensor lrp_conv_cpu(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
-                        const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& out,
-                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                        int64_t groups, int64_t rule, c10::ArrayRef<double> params,
-                        const c10::optional<at::Tensor>& low, const c10::optional<at::Tensor>& high) {
-  TORCH_CHECK(x.dim() >= 3 && x.dim() <= 5, "pyxai: lrp_conv: x must be [N, C, *S] with 1-3 spatial dims");
-  return lrp_layer(x, grad, weight, bias, out, x.dim() - 2, stride, padding, dilation, groups, rule,
-                   params, low, high, kCpuKernels);
+at::Tensor lrp_split_sign_cpu(const at::Tensor& x, int64_t groups) {
+  return split_sign(x, groups, kCpuKernels);
 }
 
-at::Tensor lrp_linear_cpu(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
-                          const c10::optional<at::Tensor>& bias,
-                          const c10::optional<at::Tensor>& out, int64_t rule,
-                          c10::ArrayRef<double> params, const c10::optional<at::Tensor>& low,
-                          const c10::optional<at::Tensor>& high) {
-  return lrp_layer(x, grad, weight, bias, out, 0, {}, {}, {}, 1, rule, params, low, high,
-                   kCpuKernels);
+at::Tensor lrp_stab_div_cpu(const at::Tensor& grad, const at::Tensor& z,
+                            const c10::optional<at::Tensor>& z0, int64_t groups,
+                            c10::ArrayRef<double> coef, c10::IntArrayRef mask, double eps) {
+  return stab_div(grad, z, z0, groups, coef, mask, eps, kCpuKernels);
+}
+
+at::Tensor lrp_combine_cpu(const at::Tensor& xs, const at::Tensor& g, int64_t groups,
+                           c10::ArrayRef<double> coef) {
+  return combine(xs, g, groups, coef, kCpuKernels);
 }
 
 }  // namespace
@@ -119,6 +115,7 @@ at::Tensor lrp_linear_cpu(const at::Tensor& x, const at::Tensor& grad, const at:
 }  // namespace pyxai
 
 TORCH_LIBRARY_IMPL(pyxai, CPU, m) {
-  m.impl("lrp_conv", &pyxai::lrp::lrp_conv_cpu);
-  m.impl("lrp_linear", &pyxai::lrp::lrp_linear_cpu);
+  m.impl("lrp_split_sign", &pyxai::lrp::lrp_split_sign_cpu);
+  m.impl("lrp_stab_div", &pyxai::lrp::lrp_stab_div_cpu);
+  m.impl("lrp_combine", &pyxai::lrp::lrp_combine_cpu);
 }

@@ -1,5 +1,5 @@
-// lrp family, CUDA: the fused elementwise kernels. Raw pointers only: the ATen glue (and the
-// convolutions, which go through ATen/cuDNN) live in cuda_glue.cpp and rules.cpp.
+// lrp family, CUDA: the fused elementwise kernels. Raw pointers only: the ATen glue lives in
+// cuda_glue.cpp and host.cpp (the convolutions go through ATen/cuDNN from pyxai/ops/lrp.py).
 #include <cuda_runtime.h>
 
 #include "common/cuda_check.h"
@@ -32,10 +32,9 @@ __global__ void stab_div_kernel(EwShape e, const T* grad, const T* z, const T* z
     const T rv = grad[(r * e.g + g) * inner + j];
     const T zv = z[(((r % e.nz) * e.g + g) * e.p + p) * inner + j];
     T v = rv / stabilize(zv, eps) * static_cast<T>(e.coef[p]);
-    if (e.gamma_mask) {
+    if (e.has_mask && e.mask[p] != 0) {
       const T z0v = z0[((r % e.n) * e.g + g) * inner + j];
-      const bool keep = p == 0 ? z0v > T(0) : z0v < T(0);
-      v = keep ? v : T(0);
+      v = keep(e.mask[p], z0v) ? v : T(0);
     }
     s[i] = v;
   }

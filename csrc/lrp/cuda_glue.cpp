@@ -1,5 +1,5 @@
-// lrp family, ATen glue for CUDA: the shared rule logic (rules.cpp) with the CUDA elementwise
-// kernels of cuda.cu; convolutions and matmuls go through ATen (cuDNN / cuBLAS).
+// lrp family, ATen glue for CUDA: the shared op front ends (host.cpp) with the CUDA elementwise
+// kernels of cuda.cu.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -25,7 +25,7 @@ void stab_div_gpu(const EwShape& e, const at::Tensor& grad, const at::Tensor& z,
                   const at::Tensor& z0, at::Tensor& s) {
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "lrp_stab_div_cuda", [&] {
     stab_div_cuda<scalar_t>(e, grad.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
-                            e.gamma_mask ? z0.data_ptr<scalar_t>() : nullptr,
+                            e.has_mask ? z0.data_ptr<scalar_t>() : nullptr,
                             s.data_ptr<scalar_t>(), current_stream());
   });
 }
@@ -39,27 +39,22 @@ void combine_gpu(const EwShape& e, const at::Tensor& xs, const at::Tensor& g, at
 
 const Kernels kCudaKernels{&split_sign_gpu, &stab_div_gpu, &combine_gpu};
 
-at::Tensor lrp_conv_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
-                         const c10::optional<at::Tensor>& bias,
-                         const c10::optional<at::Tensor>& out, c10::IntArrayRef stride,
-                         c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                         int64_t rule, c10::ArrayRef<double> params,
-                         const c10::optional<at::Tensor>& low,
-                         const c10::optional<at::Tensor>& high) {
-  TORCH_CHECK(x.dim() >= 3 && x.dim() <= 5, "pyxai: lrp_conv: x must be [N, C, *S] with 1-3 spatial dims");
+at::Tensor lrp_split_sign_cuda(const at::Tensor& x, int64_t groups) {
   c10::cuda::CUDAGuard guard(x.device());
-  return lrp_layer(x, grad, weight, bias, out, x.dim() - 2, stride, padding, dilation, groups, rule,
-                   params, low, high, kCudaKernels);
+  return split_sign(x, groups, kCudaKernels);
 }
 
-at::Tensor lrp_linear_cuda(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias,
-                           const c10::optional<at::Tensor>& out, int64_t rule,
-                           c10::ArrayRef<double> params, const c10::optional<at::Tensor>& low,
-                           const c10::optional<at::Tensor>& high) {
-  c10::cuda::CUDAGuard guard(x.device());
-  return lrp_layer(x, grad, weight, bias, out, 0, {}, {}, {}, 1, rule, params, low, high,
-                   kCudaKernels);
+at::Tensor lrp_stab_div_cuda(const at::Tensor& grad, const at::Tensor& z,
+                             const c10::optional<at::Tensor>& z0, int64_t groups,
+                             c10::ArrayRef<double> coef, c10::IntArrayRef mask, double eps) {
+  c10::cuda::CUDAGuard guard(grad.device());
+  return stab_div(grad, z, z0, groups, coef, mask, eps, kCudaKernels);
+}
+
+at::Tensor lrp_combine_cuda(const at::Tensor& xs, const at::Tensor& g, int64_t groups,
+                            c10::ArrayRef<double> coef) {
+  c10::cuda::CUDAGuard guard(xs.device());
+  return combine(xs, g, groups, coef, kCudaKernels);
 }
 
 }  // namespace
@@ -67,6 +62,7 @@ at::Tensor lrp_linear_cuda(const at::Tensor& x, const at::Tensor& grad, const at
 }  // namespace pyxai
 
 TORCH_LIBRARY_IMPL(pyxai, CUDA, m) {
-  m.impl("lrp_conv", &pyxai::lrp::lrp_conv_cuda);
-  m.impl("lrp_linear", &pyxai::lrp::lrp_linear_cuda);
+  m.impl("lrp_split_sign", &pyxai::lrp::lrp_split_sign_cuda);
+  m.impl("lrp_stab_div", &pyxai::lrp::lrp_stab_div_cuda);
+  m.impl("lrp_combine", &pyxai::lrp::lrp_combine_cuda);
 }

@@ -1,13 +1,14 @@
-// lrp family: one layer's relevance backward for every LRP rule (see pyxai/ops/lrp.py).
+// lrp family: the fused elementwise steps of one layer's relevance backward (pyxai/ops/lrp.py).
 //
-// The heavy part is ATen convolution / matmul, called from the host-side rule logic (rules.cpp,
-// shared by CPU and CUDA). The elementwise parts are three fused kernels with raw-pointer CPU and
-// CUDA implementations, on contiguous tensors viewed as [rows, groups, parts, channels, spatial]:
+// The rule logic itself is declared once, in Python (pyxai/lrp/rules.py: input, parameter and
+// output modifiers of each rule); pyxai/ops/lrp.py assembles the batched weights and runs ATen
+// convolutions for the heavy part on every backend. What runs natively are the elementwise passes,
+// on contiguous tensors viewed as [rows, groups, parts, channels, spatial]:
 //
 //   split_sign  x [N, G, C, S]                       -> xs [N, G, 2, C, S] = (max(x,0), min(x,0))
 //   stab_div    R [NR, G, C, S], z [NZ, G, P, C, S]  -> s [NR, G, P, C, S]
-//               s = coef[p] * mask_p * R[r] / stab(z[r % NZ]),  stab(z) = z + eps * (z >= 0 ? 1 : -1)
-//               mask (gamma): p = 0 -> z0[r % N] > 0, p = 1 -> z0[r % N] < 0; else 1
+//               s = coef[p] * keep_p * R[r] / stab(z[r % NZ]),  stab(z) = z + eps * (z >= 0 ? 1 : -1)
+//               keep_p (mask[p]): 0 -> 1; 1 -> z0[r % N0] > 0; 2 -> z0[r % N0] < 0
 //   combine     xs [N, G, P, C, S], g [NR, G, P, C, S] -> R [NR, G, C, S] = sum_p coef[p] xs[r % N] g[r]
 #pragma once
 
@@ -18,30 +19,26 @@
 namespace pyxai {
 namespace lrp {
 
-enum Rule : int {
-  kEpsilon = 0,
-  kZPlus = 1,
-  kAlphaBeta = 2,
-  kGamma = 3,
-  kZBox = 4,
-  kFlat = 5,
-  kWSquare = 6,
-};
+constexpr int kMaxParts = 4;
 
-constexpr int kMaxParts = 3;
-
-// Shape of one elementwise call. Rows: nr (relevance rows), n (input rows), nz (rows of z).
+// Shape of one elementwise call. Rows: nr (relevance rows), n (rows of xs or z0), nz (rows of z).
 struct EwShape {
   int64_t nr, n, nz;
   int64_t g, p, c, s;
   double eps;
   double coef[kMaxParts];
-  int gamma_mask;
+  int mask[kMaxParts];
+  int has_mask;
 };
 
 template <typename T>
 PYXAI_HD T stabilize(T z, T eps) {
   return z + (z >= T(0) ? eps : -eps);
+}
+
+template <typename T>
+PYXAI_HD bool keep(int mask, T z0) {
+  return mask == 0 || (mask == 1 ? z0 > T(0) : z0 < T(0));
 }
 
 #ifdef PYXAI_WITH_CUDA
@@ -69,18 +66,17 @@ namespace lrp {
 struct Kernels {
   void (*split_sign)(const EwShape& e, const at::Tensor& x, at::Tensor& xs);
   void (*stab_div)(const EwShape& e, const at::Tensor& grad, const at::Tensor& z,
-                   const at::Tensor& z0, at::Tensor& s);  // z0 undefined unless gamma_mask
+                   const at::Tensor& z0, at::Tensor& s);  // z0 undefined unless has_mask
   void (*combine)(const EwShape& e, const at::Tensor& xs, const at::Tensor& g, at::Tensor& r);
 };
 
-// Host-side rule logic shared by cpu.cpp and cuda_glue.cpp (defined in rules.cpp).
-// d == 0: linear layer (x [N, Cin], weight [Cout, Cin]); else a d-D convolution.
-at::Tensor lrp_layer(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
-                     const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& out,
-                     int64_t d, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                     c10::IntArrayRef dilation, int64_t groups, int64_t rule,
-                     c10::ArrayRef<double> params, const c10::optional<at::Tensor>& low,
-                     const c10::optional<at::Tensor>& high, const Kernels& k);
+// The ops: argument checks, allocation and shapes, shared by cpu.cpp and cuda_glue.cpp (host.cpp).
+at::Tensor split_sign(const at::Tensor& x, int64_t groups, const Kernels& k);
+at::Tensor stab_div(const at::Tensor& grad, const at::Tensor& z, const c10::optional<at::Tensor>& z0,
+                    int64_t groups, c10::ArrayRef<double> coef, c10::IntArrayRef mask, double eps,
+                    const Kernels& k);
+at::Tensor combine(const at::Tensor& xs, const at::Tensor& g, int64_t groups,
+                   c10::ArrayRef<double> coef, const Kernels& k);
 
 }  // namespace lrp
 }  // namespace pyxai

@@ -7,6 +7,18 @@ keeps the layer input and output; its backward calls the rule, which calls ``pyx
 the layer's forward is never re-run for rules that only need the stored output (Epsilon), and
 autograd handles any graph topology.
 
+Differentiable relevances (``create_graph=True``): the wrapper runs the module's forward on the
+ordinary autograd graph and passes its output through :class:`_GateFunction`. While the call's
+relevance backward runs (``Session.relevance``), the gate's backward is the rule, computed from the
+saved input and output with autograd recording; afterwards the gate is transparent (its backward
+hands the gradient to the real forward graph), so differentiating the relevances w.r.t. the
+parameters uses the true derivatives of every layer's input and output.
+
+Non-negative inputs: whether a layer's input is ``>= 0`` is known from the graph, never by reading
+it — the outputs of ReLU-like modules are tagged, pooling / flatten / dropout / identity pass the tag
+on, and a tag is trusted only while the tensor has not been modified in place. Rules then skip
+the passes on ``x-`` (they are zero), which is what keeps z+ as cheap as one convolution.
+
 Replicas (CRP): when a :class:`Session` has ``replicas = K`` and a hooked module receives
 ``K * N`` rows, the rows are K copies of the same N samples (the input was ``x.repeat(K, ...)``).
 The module then computes its output on the first N rows only and repeats it; its backward gets the
@@ -15,13 +27,21 @@ K blocks of relevance at once and the ops compute each rule's ``z`` once for all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
+from pyxai.lrp import types
 from pyxai.lrp.rules import Rule
+
+#: modules whose output is >= 0 whatever their input
+NONNEG_OUTPUT = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid)
+#: modules whose output is >= 0 when their input is (in eval mode)
+SIGN_PRESERVING = types.MaxPool + types.AvgPool + (
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+)
 
 
 @dataclass
@@ -30,6 +50,18 @@ class Session:
 
     backend: str | None = None
     replicas: int = 1
+    create_graph: bool = False
+    relevance: bool = True  # False once the call's relevance backward is done (gates transparent)
+    token: object = field(default_factory=object)  # marks this call's non-negative tensors
+
+    def tag(self, t: torch.Tensor) -> None:
+        """Mark ``t`` as known to be >= 0 (until it is modified in place)."""
+        t._pyxai_nonneg = (self.token, t._version)
+
+    def nonneg(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` is known to be >= 0 (tagged in this call, not modified since)."""
+        tag = getattr(t, "_pyxai_nonneg", None)
+        return tag is not None and tag[0] is self.token and tag[1] == t._version
 
 
 @dataclass
@@ -41,32 +73,44 @@ class _LayerState:
     inplace: bool
     bypass: bool = False  # True while the rule's backward re-runs the module (Norm, generic path)
 
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's own forward; in-place modules (ReLU(inplace=True)) run out of place."""
+        if self.inplace:
+            self.module.inplace = False
+            try:
+                out = self.forward(x)
+            finally:
+                self.module.inplace = True
+        else:
+            out = self.forward(x)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"rule {self.rule!r} on {type(self.module).__name__}: the module returned "
+                f"{type(out).__name__}, rules need modules with one tensor output"
+            )
+        return out
+
+    def relevance(self, x, out, grad, nonneg: bool) -> torch.Tensor:
+        self.bypass = True
+        try:
+            return self.rule.backward(self.module, x, out, grad.contiguous(), self.session.backend, nonneg)
+        finally:
+            self.bypass = False
+
 
 class _RuleFunction(torch.autograd.Function):
     """Forward: the module's own forward (no graph). Backward: the rule's relevance of the input."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, state: _LayerState) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, state: _LayerState, nonneg: bool) -> torch.Tensor:  # type: ignore[override]
         k = state.session.replicas
         xb = x
         if k > 1 and x.shape[0] % k == 0:
             xb = x[: x.shape[0] // k]
         else:
             k = 1
-        if state.inplace:  # run in-place modules (ReLU(inplace=True)) out of place
-            state.module.inplace = False
-            try:
-                out = state.forward(xb)
-            finally:
-                state.module.inplace = True
-        else:
-            out = state.forward(xb)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(
-                f"rule {state.rule!r} on {type(state.module).__name__}: the module returned "
-                f"{type(out).__name__}, rules need modules with one tensor output"
-            )
-        ctx.state = state
+        out = state.run(xb)
+        ctx.state, ctx.nonneg = state, nonneg
         ctx.x, ctx.x_version = xb.detach(), xb._version
         ctx.out, ctx.out_version = out.detach(), out._version
         return out.repeat(k, *([1] * (out.dim() - 1))) if k > 1 else out
@@ -80,12 +124,26 @@ class _RuleFunction(torch.autograd.Function):
                 "place after the forward pass; use a canonizer or out-of-place operations"
             )
         out = ctx.out if ctx.out._version == ctx.out_version else None  # None: the rule recomputes
-        state.bypass = True
-        try:
-            rel = state.rule.backward(state.module, ctx.x, out, grad.contiguous(), state.session.backend)
-        finally:
-            state.bypass = False
-        return rel, None
+        return state.relevance(ctx.x, out, grad, ctx.nonneg), None, None
+
+
+class _GateFunction(torch.autograd.Function):
+    """``create_graph``: identity on the real output; backward = the rule during the call's
+    relevance pass, the plain gradient (to the real forward graph) afterwards."""
+
+    @staticmethod
+    def forward(ctx, x, out, state: _LayerState, nonneg: bool):  # type: ignore[override]
+        ctx.save_for_backward(x, out)
+        ctx.state, ctx.nonneg = state, nonneg
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        state = ctx.state
+        if not state.session.relevance:
+            return None, grad, None, None
+        x, out = ctx.saved_tensors
+        return state.relevance(x, out, grad, ctx.nonneg), None, None, None
 
 
 def _wrapper(state: _LayerState) -> Callable:
@@ -95,19 +153,37 @@ def _wrapper(state: _LayerState) -> Callable:
             and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
             and torch.is_grad_enabled() and args[0].requires_grad
         ):
-            return _RuleFunction.apply(args[0], state)
+            x = args[0]
+            nonneg = state.session.nonneg(x)
+            if state.session.create_graph:
+                return _GateFunction.apply(x, state.run(x), state, nonneg)
+            return _RuleFunction.apply(x, state, nonneg)
         return state.forward(*args, **kwargs)
 
     return forward
 
 
-def install_rules(assignments: list[tuple[nn.Module, Rule]], session: Session) -> None:
-    """Attach each rule to its module: modules of a :class:`pyxai.engine.view.ModelView` only.
+def _sign_hook(session: Session, always: bool) -> Callable:
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor) and (
+            always or (args and isinstance(args[0], torch.Tensor) and session.nonneg(args[0]))
+        ):
+            session.tag(output)
 
-    The wrapper is an instance attribute of the view's module object; the user's modules never see
-    it, and nothing needs undoing (the view is dropped after the call).
+    return hook
+
+
+def install_rules(model: nn.Module, assignments: list[tuple[nn.Module, Rule]], session: Session) -> None:
+    """Attach each rule to its module and the sign tags to the modules that know them.
+
+    ``model`` and the modules are a :class:`pyxai.engine.view.ModelView`'s: wrappers and hooks are
+    attributes of the view's module objects; the user's modules never see them, and nothing needs
+    undoing (the view is dropped after the call).
     """
     for module, rule in assignments:
         inplace = bool(getattr(module, "inplace", False))
         state = _LayerState(module, rule, module.forward, session, inplace)
         module.forward = _wrapper(state)
+    for module in model.modules():
+        if isinstance(module, NONNEG_OUTPUT + SIGN_PRESERVING):
+            module.register_forward_hook(_sign_hook(session, isinstance(module, NONNEG_OUTPUT)))

@@ -66,7 +66,7 @@ class _PropagationBase:
         self.backend = check_backend(backend) if backend is not None else None
         self.allow_training = bool(allow_training)
 
-    def _prepare(self, replicas: int = 1) -> _Run:
+    def _prepare(self, create_graph: bool = False) -> _Run:
         """The call's view: eval mode, canonized, rules attached (the user's model is not touched)."""
         if is_training(self.model) and not self.allow_training:
             raise ValueError(
@@ -76,10 +76,11 @@ class _PropagationBase:
                 "or pass allow_training=True to explain it as in eval mode (the model's mode, "
                 "parameters and BatchNorm statistics are left as they are)"
             )
-        session = Session(backend=self.backend, replicas=replicas)
-        view = canonize(self.model, self.canonizers)
+        session = Session(backend=self.backend, create_graph=create_graph)
+        with torch.set_grad_enabled(create_graph):  # merged weights keep the parameters' graph
+            view = canonize(self.model, self.canonizers)
         assigned = self.composite.assign(view.module)
-        install_rules([(m, r) for _, m, r in assigned], session)
+        install_rules(view.module, [(m, r) for _, m, r in assigned], session)
         return _Run(view, session)
 
     def _check(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -88,15 +89,20 @@ class _PropagationBase:
         return inputs
 
     def _initial_relevance(
-        self, outputs: torch.Tensor, target: Target
+        self, outputs: torch.Tensor, target: Target, create_graph: bool = False
     ) -> tuple[torch.Tensor, ResolvedTarget]:
         """Relevance put on the outputs: ``weight * d score / d outputs`` with ``weight`` the target's
         score (``output_relevance="score"``) or 1 — for a class target, the score (or 1) at the
-        class and 0 elsewhere.
+        class and 0 elsewhere. ``create_graph``: differentiable (w.r.t. the outputs).
 
         Returns (Tensor shaped like outputs, the resolved target).
         """
         resolved = resolve_target(target, outputs.detach())
+        if create_graph:
+            scores = resolved(outputs)
+            weight = scores if self.output_relevance == "score" else torch.ones_like(scores)
+            (init,) = torch.autograd.grad(scores, outputs, weight, create_graph=True)
+            return init, resolved
         with torch.enable_grad():
             o = outputs.detach().requires_grad_(True)
             scores = resolved(o)
@@ -145,6 +151,7 @@ class LRP(_PropagationBase):
         inputs: torch.Tensor,
         target: Target = None,
         return_convergence_delta: bool = False,
+        create_graph: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Relevance of every input element.
 
@@ -155,19 +162,26 @@ class LRP(_PropagationBase):
                 class). Default: None
             return_convergence_delta (bool, optional): also return Tensor[B]
                 ``sum(relevance) - relevance put on the output`` (conservation). Default: False
+            create_graph (bool, optional): return relevances differentiable w.r.t. the model's
+                parameters (explanation-guided training: ``loss(rel).backward()`` gives the true
+                derivatives of the relevances, through every rule). Default: False
 
         Returns:
             Tensor shaped like ``inputs`` (and Tensor[B] delta when asked).
         """
         self._check(inputs)
-        run = self._prepare()
+        run = self._prepare(create_graph)
         x = inputs.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             outputs = run.model(x)
             check_output_batch(outputs, x.shape[0])
-            init, _ = self._initial_relevance(outputs, target)
-            (rel,) = torch.autograd.grad(outputs, x, init)
-        rel = rel.detach()
+            init, _ = self._initial_relevance(outputs, target, create_graph)
+            try:
+                (rel,) = torch.autograd.grad(outputs, x, init, create_graph=create_graph)
+            finally:
+                run.session.relevance = False  # from now on the graph gives true derivatives
+        if not create_graph:
+            rel, init = rel.detach(), init.detach()
         if return_convergence_delta:
             delta = rel.reshape(rel.shape[0], -1).sum(1) - init.reshape(init.shape[0], -1).sum(1)
             return rel, delta

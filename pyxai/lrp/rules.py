@@ -1,13 +1,13 @@
 """LRP rules: how one layer passes relevance back (Zennit's semantics, SPECS §7.2).
 
-A rule is a small, stateless configuration object; one instance may serve many modules. Its
-:meth:`Rule.backward` gets the module, the layer input ``x`` stored in the forward pass, the stored
-output (``None`` when it was modified in place afterwards) and the relevance at the output, and
-returns the relevance of ``x``. Linear and convolution layers go through :mod:`pyxai.ops.lrp`
-(native kernels or their reference); modules the ops do not cover (transposed convolutions,
-non-zero padding modes) take a pass-by-pass path that mirrors Zennit's hooks.
-
-The stabiliser is ``stab(z) = z + eps * sign(z)`` with ``sign(0) = +1`` everywhere.
+A rule is a small, stateless configuration object; one instance may serve many modules. The rules
+of Linear-type layers are *declared*, once, as a :class:`pyxai.ops.lrp.Program` — Zennit's
+modifier idea: for each pass an input modifier (x, x+, x-, 1, the box bounds), a parameter
+modifier of the weight and of the bias, a sign; for each denominator an output modifier (scale,
+which output units) — and a stabiliser ``stab(z) = z + eps * sign(z)`` with ``sign(0) = +1``.
+The same declaration is executed by the batched ops (:mod:`pyxai.ops.lrp`: fused native kernels
+or their reference twins) and, for layers the ops do not cover (transposed convolutions, non-zero
+padding modes), pass by pass through the module's own forward (:func:`module_passes`).
 
 Examples::
 
@@ -18,15 +18,13 @@ Examples::
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from pyxai.lrp.layers import Sum
 from pyxai.ops import lrp as lrp_ops
-from pyxai.ops.lrp import _stab
+from pyxai.ops.lrp import NEGATIVE, POSITIVE, Part, Program, Term, _stab, modify
 
 __all__ = [
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
@@ -41,11 +39,12 @@ class Rule:
 
     def backward(
         self, module: nn.Module, x: torch.Tensor, out: torch.Tensor | None, grad: torch.Tensor,
-        backend: str | None = None,
+        backend: str | None = None, nonneg: bool = False,
     ) -> torch.Tensor:
         """Relevance of ``x`` (Tensor[K * N, ...]) from ``grad`` (Tensor[K * N, ...] at the output).
 
         ``x`` and ``out`` hold N rows; ``grad`` may hold K blocks of N rows (CRP's concepts).
+        ``nonneg``: ``x >= 0`` is known (from the graph, never from reading ``x``).
         """
         raise NotImplementedError
 
@@ -73,76 +72,79 @@ def _conv_padding(module: nn.Module) -> list[int] | None:
     return list(pad)
 
 
-class _WeightRule(Rule):
-    """A rule for Linear-type layers (Linear, Conv*d, ConvTranspose*d) run by ``pyxai.ops.lrp``."""
+class _DeclaredRule(Rule):
+    """A rule for Linear-type layers (Linear, Conv*d, ConvTranspose*d), declared by :meth:`declare`."""
 
-    op_rule = ""
-
-    def params(self) -> list[float]:
+    def declare(self) -> Program:
+        """The rule as a :class:`pyxai.ops.lrp.Program`."""
         raise NotImplementedError
+
+    def program(self) -> Program:
+        """:meth:`declare`, built once per rule object."""
+        prog = self.__dict__.get("_program")
+        if prog is None:
+            prog = self.__dict__["_program"] = self.declare()
+        return prog
 
     def bounds(self) -> tuple:
         return None, None
 
-    def backward(self, module, x, out, grad, backend=None):
+    def backward(self, module, x, out, grad, backend=None, nonneg=False):
+        prog = self.program()
         weight = module.weight
         bias = getattr(module, "bias", None)
+        lo, hi = self.bounds()
         if isinstance(module, nn.Linear):
             cin, cout = x.shape[-1], grad.shape[-1]
-            lo, hi = self.bounds()
             if lo is not None:
                 lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=x.device).expand_as(x).reshape(-1, cin)
                           for v in (lo, hi))
             rel = lrp_ops.lrp_linear(
                 x.reshape(-1, cin), grad.reshape(-1, cout), weight, bias,
-                None if out is None else out.reshape(-1, cout), self.op_rule, self.params(), lo, hi,
-                backend=backend,
+                None if out is None else out.reshape(-1, cout), prog, lo, hi, nonneg, backend=backend,
             )
             return rel.reshape(grad.shape[0], *x.shape[1:])
         padding = _conv_padding(module) if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else None
         if padding is not None:
-            lo, hi = self.bounds()
             return lrp_ops.lrp_conv(
                 x, grad, weight, bias, out, list(module.stride), padding, list(module.dilation),
-                module.groups, self.op_rule, self.params(), lo, hi, backend=backend,
+                module.groups, prog, lo, hi, nonneg, backend=backend,
             )
-        return _generic_backward(self.op_rule, self.params(), self.bounds(), module, x, out, grad)
+        return module_passes(prog, module, x, out, grad, lo, hi)
 
 
-class Epsilon(_WeightRule):
+class Epsilon(_DeclaredRule):
     """LRP-epsilon: ``R_i = x_i sum_j W_ji R_j / stab_eps(z_j)``, z = the layer output (eps=0: LRP-0).
 
     Args:
         epsilon (float, optional): stabiliser added with the sign of z. Default: 1e-6
     """
 
-    op_rule = "epsilon"
     needs_output = True
 
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = float(epsilon)
 
-    def params(self) -> list[float]:
-        return [self.epsilon]
+    def declare(self) -> Program:
+        return Program((Part((Term("x"),)),), self.epsilon)
 
 
-class ZPlus(_WeightRule):
+class ZPlus(_DeclaredRule):
     """LRP-z+ (alpha=1, beta=0): positive contributions ``W+ x+ + W- x-`` (+ b+) only.
 
     Args:
         stabilizer (float, optional): Default: 1e-6
     """
 
-    op_rule = "zplus"
-
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def params(self) -> list[float]:
-        return [self.stabilizer]
+    def declare(self) -> Program:
+        positive = Part((Term("pos", POSITIVE, POSITIVE), Term("neg", NEGATIVE, None)))
+        return Program((positive,), self.stabilizer)
 
 
-class AlphaBeta(_WeightRule):
+class AlphaBeta(_DeclaredRule):
     """LRP-alpha-beta: ``alpha * positive part - beta * negative part`` (alpha - beta = 1).
 
     Args:
@@ -151,8 +153,6 @@ class AlphaBeta(_WeightRule):
         stabilizer (float, optional): Default: 1e-6
     """
 
-    op_rule = "alpha_beta"
-
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
         if alpha < 0 or beta < 0:
             raise ValueError(f"AlphaBeta needs alpha >= 0 and beta >= 0, got alpha={alpha}, beta={beta}")
@@ -160,11 +160,13 @@ class AlphaBeta(_WeightRule):
             raise ValueError(f"AlphaBeta needs alpha - beta == 1, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta, self.stabilizer = float(alpha), float(beta), float(stabilizer)
 
-    def params(self) -> list[float]:
-        return [self.alpha, self.beta, self.stabilizer]
+    def declare(self) -> Program:
+        positive = Part((Term("pos", POSITIVE, POSITIVE), Term("neg", NEGATIVE, None)), self.alpha)
+        negative = Part((Term("pos", NEGATIVE, NEGATIVE), Term("neg", POSITIVE, None)), -self.beta)
+        return Program((positive, negative), self.stabilizer)
 
 
-class Gamma(_WeightRule):
+class Gamma(_DeclaredRule):
     """LRP-gamma, generalised to negative inputs (Zennit >= 0.5).
 
     Output units with ``z > 0`` pass relevance through ``(W + gamma W+) x+ + (W + gamma W-) x-``
@@ -179,8 +181,6 @@ class Gamma(_WeightRule):
             ``W + gamma W+`` and ``b + gamma b+`` for every unit. Default: True
     """
 
-    op_rule = "gamma"
-
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6, generalized: bool = True) -> None:
         self.gamma, self.stabilizer, self.generalized = float(gamma), float(stabilizer), bool(generalized)
 
@@ -188,11 +188,16 @@ class Gamma(_WeightRule):
     def needs_output(self) -> bool:  # type: ignore[override]
         return self.generalized
 
-    def params(self) -> list[float]:
-        return [self.gamma, self.stabilizer, 1.0 if self.generalized else 0.0]
+    def declare(self) -> Program:
+        up, down = (1.0, self.gamma, 0.0), (1.0, 0.0, self.gamma)
+        if not self.generalized:
+            return Program((Part((Term("x", up, up),)),), self.stabilizer)
+        positive = Part((Term("pos", up, up), Term("neg", down, None)), where="pos")
+        negative = Part((Term("pos", down, down), Term("neg", up, None)), where="neg")
+        return Program((positive, negative), self.stabilizer)
 
 
-class ZBox(_WeightRule):
+class ZBox(_DeclaredRule):
     """LRP-z^B for bounded inputs: ``R = x g_x - low g_low - high g_high``.
 
     Args:
@@ -202,54 +207,49 @@ class ZBox(_WeightRule):
         stabilizer (float, optional): Default: 1e-6
     """
 
-    op_rule = "zbox"
-
     def __init__(self, low, high, stabilizer: float = 1e-6) -> None:
         self.low, self.high, self.stabilizer = low, high, float(stabilizer)
 
-    def params(self) -> list[float]:
-        return [self.stabilizer]
+    def declare(self) -> Program:
+        terms = (Term("x"), Term("low", POSITIVE, POSITIVE, -1.0), Term("high", NEGATIVE, NEGATIVE, -1.0))
+        return Program((Part(terms),), self.stabilizer)
 
     def bounds(self) -> tuple:
         return self.low, self.high
 
 
-class Flat(_WeightRule):
+class Flat(_DeclaredRule):
     """LRP-flat: relevance spread uniformly over each output's receptive field (weights 1, no bias).
 
     Args:
         stabilizer (float, optional): Default: 1e-6
     """
 
-    op_rule = "flat"
-
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def params(self) -> list[float]:
-        return [self.stabilizer]
+    def declare(self) -> Program:
+        return Program((Part((Term("ones", "ones", None),)),), self.stabilizer)
 
 
-class WSquare(_WeightRule):
+class WSquare(_DeclaredRule):
     """LRP-w²: ``R_i = sum_j W_ji² R_j / stab(sum_i W_ji² + b_j²)`` (the bias enters squared).
 
     Args:
         stabilizer (float, optional): Default: 1e-6
     """
 
-    op_rule = "wsquare"
-
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def params(self) -> list[float]:
-        return [self.stabilizer]
+    def declare(self) -> Program:
+        return Program((Part((Term("ones", "square", "square"),)),), self.stabilizer)
 
 
 class Pass(Rule):
     """Pass the relevance through unchanged (activations, un-merged BatchNorm)."""
 
-    def backward(self, module, x, out, grad, backend=None):
+    def backward(self, module, x, out, grad, backend=None, nonneg=False):
         if grad.shape[1:] != x.shape[1:]:
             raise ValueError(
                 f"rule Pass on {type(module).__name__} needs an output shaped like its input, got "
@@ -272,96 +272,59 @@ class Norm(Rule):
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def backward(self, module, x, out, grad, backend=None):
+    def backward(self, module, x, out, grad, backend=None, nonneg=False):
         k = grad.shape[0] // x.shape[0]
         if isinstance(module, Sum) and out is not None:  # dz/dx is a broadcast: no autograd needed
             s = grad / _stab(_repeat_rows(out, k), self.stabilizer)
             return _repeat_rows(x, k) * s.unsqueeze(module.dim)
-        xx = _repeat_rows(x, k).detach().requires_grad_(True)
-        with torch.enable_grad():
-            z = module.forward(xx)
-        zs = z.detach() if out is None else _repeat_rows(out, k)
-        s = grad / _stab(zs, self.stabilizer)
-        (g,) = torch.autograd.grad(z, xx, s)
-        return xx.detach() * g
+        xx = _repeat_rows(x, k)
+        z, vjp = torch.func.vjp(module.forward, xx)
+        s = grad / _stab(z if out is None else _repeat_rows(out, k), self.stabilizer)
+        return xx * vjp(s)[0]
 
 
 # ----------------------------------------------------------------------------------------------
-# pass-by-pass path (Zennit's way) for modules the ops do not cover
+# pass-by-pass execution (Zennit's way) for modules the ops do not cover
 
 
-def _generic_backward(
-    rule: str, params: Sequence[float], bounds: tuple, module: nn.Module, x: torch.Tensor,
-    out: torch.Tensor | None, grad: torch.Tensor,
+def module_passes(
+    rule: Program, module: nn.Module, x: torch.Tensor, out: torch.Tensor | None, grad: torch.Tensor,
+    low: torch.Tensor | float | None = None, high: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """Rule backward through the module's own forward with modified parameters (any Linear-type)."""
+    """Run a declared rule through the module's own forward, one pass per term (any Linear-type).
+
+    Each term is ``functional_call(module, modified parameters, modified input)`` with its
+    vector-Jacobian product (``torch.func.vjp``, so the result stays differentiable); the parts
+    are combined as the ops do (:mod:`pyxai.ops.lrp`).
+    """
     k = grad.shape[0] // x.shape[0]
-    x = _repeat_rows(x, k).detach()
+    x = _repeat_rows(x, k)
     out = None if out is None else _repeat_rows(out, k)
-    w = module.weight.detach()
-    b = None if getattr(module, "bias", None) is None else module.bias.detach()
+    w = module.weight
+    b = getattr(module, "bias", None)
+    inputs = {"x": x, "pos": x.clamp(min=0), "neg": x.clamp(max=0), "ones": torch.ones_like(x)}
+    if rule.bounds:
+        inputs["low"] = lrp_ops._box(low, x, "low")
+        inputs["high"] = lrp_ops._box(high, x, "high")
 
-    def run(inp: torch.Tensor, wm: torch.Tensor, bm: torch.Tensor | None):
-        inp = inp.detach().requires_grad_(True)
-        p = {"weight": wm}
+    def run(t: Term):
+        params = {"weight": modify(w, t.weight)}
         if b is not None:
-            p["bias"] = bm if bm is not None else torch.zeros_like(b)
-        with torch.enable_grad():
-            z = functional_call(module, p, (inp,))
-        return z, inp
+            params["bias"] = modify(b, t.bias) if t.bias is not None else torch.zeros_like(b)
+        return torch.func.vjp(lambda inp: functional_call(module, params, (inp,)), inputs[t.input])
 
-    def vjp(z, inp, s):
-        return torch.autograd.grad(z, inp, s, retain_graph=True)[0]
-
-    def pos(t):
-        return None if t is None else t.clamp(min=0)
-
-    def neg(t):
-        return None if t is None else t.clamp(max=0)
-
-    xp, xn = x.clamp(min=0), x.clamp(max=0)
-    if rule == "epsilon":
-        z, inp = run(x, w, b)
-        zz = z.detach() if out is None else out
-        return x * vjp(z, inp, grad / _stab(zz, params[0]))
-    if rule in ("flat", "wsquare"):
-        wm = torch.ones_like(w) if rule == "flat" else w * w
-        bm = None if rule == "flat" or b is None else b * b
-        z, inp = run(torch.ones_like(x), wm, bm)
-        return vjp(z, inp, grad / _stab(z.detach(), params[0]))
-    if rule == "zbox":
-        lo = lrp_ops._box(bounds[0], x, "low")
-        hi = lrp_ops._box(bounds[1], x, "high")
-        passes = [run(x, w, b), run(lo, w.clamp(min=0), pos(b)), run(hi, w.clamp(max=0), neg(b))]
-        den = passes[0][0] - passes[1][0] - passes[2][0]
-        s = grad / _stab(den.detach(), params[0])
-        return x * vjp(*passes[0], s) - lo * vjp(*passes[1], s) - hi * vjp(*passes[2], s)
-    if rule == "gamma" and params[2] == 0.0:
-        a = w + params[0] * w.clamp(min=0)
-        ba = None if b is None else b + params[0] * b.clamp(min=0)
-        z, inp = run(x, a, ba)
-        return x * vjp(z, inp, grad / _stab(z.detach(), params[1]))
-    if rule == "zplus":
-        p1, p2 = run(xp, w.clamp(min=0), pos(b)), run(xn, w.clamp(max=0), None)
-        s = grad / _stab((p1[0] + p2[0]).detach(), params[0])
-        return xp * vjp(*p1, s) + xn * vjp(*p2, s)
-    if rule == "alpha_beta":
-        alpha, beta, stab = params
-        p1, p2 = run(xp, w.clamp(min=0), pos(b)), run(xn, w.clamp(max=0), None)
-        p3, p4 = run(xp, w.clamp(max=0), neg(b)), run(xn, w.clamp(min=0), None)
-        s_t = grad / _stab((p1[0] + p2[0]).detach(), stab)
-        s_b = grad / _stab((p3[0] + p4[0]).detach(), stab)
-        return alpha * (xp * vjp(*p1, s_t) + xn * vjp(*p2, s_t)) - beta * (
-            xp * vjp(*p3, s_b) + xn * vjp(*p4, s_b)
-        )
-    # generalized gamma
-    gm, stab = params[0], params[1]
-    a, bneg = w + gm * w.clamp(min=0), w + gm * w.clamp(max=0)
-    ba = None if b is None else b + gm * b.clamp(min=0)
-    bb = None if b is None else b + gm * b.clamp(max=0)
-    p1, p2 = run(xp, a, ba), run(xn, bneg, None)
-    p3, p4 = run(xp, bneg, bb), run(xn, a, None)
-    z0 = out if out is not None else run(x, w, b)[0].detach()
-    s_t = (z0 > 0).to(grad.dtype) * grad / _stab((p1[0] + p2[0]).detach(), stab)
-    s_b = (z0 < 0).to(grad.dtype) * grad / _stab((p3[0] + p4[0]).detach(), stab)
-    return xp * vjp(*p1, s_t) + xn * vjp(*p2, s_t) + xp * vjp(*p3, s_b) + xn * vjp(*p4, s_b)
+    z0 = None
+    if any(p.where != "all" for p in rule.parts):
+        z0 = out if out is not None else run(Term("x"))[0]
+    rel = None
+    for part in rule.parts:
+        passes = [(t, *run(t)) for t in part.terms]
+        z = sum(t.sign * zt for t, zt, _ in passes)
+        s = part.scale * grad / _stab(z, rule.stabilizer)
+        if part.where != "all":
+            s = s * ((z0 > 0) if part.where == "pos" else (z0 < 0)).to(s.dtype)
+        for t, _, vjp in passes:
+            g = vjp(s)[0]
+            r = t.sign * (g if t.input == "ones" else inputs[t.input] * g)
+            rel = r if rel is None else rel + r
+    return rel

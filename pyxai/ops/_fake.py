@@ -54,14 +54,19 @@ def _sobol_indices_fake(yA, yB, yC, estimator):
     return yA.new_empty(2, yC.shape[0], yA.shape[1])
 
 
-@torch.library.register_fake("pyxai::lrp_conv")
-def _lrp_conv_fake(x, grad, weight, bias, out, stride, padding, dilation, groups, rule, params, low, high):
-    return x.new_empty(grad.shape[0], *x.shape[1:])
+@torch.library.register_fake("pyxai::lrp_split_sign")
+def _lrp_split_sign_fake(x, groups):
+    return x.new_empty(x.shape[0], 2 * x.shape[1], *x.shape[2:])
 
 
-@torch.library.register_fake("pyxai::lrp_linear")
-def _lrp_linear_fake(x, grad, weight, bias, out, rule, params, low, high):
-    return x.new_empty(grad.shape[0], x.shape[1])
+@torch.library.register_fake("pyxai::lrp_stab_div")
+def _lrp_stab_div_fake(grad, z, z0, groups, coef, mask, eps):
+    return grad.new_empty(grad.shape[0], len(coef) * grad.shape[1], *grad.shape[2:])
+
+
+@torch.library.register_fake("pyxai::lrp_combine")
+def _lrp_combine_fake(xs, g, groups, coef):
+    return xs.new_empty(g.shape[0], xs.shape[1] // len(coef), *xs.shape[2:])
 
 
 from pyxai.ops import _autograd  # noqa: E402, F401  (backward formulas, once the ops exist)

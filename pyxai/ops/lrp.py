@@ -1,75 +1,142 @@
-"""LRP ops: one layer's relevance backward for every rule, on linear and convolution layers.
+"""LRP ops: one layer's relevance backward, for any rule declared as a :class:`Program`.
 
-``lrp_conv`` (1-D, 2-D, 3-D convolutions, any groups) and ``lrp_linear`` take the layer's stored input
-``x``, the relevance ``grad`` arriving at its output, its parameters and a rule, and return the
-relevance of ``x``. Rules and their ``params`` (Zennit's semantics, SPECS §7.2; ``stab(z) = z + e *
-sign(z)`` with ``sign(0) = +1``):
+A rule is declared once, as data (Zennit's modifier idea, SPECS §7.2): a :class:`Program` is a list
+of :class:`Part` s (output modifiers: a denominator, its scale and which output units it serves),
+each a sum of :class:`Term` s (one Zennit "pass": an input modifier, a parameter modifier for the
+weight and one for the bias, and a sign), and a stabiliser ``stab(z) = z + e * sign(z)`` with
+``sign(0) = +1``. For a layer ``z = W x + b`` and the relevance ``R`` at its output::
 
-==============  ====================================  ================================================
-rule            params                                relevance of x
-==============  ====================================  ================================================
-``epsilon``     ``(epsilon,)``                        ``x * W^T (R / stab(z))``, z = the stored output
-``zplus``       ``(stabilizer,)``                     ``x+ W+^T s + x- W-^T s``,
-                                                      ``s = R / stab(W+ x+ + W- x- + b+)``
-``alpha_beta``  ``(alpha, beta, stabilizer)``         alpha * (positive part) - beta * (negative part)
-``gamma``       ``(gamma, stabilizer, generalized)``  generalized Gamma (Zennit >= 0.5) or, with
-                                                      ``generalized=0``, ``x * A^T (R / stab(A x + b_A))``,
-                                                      ``A = W + gamma W+`` (Zennit <= 0.4)
-``zbox``        ``(stabilizer,)``                     ``x g_x - low g_low - high g_high``
-``flat``        ``(stabilizer,)``                     ``1^T (R / stab(1^T 1))`` (weights 1, no bias)
-``wsquare``     ``(stabilizer,)``                     ``(W^2)^T (R / stab(W^2 1 + b^2))``
-==============  ====================================  ================================================
+    z_p = sum_{t in p} sign_t * (W_t in_t + b_t)
+    s_p = scale_p * keep_p * R / stab(z_p)          keep_p: 1, or [z0 > 0], or [z0 < 0] (z0 = W x + b)
+    R_x = sum_p sum_{t in p} sign_t * in_t * (W_t^T s_p)      (in_t = 1: just W_t^T s_p)
 
-How the work is organised (native kernels and this reference alike):
+``pyxai.lrp.rules`` declares Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, Flat and WSquare this way;
+:func:`lrp_conv` and :func:`lrp_linear` execute any program, the same way on every backend:
 
-* the heavy part is ATen convolution / matmul: one forward convolution for the rule's ``z`` (none for
-  ``epsilon``, which divides by the stored output) and one transposed convolution for ``W^T s``;
-* the positive and negative weight parts of ``zplus``, ``alpha_beta`` and ``gamma`` are batched into
-  one convolution: the parts of the weight are concatenated along the output channels (``[A; B]``)
-  and, when ``x`` has negative entries, along the input channels too (input ``[x+, x-]``), interleaved
-  per group so that grouped convolutions stay grouped; when ``x >= 0`` (after a ReLU) the negative
-  input half is skipped: it contributes exactly zero;
-* the stabilise / divide / mask / scale step and the final multiply-by-input-and-sum step are fused
-  elementwise kernels (``_stab_div`` and ``_combine`` below are their reference twins).
+* the heavy part is ATen convolution / matmul: every term is batched into one forward convolution
+  for all the ``z_p`` (the term weights form a block matrix: out-parts interleaved per group,
+  in-parts concatenated, so grouped convolutions stay grouped) and one transposed convolution for
+  all the ``W_t^T s_p``; ``epsilon`` divides by the stored output instead of recomputing it;
+* the elementwise steps (split of x into x+ and x-, stabilise / divide / mask / scale, and the
+  multiply-by-input-and-sum) are the fused kernels ``torch.ops.pyxai.lrp_split_sign``,
+  ``lrp_stab_div`` and ``lrp_combine`` (backend "native") or their PyTorch twins below
+  (``"reference"``) — the only place where the backends differ.
+
+Nothing reads a tensor value on the host: whether the negative input half can be skipped is the
+caller's ``nonneg`` flag (``pyxai.lrp`` knows it from the graph: the input of a layer after a ReLU),
+never a test of ``x``. Every op is differentiable (autograd through ATen and the registered
+backwards of the elementwise kernels, the vector-Jacobian products of their twins), so relevances
+can be differentiated w.r.t. the layer's parameters, its input and the relevance above.
 
 ``grad`` may hold ``K`` blocks of relevance for the same ``x`` (``grad.shape[0] == K * x.shape[0]``,
-row ``k * N + n`` belongs to sample ``n``): the rule's ``z`` is computed once and only the transposed
+row ``k * N + n`` belongs to sample ``n``): the ``z_p`` are computed once and only the transposed
 convolution runs on all ``K * N`` rows. CRP uses this to explain many concepts in one backward.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from pyxai import _native
 from pyxai.engine.checks import check_float_tensor, check_matches, expand_like
 from pyxai.ops._dispatch import resolve_backend
 
-RULES = {"epsilon": 0, "zplus": 1, "alpha_beta": 2, "gamma": 3, "zbox": 4, "flat": 5, "wsquare": 6}
-N_PARAMS = {"epsilon": 1, "zplus": 1, "alpha_beta": 3, "gamma": 3, "zbox": 1, "flat": 1, "wsquare": 1}
 IntN = Union[int, Sequence[int]]
+#: A parameter modifier ``(a, b, c)``: ``a * p + b * max(p, 0) + c * min(p, 0)``; or ``"ones"``
+#: (every weight 1) or ``"square"`` (``p * p``).
+Param = Union[tuple, str]
+IDENTITY, POSITIVE, NEGATIVE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
+INPUTS = ("x", "pos", "neg", "ones", "low", "high")
+WHERE = {"all": 0, "pos": 1, "neg": 2}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One pass: ``sign * layer(input(x); weight(W), bias(b))``.
+
+    Attributes:
+        input: input modifier: ``"x"``, ``"pos"`` (x+), ``"neg"`` (x-), ``"ones"``, ``"low"`` /
+            ``"high"`` (the bounds of ZBox).
+        weight: parameter modifier of the weight (:data:`Param`).
+        bias: parameter modifier of the bias, or None (the pass has no bias).
+        sign: +1 or -1.
+    """
+
+    input: str
+    weight: Param = IDENTITY
+    bias: Param | None = IDENTITY
+    sign: float = 1.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One denominator (output modifier): ``scale * keep * R / stab(sum of its terms)``.
+
+    Attributes:
+        terms: the passes summed into the denominator (and whose inputs share the relevance).
+        scale: factor of the part's relevance (AlphaBeta: alpha, -beta).
+        where: output units the part serves: ``"all"``, ``"pos"`` / ``"neg"`` (the layer's own
+            output ``W x + b`` is > 0 / < 0: generalised Gamma).
+    """
+
+    terms: tuple
+    scale: float = 1.0
+    where: str = "all"
+
+
+@dataclass(frozen=True)
+class Program:
+    """A rule for Linear-type layers: its parts and stabiliser (see the module docstring)."""
+
+    parts: tuple
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.parts or not all(isinstance(p, Part) and p.terms for p in self.parts):
+            raise ValueError(f"a Program needs parts with terms, got {self.parts!r}")
+        inputs = set()
+        for part in self.parts:
+            if part.where not in WHERE:
+                raise ValueError(f"Part.where must be one of {tuple(WHERE)}, got {part.where!r}")
+            for t in part.terms:
+                if not isinstance(t, Term) or t.input not in INPUTS:
+                    raise ValueError(f"terms must be Terms with an input in {INPUTS}, got {t!r}")
+                for mod in (t.weight, t.bias):
+                    if mod is not None and mod not in ("ones", "square") and not (
+                            isinstance(mod, tuple) and len(mod) == 3):
+                        raise ValueError(
+                            f"a parameter modifier is (a, b, c), 'ones' or 'square', got {mod!r}"
+                        )
+                inputs.add(t.input)
+        if "ones" in inputs and len(inputs) > 1:
+            raise ValueError("a Program with 'ones' inputs takes no other input")
+        if len(self.parts) > 4 or len(inputs) > 4:
+            raise ValueError("a Program has at most 4 parts and 4 distinct inputs")
+
+    @property
+    def bounds(self) -> bool:
+        """Whether the program reads the ``low`` / ``high`` bounds."""
+        return any(t.input in ("low", "high") for p in self.parts for t in p.terms)
 
 
 # ----------------------------------------------------------------------------------------------
 # argument checks
 
 
-def _check_rule(rule: str, params: Sequence[float]) -> list[float]:
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {tuple(RULES)}, got {rule!r}")
-    params = [float(p) for p in params]
-    if len(params) != N_PARAMS[rule]:
-        raise ValueError(f"rule {rule!r} takes {N_PARAMS[rule]} params, got {len(params)}: {params}")
-    if rule == "alpha_beta" and (params[0] < 0 or params[1] < 0):
-        raise ValueError(f"alpha_beta needs alpha >= 0 and beta >= 0, got {params[:2]}")
-    return params
+def _check_program(rule: Program) -> Program:
+    if not isinstance(rule, Program):
+        raise TypeError(f"rule must be a pyxai.ops.lrp.Program (e.g. pyxai.rules.ZPlus().program()), "
+                        f"got {type(rule).__name__}")
+    return rule
 
 
 def _check_tensors(
     x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-    out: torch.Tensor | None, rule: str,
+    out: torch.Tensor | None,
 ) -> None:
     for name, t in (("x", x), ("grad", grad), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
@@ -99,14 +166,14 @@ def _box(bound: torch.Tensor | float | None, x: torch.Tensor, name: str) -> torc
         t = t.reshape(1, -1, *([1] * (x.dim() - 2)))  # per-channel bounds
     if t.dim() == x.dim() and t.shape[0] > x.shape[0]:
         t = t[: x.shape[0]]
-    return expand_like(t, x, name).contiguous()
+    return expand_like(t, x, name)
 
 
-def _zbox_bounds(
-    rule: str, low: torch.Tensor | float | None, high: torch.Tensor | float | None, x: torch.Tensor
+def _bounds(
+    rule: Program, low: torch.Tensor | float | None, high: torch.Tensor | float | None, x: torch.Tensor
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``zbox``'s (low, high) bounds expanded to ``x``; (None, None) for the other rules."""
-    if rule != "zbox":
+    """The (low, high) bounds expanded to ``x``; (None, None) when the rule has no bound input."""
+    if not rule.bounds:
         return None, None
     return _box(low, x, "low"), _box(high, x, "high")
 
@@ -123,7 +190,7 @@ def _tuple(v: IntN, d: int, name: str) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# reference implementation (same steps and layouts as csrc/lrp)
+# the elementwise steps: PyTorch twins of the fused kernels (csrc/lrp)
 
 
 def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -131,8 +198,179 @@ def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
     return z + torch.where(z >= 0, 1.0, -1.0).to(z.dtype) * eps
 
 
+def _xcat(parts: list[torch.Tensor], groups: int) -> torch.Tensor:
+    """Input parts ``[N, C, ...]`` -> ``[N, G * P * C/G, ...]`` (group-interleaved)."""
+    if len(parts) == 1:
+        return parts[0]
+    n, c = parts[0].shape[:2]
+    rest = parts[0].shape[2:]
+    return torch.stack([p.reshape(n, groups, c // groups, *rest) for p in parts], dim=2).reshape(
+        n, len(parts) * c, *rest
+    )
+
+
+def _split_sign_ref(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[x+, x-]`` group-interleaved: ``[N, C, ...] -> [N, G * 2 * C/G, ...]``."""
+    return _xcat([x.clamp(min=0), x.clamp(max=0)], groups)
+
+
+def _stab_div_ref(
+    grad: torch.Tensor, z: torch.Tensor, z0: torch.Tensor | None, groups: int, coef: list[float],
+    mask: list[int], eps: float,
+) -> torch.Tensor:
+    """``s[r, g, p, c] = coef[p] * keep_p * grad[r, g, c] / stab(z[r % Nz, g, p, c])``."""
+    p = len(coef)
+    nr, cout = grad.shape[:2]
+    nz = z.shape[0]
+    rg = grad.reshape(nr // nz, nz, groups, 1, cout // groups, -1)
+    zz = z.reshape(1, nz, groups, p, cout // groups, -1)
+    s = rg / _stab(zz, eps)
+    if any(mask):
+        n0 = z0.shape[0]
+        z0v = z0.reshape(1, n0, groups, 1, cout // groups, -1)
+        keep = [torch.ones_like(z0v) if m == 0 else (z0v > 0 if m == 1 else z0v < 0).to(z0.dtype)
+                for m in mask]
+        s = s.reshape(nr // n0, n0, groups, p, cout // groups, -1) * torch.cat(keep, dim=3)
+    if any(v != 1.0 for v in coef):
+        s = s * torch.tensor(coef, dtype=grad.dtype, device=grad.device).reshape(1, 1, 1, p, 1, 1)
+    return s.reshape(nr, p * cout, *grad.shape[2:])
+
+
+def _combine_ref(xs: torch.Tensor, g: torch.Tensor, groups: int, coef: list[float]) -> torch.Tensor:
+    """``R[r, g, c] = sum_p coef[p] * xs[r % N, g, p, c] * g[r, g, p, c]``."""
+    p = len(coef)
+    n, nr = xs.shape[0], g.shape[0]
+    cin = xs.shape[1] // p
+    xv = xs.reshape(1, n, groups, p, cin // groups, -1)
+    gv = g.reshape(nr // n, n, groups, p, cin // groups, -1)
+    prod = xv * gv
+    if any(v != 1.0 for v in coef):
+        prod = prod * torch.tensor(coef, dtype=g.dtype, device=g.device).reshape(1, 1, 1, p, 1, 1)
+    r = prod[:, :, :, 0]
+    for i in range(1, p):
+        r = r + prod[:, :, :, i]
+    return r.reshape(nr, cin, *g.shape[2:])
+
+
+class _Elementwise:
+    """The three elementwise steps on one backend (fused kernels or their twins)."""
+
+    def __init__(self, native: bool) -> None:
+        self.native = native
+
+    def split_sign(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        if self.native:
+            return torch.ops.pyxai.lrp_split_sign(x, groups)
+        return _split_sign_ref(x, groups)
+
+    def stab_div(self, grad, z, z0, groups, coef, mask, eps) -> torch.Tensor:
+        if self.native:
+            return torch.ops.pyxai.lrp_stab_div(grad, z, z0, groups, coef, mask, eps)
+        return _stab_div_ref(grad, z, z0, groups, coef, mask, eps)
+
+    def combine(self, xs, g, groups, coef) -> torch.Tensor:
+        if self.native:
+            return torch.ops.pyxai.lrp_combine(xs, g, groups, coef)
+        return _combine_ref(xs, g, groups, coef)
+
+
+# backwards of the fused kernels: the vector-Jacobian products of their twins (exact, and the
+# reference path's own gradients), registered once the native library is loaded
+
+
+def _split_sign_setup(ctx, inputs, output):
+    x, groups = inputs
+    ctx.save_for_backward(x)
+    ctx.groups = groups
+
+
+def _split_sign_backward(ctx, gy):
+    (x,) = ctx.saved_tensors
+    _, vjp = torch.func.vjp(lambda t: _split_sign_ref(t, ctx.groups), x)
+    return vjp(gy)[0], None
+
+
+def _stab_div_setup(ctx, inputs, output):
+    grad, z, z0, groups, coef, mask, eps = inputs
+    ctx.save_for_backward(grad, z, z0)
+    ctx.args = (groups, list(coef), list(mask), eps)
+
+
+def _stab_div_backward(ctx, gs):
+    grad, z, z0 = ctx.saved_tensors
+    _, vjp = torch.func.vjp(lambda g, zz: _stab_div_ref(g, zz, z0, *ctx.args), grad, z)
+    g_grad, g_z = vjp(gs)
+    return g_grad, g_z, None, None, None, None, None
+
+
+def _combine_setup(ctx, inputs, output):
+    xs, g, groups, coef = inputs
+    ctx.save_for_backward(xs, g)
+    ctx.args = (groups, list(coef))
+
+
+def _combine_backward(ctx, gr):
+    xs, g = ctx.saved_tensors
+    _, vjp = torch.func.vjp(lambda a, b: _combine_ref(a, b, *ctx.args), xs, g)
+    g_xs, g_g = vjp(gr)
+    return g_xs, g_g, None, None
+
+
+if _native.available("cpu") or _native.available("cuda"):
+    for _name, _backward, _setup in (
+        ("lrp_split_sign", _split_sign_backward, _split_sign_setup),
+        ("lrp_stab_div", _stab_div_backward, _stab_div_setup),
+        ("lrp_combine", _combine_backward, _combine_setup),
+    ):
+        torch.library.register_autograd(f"pyxai::{_name}", _backward, setup_context=_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# the executor (every backend)
+
+
+class _ConvGeometry:
+    """Forward and transposed (adjoint) convolution of one layer (or a linear layer: ``d == 0``)."""
+
+    def __init__(self, d: int, stride, padding, dilation, groups: int) -> None:
+        self.d, self.stride, self.padding, self.dilation, self.groups = d, stride, padding, dilation, groups
+
+    def fwd(self, inp: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        if self.d == 0:
+            return F.linear(inp, w, b)
+        return torch.ops.aten.convolution(
+            inp, w, b, self.stride, self.padding, self.dilation, False, [0] * self.d, self.groups
+        )
+
+    def adj(self, s: torch.Tensor, w: torch.Tensor, in_spatial: Sequence[int]) -> torch.Tensor:
+        """``W^T s``: the input gradient of :meth:`fwd` (ATen's backward-data convolution, faster
+        on CPU than a transposed convolution, and differentiable)."""
+        if self.d == 0:
+            return s @ w
+        inp = s.new_empty(s.shape[0], w.shape[1] * self.groups, *in_spatial)
+        return torch.ops.aten.convolution_backward(
+            s, inp, w, None, self.stride, self.padding, self.dilation, False, [0] * self.d,
+            self.groups, [True, False, False],
+        )[0]
+
+
+def modify(p: torch.Tensor, mod: Param) -> torch.Tensor:
+    """Apply a parameter modifier (:data:`Param`) to a weight or bias."""
+    if mod == "ones":
+        return torch.ones_like(p)
+    if mod == "square":
+        return p * p
+    terms = [(float(c), t) for c, t in zip(mod, ("p", "pos", "neg")) if float(c) != 0.0]
+    out = None
+    for c, which in terms:
+        part = p if which == "p" else (p.clamp(min=0) if which == "pos" else p.clamp(max=0))
+        part = part if c == 1.0 else part * c
+        out = part if out is None else out + part
+    return out if out is not None else torch.zeros_like(p)
+
+
 def _wcat(blocks: list[list[torch.Tensor]], groups: int) -> torch.Tensor:
-    """Weight of one convolution doing all parts: ``blocks[out_part][in_part]`` are W-shaped.
+    """Weight of one convolution doing all terms: ``blocks[out_part][in_part]`` are W-shaped.
 
     In-parts are concatenated along dim 1 (an input of ``[N, G, P_in, C/G]`` channels); out-parts
     are interleaved per group (an output of ``[N, G, P_out, Cout/G]`` channels).
@@ -155,146 +393,78 @@ def _bcat(biases: list[torch.Tensor | None], groups: int, like: torch.Tensor) ->
     return torch.stack([b.reshape(groups, -1) for b in bs], dim=1).reshape(-1)
 
 
-def _xcat(parts: list[torch.Tensor], groups: int) -> torch.Tensor:
-    """Input parts ``[N, C, ...]`` -> ``[N, G * P * C/G, ...]`` (group-interleaved)."""
-    if len(parts) == 1:
-        return parts[0]
-    n, c = parts[0].shape[:2]
-    rest = parts[0].shape[2:]
-    return torch.stack([p.reshape(n, groups, c // groups, *rest) for p in parts], dim=2).reshape(
-        n, len(parts) * c, *rest
-    )
+def _is_plain(rule: Program) -> bool:
+    """One part, one term ``W x + b``: its denominator is the layer's own output."""
+    if len(rule.parts) != 1 or len(rule.parts[0].terms) != 1:
+        return False
+    t = rule.parts[0].terms[0]
+    return t.input == "x" and t.weight == IDENTITY and t.bias == IDENTITY and t.sign == 1.0
 
 
-def _stab_div(
-    grad: torch.Tensor, z: torch.Tensor, z0: torch.Tensor | None, groups: int, coef: list[float],
-    stab: float, gamma_mask: bool,
-) -> torch.Tensor:
-    """``s[r, g, p, c] = coef[p] * mask_p * grad[r, g, c] / stab(z[r % Nz, g, p, c])``."""
-    p = len(coef)
-    nr, cout = grad.shape[:2]
-    nz = z.shape[0]
-    rg = grad.reshape(nr // nz, nz, groups, 1, cout // groups, -1)
-    zz = z.reshape(1, nz, groups, p, cout // groups, -1)
-    c = torch.tensor(coef, dtype=grad.dtype, device=grad.device).reshape(1, 1, 1, p, 1, 1)
-    s = rg / _stab(zz, stab)
-    if gamma_mask:
-        z0v = z0.reshape(1, nz, groups, 1, cout // groups, -1)
-        s = s * torch.cat([z0v > 0, z0v < 0], dim=3).to(grad.dtype)
-    s = s * c if any(v != 1.0 for v in coef) else s
-    return s.reshape(nr, p * cout, *grad.shape[2:])
-
-
-def _combine(xs: torch.Tensor, g: torch.Tensor, groups: int, coef: list[float]) -> torch.Tensor:
-    """``R[r, g, c] = sum_p coef[p] * xs[r % N, g, p, c] * g[r, g, p, c]``."""
-    p = len(coef)
-    n, nr = xs.shape[0], g.shape[0]
-    cin = xs.shape[1] // p
-    xv = xs.reshape(1, n, groups, p, cin // groups, -1)
-    gv = g.reshape(nr // n, n, groups, p, cin // groups, -1)
-    prod = xv * gv
-    if any(v != 1.0 for v in coef):
-        prod = prod * torch.tensor(coef, dtype=g.dtype, device=g.device).reshape(1, 1, 1, p, 1, 1)
-    r = prod[:, :, :, 0]
-    for i in range(1, p):
-        r = r + prod[:, :, :, i]
-    return r.reshape(nr, cin, *g.shape[2:])
-
-
-class _ConvGeometry:
-    """Forward and transposed (adjoint) convolution of one layer (or a linear layer: ``d == 0``)."""
-
-    def __init__(self, d: int, stride, padding, dilation, groups: int) -> None:
-        self.d, self.stride, self.padding, self.dilation, self.groups = d, stride, padding, dilation, groups
-
-    def fwd(self, inp: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        if self.d == 0:
-            return F.linear(inp, w, b)
-        return torch.ops.aten.convolution(
-            inp, w, b, self.stride, self.padding, self.dilation, False, [0] * self.d, self.groups
-        )
-
-    def adj(self, s: torch.Tensor, w: torch.Tensor, in_spatial: Sequence[int]) -> torch.Tensor:
-        """``W^T s``: the input gradient of :meth:`fwd` (ATen's backward-data convolution)."""
-        if self.d == 0:
-            return s @ w
-        inp = s.new_empty(s.shape[0], w.shape[1] * self.groups, *in_spatial)
-        return torch.ops.aten.convolution_backward(
-            s, inp, w, None, self.stride, self.padding, self.dilation, False, [0] * self.d,
-            self.groups, [True, False, False],
-        )[0]
-
-
-def _lrp_reference(
+def _execute(
     x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-    out: torch.Tensor | None, geo: _ConvGeometry, rule: str, params: list[float],
-    low: torch.Tensor | None, high: torch.Tensor | None,
+    out: torch.Tensor | None, geo: _ConvGeometry, rule: Program, low: torch.Tensor | None,
+    high: torch.Tensor | None, nonneg: bool, ew: _Elementwise,
 ) -> torch.Tensor:
+    """Run ``rule`` on one layer (module docstring); ``ew`` holds the backend's elementwise steps."""
     g = geo.groups
-    sp = x.shape[2:]
-    w, b = weight, bias
-    if rule == "epsilon":
-        z = out if out is not None else geo.fwd(x, w, b)
-        s = _stab_div(grad, z, None, g, [1.0], params[0], False)
-        return _combine(x, geo.adj(s, w, sp), g, [1.0])
-    if rule in ("flat", "wsquare"):
-        if rule == "flat":
-            wm, bm = torch.ones_like(w), None
-        else:
-            wm, bm = w * w, (b * b if b is not None else None)
-        ones = torch.ones((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
-        z = geo.fwd(ones, wm, bm)
-        s = _stab_div(grad, z, None, g, [1.0], params[0], False)
-        return geo.adj(s, wm, sp)
-    if rule == "zbox":
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
-        bz = None if b is None else b - b.clamp(min=0) - b.clamp(max=0)
-        xs = _xcat([x, low, high], g)
-        z = geo.fwd(xs, _wcat([[w, -wp, -wn]], g), bz)
-        s = _stab_div(grad, z, None, g, [1.0], params[0], False)
-        gs = geo.adj(s, _wcat([[w, wp, wn]], g), sp)
-        return _combine(xs, gs, g, [1.0, -1.0, -1.0])
-    if rule == "gamma" and params[2] == 0.0:  # Zennit <= 0.4: one pass with W + gamma W+
-        a = w + params[0] * w.clamp(min=0)
-        ba = None if b is None else b + params[0] * b.clamp(min=0)
-        z = geo.fwd(x, a, ba)
-        s = _stab_div(grad, z, None, g, [1.0], params[1], False)
-        return _combine(x, geo.adj(s, a, sp), g, [1.0])
-    # two-part rules: top z_t = A x+ + B x- + b_t, bottom z_b = B x+ + A x- + b_b
-    gamma_mask = False
-    if rule == "zplus":
-        a, bb = w.clamp(min=0), w.clamp(max=0)
-        bt, bbot, coef, stab = (None if b is None else b.clamp(min=0)), None, [1.0], params[0]
-    elif rule == "alpha_beta":
-        a, bb = w.clamp(min=0), w.clamp(max=0)
-        bt = None if b is None else b.clamp(min=0)
-        bbot = None if b is None else b.clamp(max=0)
-        coef, stab = [params[0], -params[1]], params[2]
-    else:  # generalized gamma
-        gm = params[0]
-        a, bb = w + gm * w.clamp(min=0), w + gm * w.clamp(max=0)
-        bt = None if b is None else b + gm * b.clamp(min=0)
-        bbot = None if b is None else b + gm * b.clamp(max=0)
-        coef, stab, gamma_mask = [1.0, 1.0], params[1], True
-    two = len(coef) == 2
+    parts = []  # per part: [(input, term)], with x >= 0 the x- passes (no bias) vanish, x+ = x
+    for part in rule.parts:
+        terms = []
+        for t in part.terms:
+            inp = t.input
+            if nonneg and inp == "neg" and t.bias is None:
+                continue
+            terms.append(("x" if nonneg and inp == "pos" else inp, t))
+        parts.append(terms)
+    inputs = list(dict.fromkeys(inp for terms in parts for inp, _ in terms))
+    ones = inputs == ["ones"]
+    if ones:
+        xs = torch.ones((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    elif inputs == ["pos", "neg"]:
+        xs = ew.split_sign(x, g)
+    else:
+        source = {"x": x, "low": low, "high": high}
+        if "pos" in inputs or "neg" in inputs:
+            source.update(pos=x.clamp(min=0), neg=x.clamp(max=0))
+        xs = _xcat([source[i] for i in inputs], g)
+    blocks, biases = [], []
+    for terms in parts:
+        row: list[torch.Tensor | None] = [None] * len(inputs)
+        b_part = None
+        for inp, t in terms:
+            w_t = modify(weight, t.weight)
+            w_t = -w_t if t.sign < 0 else w_t
+            i = inputs.index(inp)
+            row[i] = w_t if row[i] is None else row[i] + w_t
+            if t.bias is not None and bias is not None:
+                b_t = modify(bias, t.bias)
+                b_t = -b_t if t.sign < 0 else b_t
+                b_part = b_t if b_part is None else b_part + b_t
+        blocks.append([torch.zeros_like(weight) if w is None else w for w in row])
+        biases.append(b_part)
+    wc = _wcat(blocks, g)
+    if _is_plain(rule) and out is not None:
+        z = out
+    else:
+        z = geo.fwd(xs, wc, _bcat(biases, g, weight))
+    masks = [WHERE[p.where] for p in rule.parts]
     z0 = None
-    if gamma_mask:
-        z0 = out if out is not None else geo.fwd(x, w, b)
-    positive = bool((x >= 0).all())
-    if positive:
-        wc = _wcat([[a], [bb]] if two else [[a]], g)
-        z = geo.fwd(x, wc, _bcat([bt, bbot] if two else [bt], g, w))
-        s = _stab_div(grad, z, z0, g, coef, stab, gamma_mask)
-        return _combine(x, geo.adj(s, wc, sp), g, [1.0])
-    xs = _xcat([x.clamp(min=0), x.clamp(max=0)], g)
-    wc = _wcat([[a, bb], [bb, a]] if two else [[a, bb]], g)
-    z = geo.fwd(xs, wc, _bcat([bt, bbot] if two else [bt], g, w))
-    s = _stab_div(grad, z, z0, g, coef, stab, gamma_mask)
-    return _combine(xs, geo.adj(s, wc, sp), g, [1.0, 1.0])
+    if any(masks):
+        z0 = out if out is not None else geo.fwd(x, weight, bias)
+    s = ew.stab_div(grad, z, z0, g, [float(p.scale) for p in rule.parts], masks, rule.stabilizer)
+    gs = geo.adj(s, wc, x.shape[2:])
+    if ones:
+        return gs
+    return ew.combine(xs, gs, g, [1.0] * len(inputs))
 
 
 # ----------------------------------------------------------------------------------------------
 # public ops
+
+
+def _elementwise(backend: str | None, device: torch.device) -> _Elementwise:
+    return _Elementwise(resolve_backend(backend, device) == "native")
 
 
 def lrp_conv(
@@ -307,10 +477,10 @@ def lrp_conv(
     padding: IntN = 0,
     dilation: IntN = 1,
     groups: int = 1,
-    rule: str = "epsilon",
-    params: Sequence[float] = (1e-6,),
+    rule: Program | None = None,
     low: torch.Tensor | float | None = None,
     high: torch.Tensor | float | None = None,
+    nonneg: bool = False,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Relevance backward of one convolution layer (zero padding, 1-D/2-D/3-D, any groups).
@@ -320,19 +490,20 @@ def lrp_conv(
         grad: Tensor[K * N, Cout, *S'] relevance at the layer's output (K blocks of N rows).
         weight: Tensor[Cout, Cin / groups, *k].
         bias: Tensor[Cout] or None.
-        out: Tensor[N, Cout, *S'] the stored layer output (``conv(x) + bias``), used by ``epsilon``
-            and ``gamma`` instead of recomputing it; None recomputes it.
+        out: Tensor[N, Cout, *S'] the stored layer output (``conv(x) + bias``), used instead of
+            recomputing it (epsilon's denominator, gamma's output mask); None recomputes it.
         stride, padding, dilation, groups: the layer's geometry (ints or one int per spatial dim).
-        rule: one of ``RULES``; params: the rule's parameters (module docstring).
-        low, high: ``zbox`` bounds, scalars or tensors broadcastable to ``x`` (per-channel
-            ``Tensor[Cin]`` allowed).
+        rule: the rule's :class:`Program` (e.g. ``pyxai.rules.ZPlus().program()``).
+        low, high: bounds of the ``"low"`` / ``"high"`` inputs (ZBox), scalars or tensors
+            broadcastable to ``x`` (per-channel ``Tensor[Cin]`` allowed).
+        nonneg: the caller knows ``x >= 0`` (the passes on x- are skipped: they are zero).
         backend: "auto" | "native" | "reference" | None (env ``PYXAI_BACKEND``).
 
     Returns:
-        Tensor[K * N, Cin, *S] relevance of ``x``.
+        Tensor[K * N, Cin, *S] relevance of ``x`` (differentiable).
     """
-    params = _check_rule(rule, params)
-    _check_tensors(x, grad, weight, bias, out, rule)
+    rule = _check_program(rule)
+    _check_tensors(x, grad, weight, bias, out)
     d = x.dim() - 2
     if d not in (1, 2, 3) or weight.dim() != x.dim():
         raise ValueError(
@@ -348,13 +519,10 @@ def lrp_conv(
         raise ValueError(f"grad must be Tensor[K*N, {weight.shape[0]}, *S'], got {tuple(grad.shape)}")
     stride, padding, dilation = (_tuple(v, d, n) for v, n in
                                  ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
-    lo, hi = _zbox_bounds(rule, low, high, x)
-    if resolve_backend(backend, x.device) == "native":
-        return torch.ops.pyxai.lrp_conv(
-            x, grad, weight, bias, out, stride, padding, dilation, groups, RULES[rule], params, lo, hi
-        )
+    lo, hi = _bounds(rule, low, high, x)
     geo = _ConvGeometry(d, stride, padding, dilation, groups)
-    return _lrp_reference(x, grad, weight, bias, out, geo, rule, params, lo, hi)
+    return _execute(x, grad, weight, bias, out, geo, rule, lo, hi, bool(nonneg),
+                    _elementwise(backend, x.device))
 
 
 def lrp_linear(
@@ -363,24 +531,24 @@ def lrp_linear(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
-    rule: str = "epsilon",
-    params: Sequence[float] = (1e-6,),
+    rule: Program | None = None,
     low: torch.Tensor | float | None = None,
     high: torch.Tensor | float | None = None,
+    nonneg: bool = False,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Relevance backward of one linear layer ``z = x W^T + b``.
 
     Args:
         x: Tensor[N, Cin]; grad: Tensor[K * N, Cout]; weight: Tensor[Cout, Cin]; bias: Tensor[Cout]
-            or None; out: Tensor[N, Cout] stored output or None; rule, params, low, high, backend:
+            or None; out: Tensor[N, Cout] stored output or None; rule, low, high, nonneg, backend:
             as :func:`lrp_conv`.
 
     Returns:
-        Tensor[K * N, Cin] relevance of ``x``.
+        Tensor[K * N, Cin] relevance of ``x`` (differentiable).
     """
-    params = _check_rule(rule, params)
-    _check_tensors(x, grad, weight, bias, out, rule)
+    rule = _check_program(rule)
+    _check_tensors(x, grad, weight, bias, out)
     if x.dim() != 2 or weight.dim() != 2 or grad.dim() != 2:
         raise ValueError(
             f"lrp_linear takes x [N, Cin], grad [K*N, Cout], weight [Cout, Cin], got "
@@ -390,8 +558,7 @@ def lrp_linear(
         raise ValueError(
             f"shapes do not match: x {tuple(x.shape)}, weight {tuple(weight.shape)}, grad {tuple(grad.shape)}"
         )
-    lo, hi = _zbox_bounds(rule, low, high, x)
-    if resolve_backend(backend, x.device) == "native":
-        return torch.ops.pyxai.lrp_linear(x, grad, weight, bias, out, RULES[rule], params, lo, hi)
+    lo, hi = _bounds(rule, low, high, x)
     geo = _ConvGeometry(0, [], [], [], 1)
-    return _lrp_reference(x, grad, weight, bias, out, geo, rule, params, lo, hi)
+    return _execute(x, grad, weight, bias, out, geo, rule, lo, hi, bool(nonneg),
+                    _elementwise(backend, x.device))
