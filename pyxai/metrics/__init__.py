@@ -6,7 +6,11 @@ Localisation: :func:`pointing_game` (TorchRay), :func:`pointing_game_accuracy`,
 :func:`local_lipschitz` (Quantus' definitions). Sanity: :func:`model_parameter_randomisation`.
 
 All take batches, run the model through the perturbation runner in full batches, and return
-``Tensor[B]`` unless stated.
+``Tensor[B]`` unless stated. Targets follow the one contract of :mod:`pyxai.engine.targets`
+(callables may take ``(outputs, rows)``); what a metric sums over perturbations is an
+:class:`pyxai.engine.accumulators.Accumulator` (shards merge into the single-run result); memory
+does not grow with the number of perturbations (the robustness metrics stream their noise too);
+a model in training mode is run on a view and left as found.
 """
 
 from pyxai.metrics.faithfulness import (
