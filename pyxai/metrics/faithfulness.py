@@ -22,7 +22,7 @@ ends with a softmax (e.g. ``lambda x: model(x).softmax(1)``) to reproduce its nu
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ from pyxai.ops.metrics import pixel_ranks, reveal_by_rank
 #: RISE's pixels per step for single images (``CausalMetric.single_run``).
 RISE_STEP_PX = 224
 
-Substrate = str | float | torch.Tensor
+Substrate = Union[str, float, torch.Tensor]  # not `|`: evaluated at import (Python 3.9)
 
 
 def rise_blur_weights(klen: int = 11, sigma: float = 5.0, truncate: float = 4.0) -> torch.Tensor:
