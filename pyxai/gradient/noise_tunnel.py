@@ -155,8 +155,8 @@ class NoiseTunnel(Explainer):
                 if isinstance(base, (int, float, torch.Tensor)) and not isinstance(base, bool):
                     check_finite(base, f"baselines[{i}]")
         ours = isinstance(self.attribution_method, Explainer)
-        if not ours and target is not None:  # Captum's forms, expanded per chunk below
-            target = resolve(target, self._clean_outputs(inp, args))
+        if not ours and target is not None and not isinstance(target, ResolvedTarget):
+            target = resolve(target, self._clean_outputs(inp, args))  # Captum's forms below
         # two private generators (noise, baseline draws), so that neither stream depends on the
         # batching of the samples
         gens = None

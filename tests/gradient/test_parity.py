@@ -97,6 +97,22 @@ def test_noise_tunnel(arch, batch, nt_type):
     close(a, b, 1e-5)
 
 
+def test_noise_tunnel_wraps_captum_methods(arch, batch):
+    name, m = arch
+    if name != "demo_cnn":
+        pytest.skip("one architecture is enough")
+    x, t = batch
+    seed = int(torch.seed() % 2**31)
+    for target in (t, None):
+        torch.manual_seed(seed)
+        a = pyxai.NoiseTunnel(ca.Saliency(m)).attribute(x, nt_samples=3, stdevs=0.2,
+                                                        target=target)
+        torch.manual_seed(seed)
+        b = ca.NoiseTunnel(ca.Saliency(m)).attribute(
+            x, nt_samples=3, stdevs=0.2, target=m(x).argmax(1) if target is None else target)
+        close(a, b, 1e-5)
+
+
 def test_noise_tunnel_ig_delta(arch, batch):
     name, m = arch
     if name != "resnet18":
