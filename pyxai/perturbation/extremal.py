@@ -74,6 +74,11 @@ class MaskGenerator:
         self.shape_up = tuple(step * z for z in self.shape_mid)
         self.shape_out = tuple(z - step + 1 for z in self.shape_up)
         self.margin = round(sigma)
+        if any(o < self.margin + z for o, z in zip(self.shape_out, size)):
+            raise ValueError(
+                f"step={step} and sigma={sigma} give a {self.shape_out} mask, too small for the "
+                f"{size} image and its margin of {self.margin} (TorchRay fails there too); use a "
+                "sigma closer to a multiple of step")
         dy = self._offsets(0, device)  # [taps, out_h]: squared distance to the tap's cell centre
         dx = self._offsets(1, device)
         delta = torch.sqrt(dy[:, None, :, None] + dx[None, :, None, :])
