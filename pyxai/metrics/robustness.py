@@ -99,21 +99,22 @@ class NoiseStream:
 
     def _fill(self, upto: int) -> None:
         """Draw stream positions up to ``upto`` (exclusive) into the buffer."""
-        if upto <= self.drawn:
-            return
         g, f64 = self.gen, torch.float64
+        partial = self.total % 16 if self.kind == "gaussian" else 0
+        tail = self.total - 16 if partial else self.total  # where the overwritten values start
+        if upto <= self.drawn and (upto <= tail or self.drawn == self.total):
+            return
         if self.kind == "uniform":
             self._push(torch.rand(upto - self.drawn, generator=g, dtype=f64))
             return
-        partial = self.total % 16
         whole = self.total - partial
-        if partial and upto > self.total - 16:  # reaches the overwritten tail: draw everything
+        if upto > tail:  # reaches the overwritten tail: draw everything
             if whole > self.drawn:
                 self._push(torch.randn(whole - self.drawn, generator=g, dtype=f64))
             torch.rand(partial, generator=g, dtype=f64)  # the partial group's uniforms (discarded)
-            tail = torch.randn(16, generator=g, dtype=f64)
-            keep = self.buffer.numel() - (self.drawn - (self.total - 16))
-            self.buffer = torch.cat([self.buffer[:keep], tail])
+            last = torch.randn(16, generator=g, dtype=f64)
+            keep = self.buffer.numel() - (self.drawn - tail)
+            self.buffer = torch.cat([self.buffer[:keep], last])
             self.drawn = self.total
             return
         self._push(torch.randn(-(-upto // 16) * 16 - self.drawn, generator=g, dtype=f64))

@@ -89,19 +89,20 @@ def test_local_lipschitz_matches_quantus(rng, batch):
 @pytest.mark.parametrize("shape", [(1, 1, 2, 3), (1, 1, 4, 4), (2, 3, 5, 7), (3, 1, 4, 4)])
 def test_noise_stream_is_draw_noise_bit_for_bit(rng, kind, shape):
     """Chunks of whole samples, in any sizes, give exactly the noise drawn at once (also when the
-    total is not a multiple of 16: torch.randn's overwritten tail)."""
-    n = int(torch.randint(1, 9, (1,), generator=rng))
+    total is not a multiple of 16: torch.randn's overwritten tail, reached in any chunk)."""
     seed = int(torch.randint(0, 2**31, (1,), generator=rng))
-    ref = draw_noise(kind, (n, *shape), 0.3, seed)
-    stream = NoiseStream(kind, n, shape, 0.3, seed)
-    parts, done = [], 0
-    while done < n:
-        k = min(n - done, int(torch.randint(1, 4, (1,), generator=rng)))
-        parts.append(stream.next(k))
-        done += k
-    assert torch.equal(torch.cat(parts), ref)
-    with pytest.raises(ValueError, match="samples"):
-        stream.next(1)
+    for n in range(1, 9):
+        ref = draw_noise(kind, (n, *shape), 0.3, seed)
+        drawn, left = [], n
+        while left:
+            drawn.append(min(left, int(torch.randint(1, 4, (1,), generator=rng))))
+            left -= drawn[-1]
+        for sizes in ([1] * n, [n], drawn):
+            stream = NoiseStream(kind, n, shape, 0.3, seed)
+            got = torch.cat([stream.next(k) for k in sizes])
+            assert torch.equal(got, ref), (n, sizes)
+        with pytest.raises(ValueError, match="samples"):
+            stream.next(1)
 
 
 @pytest.mark.parametrize("metric", ["max_sensitivity", "avg_sensitivity", "local_lipschitz"])
