@@ -22,7 +22,9 @@ the numbers do not depend on ``batch_size`` and are identical on every device.
 The target is held fixed across perturbations (as Quantus' ``y_batch``): when the explainer
 exposes its model (``forward_func`` or ``model`` attribute) ``target`` is resolved once on the
 unperturbed inputs by :func:`pyxai.engine.targets.resolve_target` (``None``: the predicted class);
-for a plain callable explainer it is passed on as given (``None`` stays None).
+for a plain callable explainer it is passed on as given (``None`` stays None). That target forward
+runs a train-mode model on a :class:`pyxai.engine.view.ModelView` (one warning, BatchNorm statistics
+unchanged); the explainer's own calls are its own (pyxai explainers do the same).
 """
 
 from __future__ import annotations
