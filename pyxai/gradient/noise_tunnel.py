@@ -217,8 +217,8 @@ class NoiseTunnel(Explainer):
                ) -> Inputs:
         """Tensor[B * n, ...] per input: row ``b * n + j`` is ``x[b]`` plus noise."""
         if gen is None:  # as Captum: one normal() per input over all rows, same RNG stream
-            noise = [torch.normal(0, torch.tensor(sd, device=x.device).repeat(
-                (x.shape[0] * n, *x.shape[1:]))) for x, sd in zip(inp, sds)]
+            noise = [torch.normal(0, torch.full((x.shape[0] * n, *x.shape[1:]), sd,
+                                                device=x.device)) for x, sd in zip(inp, sds)]
         else:  # one draw per noisy sample and input, sample-major: independent of the batching
             draws = [[torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype) * sd
                       for x, sd in zip(inp, sds)] for _ in range(n)]
