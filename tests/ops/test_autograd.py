@@ -67,15 +67,18 @@ def _cases(rng, mode, dtype=F64):
     ]
 
 
+@pytest.mark.parametrize("backend", ["native", "reference"])
 @pytest.mark.parametrize("mode", MODES)
-def test_gradcheck_native(rng, mode):
-    """Every op and every differentiable argument, native path, float64 (modes matter for masks)."""
-    native_or_skip()
+def test_gradcheck(rng, mode, backend):
+    """Every op and every differentiable argument, float64 (modes matter for the masks ops); the
+    reference path by plain autograd."""
+    if backend == "native":
+        native_or_skip()
     for name, fn, inputs in _cases(rng, mode):
         if mode != MODES[0] and not name.startswith(("upsample", "weighted")):
             continue
         leaves = tuple(_leaf(t) for t in inputs)
-        assert gradcheck(functools.partial(fn, "native"), leaves), name
+        assert gradcheck(functools.partial(fn, backend), leaves), name
 
 
 @pytest.mark.parametrize("mode", MODES)
