@@ -123,7 +123,10 @@ def expand_like(
 
     Raises ValueError naming ``name`` when the shape does not broadcast to ``like``'s.
     """
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        t = like.new_full((), value)  # a device fill: no blocking host-to-device copy
+    else:
+        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     try:
         return t.expand_as(like)
     except RuntimeError:
