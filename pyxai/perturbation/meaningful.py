@@ -13,7 +13,8 @@ softmax probability with the least deleted area and a smooth outline. Each itera
 3. ``x~ = x * m_up + x0 * (1 - m_up)`` with ``x0`` the image blurred with ``blur_radius``
    (``"blur"``) or zeros (``"fade"``);
 4. energy ``E = p_c(x~) + l1 * sum|m - 1| + tv * sum_u (dy(u)^2 + dx(u)^2)^(tv_beta / 2)``
-   (forward differences, zero at the last row and column), minimised with Adam
+   (forward differences, zero at the last row and column; the TV gradient guarded as the
+   reference's, see :func:`total_variation`), minimised with Adam
    (``lr``, betas 0.9 / 0.999, eps 1e-8, bias-corrected), ``m`` clipped to [0, 1] after each step.
 
 The result is the saliency ``1 - mask`` of the final mask (upsampled and blurred as in the forward).
@@ -68,12 +69,18 @@ def _number(value: float, name: str, low: float = 0.0, strict: bool = False) -> 
 
 
 def total_variation(m: torch.Tensor, beta: float) -> torch.Tensor:
-    """Tensor[N]: ``sum_u (dy(u)^2 + dx(u)^2)^(beta / 2)`` of masks Tensor[N, h, w] (forward
-    differences, zero at the last row / column). Squared norms below 1e-5 are clamped there before
-    the power (the reference's guard; it keeps the gradient finite for beta < 2)."""
+    """Tensor[N]: ``sum_u v(u)^(beta / 2)``, ``v = dy^2 + dx^2``, of masks Tensor[N, h, w]
+    (forward differences, zero at the last row / column).
+
+    Its gradient is the reference's analytic one, ``(beta / 2) max(v, 1e-5)^(beta / 2 - 1) dv``:
+    the guard keeps it finite for ``beta < 2`` where ``v = 0``, and the value stays unguarded.
+    """
     dy = F.pad(m[:, 1:, :] - m[:, :-1, :], (0, 0, 0, 1))
     dx = F.pad(m[:, :, 1:] - m[:, :, :-1], (0, 1, 0, 0))
-    return (dy * dy + dx * dx).clamp_min(1e-5).pow(beta / 2).sum(dim=(1, 2))
+    v = dy * dy + dx * dx
+    fixed = v.detach()
+    slope = (beta / 2) * fixed.clamp_min(1e-5).pow(beta / 2 - 1)
+    return (fixed.pow(beta / 2) + slope * (v - fixed)).sum(dim=(1, 2))
 
 
 class MeaningfulPerturbation(Explainer):
