@@ -23,7 +23,7 @@ from pyxai.perturbation.pyramid import apply_pyramid, gaussian_blur, perturbatio
 ep_ref = pytest.importorskip("torchray.attribution.extremal_perturbation")
 torchray_utils = pytest.importorskip("torchray.utils")
 
-TOL = 2e-5
+TOL = 1e-4  # masks in [0, 1]; batched forwards round differently, SGD carries it on
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside TorchRay's MaskGenerator
 
 
