@@ -100,7 +100,8 @@ class Composite:
 
         Raises:
             ValueError: a name in ``name_map`` is not in the model, or (``strict``) a module with
-                parameters is covered by no rule.
+                parameters of its own (a layer, ``nn.MultiheadAttention``, ...) is covered by no
+                rule.
         """
         modules = dict(model.named_modules())
         missing = [n for n in self.name_map if n not in modules]
@@ -120,20 +121,50 @@ class Composite:
                 rule = next((r for t, r in self.layer_map if isinstance(module, t)), None)
             if rule is not None:
                 out.append((name, module, rule))
-            elif next(module.children(), None) is None and next(module.parameters(False), None) is not None:
+            elif next(module.parameters(False), None) is not None and not _inside(name, out):
                 uncovered.append((name, module))
         if self.strict and uncovered:
             name, module = uncovered[0]
             more = f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""
             raise ValueError(
                 f"composite {self.name!r} has no rule for module {name!r} ({type(module).__name__}){more}; "
-                f"its rule map is {self.describe()}. Add a rule for {type(module).__name__} "
-                "(layer_map=...) or pass strict=False to let its relevance be the plain gradient"
+                f"its rule map is {self.describe()}. {how_to_add(name, module, self.name)}, or pass "
+                "strict=False to let its relevance be the plain gradient"
             )
         return out
 
+    def unruled_custom(self, model: nn.Module, assigned: list) -> list[tuple[str, nn.Module]]:
+        """Parameter-free leaf modules of the user's own classes (not ``torch.nn``) with no rule:
+        their relevance is their plain gradient, right only when they are piecewise linear (checked
+        on the forward graph by :mod:`pyxai.lrp.core`)."""
+        ruled = {id(m) for _, m, _ in assigned}
+        return [
+            (n, m) for n, m in model.named_modules()
+            if id(m) not in ruled and next(m.children(), None) is None
+            and next(m.parameters(False), None) is None
+            and not type(m).__module__.startswith(("torch.", "pyxai.lrp."))
+            and not _inside(n, assigned)
+        ]
+
     def __repr__(self) -> str:
         return f"Composite({self.name!r}, {self.describe()})"
+
+
+def _inside(name: str, assigned: list) -> bool:
+    """Whether module ``name`` lies inside a module that has a rule (its rule covers it)."""
+    return any(name.startswith(n + ".") for n, _, _ in assigned if n)
+
+
+def how_to_add(name: str, module: nn.Module, composite: str) -> str:
+    """The sentence telling how to give ``module`` a rule."""
+    kind = type(module).__name__
+    base = f"{composite!r}" if composite in COMPOSITES else "'epsilon_plus_flat'"
+    return (
+        f"Give {kind} a rule with a composite entry: pyxai.lrp.named_composite({base}, "
+        f"layer_map=[({kind}, rule)]), Composite(layer_map=[({kind}, rule), ...]) or "
+        f"Composite(name_map={{{name!r}: rule}}), with one of pyxai.rules (Pass, Norm, Epsilon, ...) "
+        "or your own Rule"
+    )
 
 
 def layer_map_base(stabilizer: float = 1e-6) -> list[tuple[tuple, Rule]]:

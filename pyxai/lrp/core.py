@@ -173,13 +173,90 @@ def _sign_hook(session: Session, always: bool) -> Callable:
     return hook
 
 
-def install_rules(model: nn.Module, assignments: list[tuple[nn.Module, Rule]], session: Session) -> None:
+#: autograd nodes (``<Name>Backward<k>``) that are not piecewise linear in their input
+NONLINEAR = frozenset({
+    "Exp", "Exp2", "Expm1", "Log", "Log2", "Log10", "Log1p", "Sigmoid", "LogSigmoid", "Tanh",
+    "Softmax", "LogSoftmax", "Pow", "Sqrt", "Rsqrt", "Reciprocal", "Gelu", "Silu", "Mish",
+    "Softplus", "Elu", "Selu", "Celu", "Sin", "Cos", "Tan", "Erf", "Erfc", "Prod", "Norm",
+    "LinalgVectorNorm", "Hardswish", "Hardsigmoid", "Atan", "Asin", "Acos", "Sinh", "Cosh",
+})
+
+
+def _node_name(node) -> str:
+    name = type(node).__name__
+    return name[: name.index("Backward")] if "Backward" in name else name
+
+
+def nonlinear_op(output: torch.Tensor, x: torch.Tensor) -> str | None:
+    """The first autograd node between ``x`` and ``output`` that is not piecewise linear in ``x``
+    (a nonlinear function, or a product / quotient of two terms that both depend on ``x``), or
+    None. Reads the graph only, never a tensor value."""
+    root = output.grad_fn
+    if root is None:
+        return None
+
+    def is_input(node) -> bool:
+        return node is x.grad_fn or getattr(node, "variable", None) is x
+
+    reaches: dict[int, bool] = {}
+    order: list = []
+    stack = [(root, False)]
+    while stack:  # iterative post-order: a node's inputs are decided before the node
+        node, expanded = stack.pop()
+        if id(node) in reaches:
+            continue
+        if is_input(node):
+            reaches[id(node)] = True
+            continue
+        children = [n for n, _ in node.next_functions if n is not None]
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((n, False) for n in children if id(n) not in reaches)
+        else:
+            reaches[id(node)] = any(reaches.get(id(n), False) for n in children)
+            order.append(node)
+    for node in order:
+        if not reaches[id(node)]:
+            continue
+        name = _node_name(node)
+        deps = [n is not None and reaches.get(id(n), False) for n, _ in node.next_functions]
+        if name in NONLINEAR or (name == "Mul" and sum(deps) >= 2) or (
+                name == "Div" and deps[1:2] == [True]):
+            return name
+    return None
+
+
+def _linearity_hook(name: str, composite: str) -> Callable:
+    from pyxai.lrp.composites import how_to_add
+
+    def hook(module, args, output):
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)):
+            return
+        op = nonlinear_op(output, args[0])
+        if op is not None:
+            raise ValueError(
+                f"composite {composite!r} has no rule for module {name!r} ({type(module).__name__}), "
+                f"whose forward is not piecewise linear ({op}); its relevance would silently be its "
+                f"plain gradient. {how_to_add(name, module, composite)}"
+            )
+
+    return hook
+
+
+def install_rules(
+    model: nn.Module, assignments: list[tuple[nn.Module, Rule]], session: Session,
+    watch: list[tuple[str, nn.Module]] = (), composite: str = "custom",
+) -> None:
     """Attach each rule to its module and the sign tags to the modules that know them.
 
     ``model`` and the modules are a :class:`pyxai.engine.view.ModelView`'s: wrappers and hooks are
     attributes of the view's module objects; the user's modules never see them, and nothing needs
-    undoing (the view is dropped after the call).
+    undoing (the view is dropped after the call). ``watch``: modules without a rule whose forward
+    must be piecewise linear (their relevance is their gradient); the forward raises otherwise,
+    naming the module and how to give it a rule.
     """
+    for name, module in watch:
+        module.register_forward_hook(_linearity_hook(name, composite))
     for module, rule in assignments:
         inplace = bool(getattr(module, "inplace", False))
         state = _LayerState(module, rule, module.forward, session, inplace)

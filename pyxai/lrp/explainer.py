@@ -80,7 +80,8 @@ class _PropagationBase:
         with torch.set_grad_enabled(create_graph):  # merged weights keep the parameters' graph
             view = canonize(self.model, self.canonizers)
         assigned = self.composite.assign(view.module)
-        install_rules(view.module, [(m, r) for _, m, r in assigned], session)
+        watch = self.composite.unruled_custom(view.module, assigned)
+        install_rules(view.module, [(m, r) for _, m, r in assigned], session, watch, self.composite.name)
         return _Run(view, session)
 
     def _check(self, inputs: torch.Tensor) -> torch.Tensor:

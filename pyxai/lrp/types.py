@@ -21,8 +21,10 @@ MaxPool = (
 )
 Activation = (
     nn.ELU, nn.Hardshrink, nn.Hardsigmoid, nn.Hardtanh, nn.Hardswish, nn.LeakyReLU, nn.LogSigmoid,
-    nn.MultiheadAttention, nn.PReLU, nn.ReLU, nn.ReLU6, nn.RReLU, nn.SELU, nn.CELU, nn.GELU,
+    nn.PReLU, nn.ReLU, nn.ReLU6, nn.RReLU, nn.SELU, nn.CELU, nn.GELU,
     nn.Sigmoid, nn.SiLU, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink,
     nn.Threshold,
 )
 SumLayer = (Sum,)
+# Zennit counts nn.MultiheadAttention among the activations (so it gets Pass, a plain gradient
+# through attention); pyxai does not: it has no rule unless a composite gives it one.

@@ -297,3 +297,67 @@ def test_create_graph_native_equals_reference_and_model_untouched(rng):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * max(1.0, b.abs().max().item()))
     assert any(g.abs().sum() > 0 for g in grads["native"])
     assert same_state(before, state_fingerprint(model)) == []
+
+
+class _Swish(nn.Module):
+    """A parameter-free custom module with nonlinear arithmetic (no LRP rule exists for it)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class _Shuffle(nn.Module):
+    """A parameter-free custom module of structural ops only: its plain gradient passes relevance."""
+
+    def forward(self, x):
+        return x.flatten(2).transpose(1, 2).transpose(1, 2).reshape(x.shape).flip(1).flip(1)
+
+
+class _Attend(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h, _ = self.attn(x, x, x)
+        return self.fc(h.mean(1))
+
+
+def test_modules_without_a_rule_raise(rng):
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    swish = nn.Sequential(nn.Conv2d(3, 4, 3), _Swish(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    with pytest.raises(ValueError, match=r"no rule for module '1' \(_Swish\).*not piecewise linear "
+                                         r"\(Sigmoid\).*layer_map=\[\(_Swish, rule\)\]"):
+        pyxai.LRP(swish).attribute(x, target=0)
+    with pytest.raises(ValueError, match="_Swish"):
+        pyxai.CRP(swish).attribute(x, target=0, concepts={"0": [1]})
+    # the user's composite covers it: no error, and the rule is used
+    covered = pyxai.lrp.named_composite("epsilon_plus_flat", layer_map=[(_Swish, rules.Pass())])
+    rel = pyxai.LRP(swish, composite=covered).attribute(x, target=0)
+    assert torch.isfinite(rel).all() and rel.abs().sum() > 0
+    # linear custom modules pass (their gradient is their relevance)
+    shuffle = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), _Shuffle(), nn.Flatten(), nn.Linear(144, 3)).eval()
+    plain = nn.Sequential(*[m for m in shuffle if not isinstance(m, _Shuffle)]).eval()
+    torch.testing.assert_close(pyxai.LRP(shuffle).attribute(x, target=1),
+                               pyxai.LRP(plain).attribute(x, target=1), rtol=0, atol=0)
+    # attention had no rule (Zennit's Pass would silently pass a plain gradient)
+    seq = torch.rand(2, 5, 4, generator=rng)
+    with pytest.raises(ValueError, match=r"no rule for module 'attn' \(MultiheadAttention\)"):
+        pyxai.LRP(_Attend().eval()).attribute(seq, target=0)
+
+
+def test_model_must_return_a_tensor(rng):
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x), {"aux": x}
+
+    x = torch.rand(2, 4, generator=rng)
+    with pytest.raises(TypeError, match="forward_func must return a Tensor, got tuple"):
+        pyxai.LRP(Pair().eval()).attribute(x, target=0)
+    with pytest.raises(TypeError, match="forward_func must return a Tensor, got tuple"):
+        pyxai.CRP(Pair().eval()).attribute(x, target=0, concepts={"fc": [1]})
