@@ -27,7 +27,7 @@ from pyxai.gradient._common import (
     RepeatedTarget,
     expand_args,
     format_args,
-    format_inputs,
+    format_call,
     format_output,
     repeat_target,
     resolve,
@@ -138,7 +138,7 @@ class NoiseTunnel(Explainer):
             raise ValueError(
                 f"nt_samples_batch_size must be a positive int, got {nt_samples_batch_size!r}"
             )
-        is_tuple, inp = format_inputs(inputs)
+        is_tuple, inp, _ = format_call(self.forward_func, inputs, None)
         sds = _stdevs(stdevs, len(inp))
         want_delta = bool(kwargs.get("return_convergence_delta", False))
         if want_delta and not self.has_convergence_delta():
