@@ -121,18 +121,13 @@ def _perturb_setup(quick: bool, device: str):
 
 
 def _channels(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor) -> int:
-    out: dict[str, int] = {}
+    from pyxai.engine.hooks import capture_layers
+    from pyxai.engine.view import ModelView
 
-    def hook(mod: torch.nn.Module, inp: tuple, o: torch.Tensor) -> None:
-        out["k"] = o.shape[1]
-
-    h = layer.register_forward_hook(hook)
-    try:
-        with torch.inference_mode():
-            model(x[:1])
-    finally:
-        h.remove()
-    return out["k"]
+    view = ModelView(model)  # the benchmark's model is never hooked either
+    with torch.inference_mode(), capture_layers([layer], grad=False, view=view) as cap:
+        view(x[:1])
+    return cap.check([layer])[0].shape[1]
 
 
 @register("scorecam")
