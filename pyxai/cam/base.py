@@ -34,7 +34,9 @@ class BaseCAM(Explainer):
     """Class activation maps from target-layer activations and channel weights.
 
     Args:
-        model: the ``nn.Module`` to explain (left exactly as found; not switched to eval mode).
+        model: the ``nn.Module`` to explain, never modified: every call runs on its own
+            :class:`~pyxai.engine.view.ModelView` (not switched to eval mode; a train-mode model
+            is explained as it is, with a warning, and its BatchNorm statistics do not change).
         target_layers: modules of ``model`` whose outputs are explained; several layers are
             averaged.
         reshape_transform: callable mapping a layer output (and its gradient) to a map
