@@ -40,10 +40,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, padding: str = "
         Tensor[N, C, H, W].
     """
     width = math.ceil(4 * sigma)
-    sqrt2, eps = _SQRT2.to(x.device), _EPS.to(x.device)
-    if isinstance(sigma, torch.Tensor):
-        sigma = sigma.to(x.device)
-    taps = torch.arange(-width, width + 1, dtype=torch.float32, device=x.device) / (sqrt2 * sigma + eps)
+    # the divisor is a 0-d CPU tensor, as in TorchRay: a scalar operand on any device (no copy)
+    den = _SQRT2 * (sigma.cpu() if isinstance(sigma, torch.Tensor) else sigma) + _EPS
+    taps = torch.arange(-width, width + 1, dtype=torch.float32, device=x.device) / den
     taps = torch.exp(-taps * taps)
     taps = (taps / taps.sum()).to(x.dtype)
     c = x.shape[1]
@@ -76,7 +75,7 @@ def perturbation_pyramid(
             if kind == "blur":
                 levels.append(gaussian_blur(x, (1 - t) * max_blur))
             elif kind == "fade":
-                levels.append(x * t.to(x.device, x.dtype))
+                levels.append(x * t)  # a 0-d CPU tensor: a scalar operand, as TorchRay
             else:
                 raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {kind!r}")
     return torch.stack(levels, dim=1)
