@@ -274,8 +274,8 @@ class Norm(Rule):
 
     def backward(self, module, x, out, grad, backend=None, nonneg=False):
         k = grad.shape[0] // x.shape[0]
-        if isinstance(module, Sum) and out is not None:  # dz/dx is a broadcast: no autograd needed
-            s = grad / _stab(_repeat_rows(out, k), self.stabilizer)
+        if isinstance(module, Sum) and out is not None and out.dim() >= 2:  # dz/dx: a broadcast
+            s = lrp_ops.lrp_stab_div(grad, out, self.stabilizer, backend)  # fused on native
             return _repeat_rows(x, k) * s.unsqueeze(module.dim)
         xx = _repeat_rows(x, k)
         z, vjp = torch.func.vjp(module.forward, xx)

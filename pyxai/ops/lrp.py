@@ -467,6 +467,15 @@ def _elementwise(backend: str | None, device: torch.device) -> _Elementwise:
     return _Elementwise(resolve_backend(backend, device) == "native")
 
 
+def lrp_stab_div(grad: torch.Tensor, z: torch.Tensor, eps: float, backend: str | None = None) -> torch.Tensor:
+    """``grad / stab(z)`` fused (the Norm rule's step): grad Tensor[K * N, C, ...], z Tensor[N, C, ...]
+    (row ``r`` of grad is divided by row ``r % N`` of z). Returns Tensor shaped like grad."""
+    if grad.dim() < 2 or z.shape[1:] != grad.shape[1:] or grad.shape[0] % z.shape[0]:
+        raise ValueError(f"lrp_stab_div takes grad [K*N, C, ...] and z [N, C, ...], got "
+                         f"{tuple(grad.shape)} and {tuple(z.shape)}")
+    return _elementwise(backend, grad.device).stab_div(grad, z, None, 1, [1.0], [0], float(eps))
+
+
 def lrp_conv(
     x: torch.Tensor,
     grad: torch.Tensor,
