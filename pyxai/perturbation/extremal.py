@@ -112,10 +112,33 @@ class MaskGenerator:
         v = v.reshape(n * taps * taps, *self.shape_mid)
         v = upsample_masks(v, self.shape_out, canvas=self.shape_up, mode="nearest", backend=backend,
                            validate=False)
-        v = self.weight * v.reshape(n, taps * taps, *self.shape_out)
-        full = (v * F.softmax(COLDNESS * v, dim=1)).sum(dim=1, keepdim=True).clamp(min=0, max=1)
+        full = _SoftmaxPool.apply(v.reshape(n, taps * taps, *self.shape_out), self.weight)
+        full = full.clamp(min=0, max=1)
         m = self.margin
         return full[:, :, m : m + self.size[0], m : m + self.size[1]], full
+
+
+class _SoftmaxPool(torch.autograd.Function):
+    """``m = sum_k a_k softmax_k(20 a)`` with ``a = weight * v``, pooled over dim 1.
+
+    The forward is TorchRay's arithmetic (same ops, same order); the backward is the closed form
+    ``dm/da_k = s_k (1 + 20 (a_k - m))`` computed in place in one buffer, which saves most of the
+    K-sized temporaries autograd would keep and write (the pooling is most of the time).
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        a = weight * v  # [N, K, H, W]
+        s = F.softmax(COLDNESS * a, dim=1)
+        m = (a * s).sum(dim=1, keepdim=True)
+        ctx.save_for_backward(a, s, m, weight)
+        return m
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        a, s, m, weight = ctx.saved_tensors
+        g = (a - m).mul_(COLDNESS).add_(1).mul_(s).mul_(grad).mul_(weight)  # one K-sized buffer
+        return g, None
 
 
 def _check_areas(areas: float | Sequence[float]) -> tuple[float, ...]:

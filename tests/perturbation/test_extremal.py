@@ -17,13 +17,18 @@ from torch import nn
 
 import pyxai
 from pyxai.engine.view import same_state, state_fingerprint
-from pyxai.perturbation.extremal import ExtremalPerturbation, MaskGenerator
+from pyxai.perturbation.extremal import ExtremalPerturbation, MaskGenerator, _SoftmaxPool
 from pyxai.perturbation.pyramid import apply_pyramid, gaussian_blur, perturbation_pyramid
 
 ep_ref = pytest.importorskip("torchray.attribution.extremal_perturbation")
 torchray_utils = pytest.importorskip("torchray.utils")
 
-TOL = 1e-4  # masks in [0, 1]; batched forwards round differently, SGD carries it on
+# masks in [0, 1]. Batched forwards round differently from TorchRay's single-image ones; a mask
+# value that lands on the other side of a pyramid level (floor(m (L - 1))) gets another gradient
+# there, which SGD carries on, so the rare worst pixel moves by up to ~3e-4 while the mean stays
+# at float noise
+TOL = 1e-3
+MEAN_TOL = 1e-5
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside TorchRay's MaskGenerator
 
 
@@ -50,9 +55,11 @@ def _torchray(model, x, targets, **kw):
     return torch.stack(masks), torch.stack(hists)
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> None:
-    err = (a - b).abs().max().item()
-    assert err <= tol * (1 + b.abs().max().item()), err
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL, mean_tol: float = MEAN_TOL) -> None:
+    scale = 1 + b.abs().max().item()
+    err = (a - b).abs()
+    assert err.max().item() <= tol * scale, err.max().item()
+    assert err.mean().item() <= mean_tol * scale, err.mean().item()
 
 
 def test_building_blocks_equal_torchray(rng):
@@ -74,6 +81,14 @@ def test_building_blocks_equal_torchray(rng):
         p = torch.rand(3, 1, *gen.shape_in, generator=rng)
         for ours, theirs in zip(gen.generate(p), ref.generate(p)):
             _close(ours, theirs, 1e-6)
+
+
+def test_softmax_pooling_backward_is_the_closed_form(rng):
+    v = torch.rand(2, 9, 5, 4, generator=rng, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(9, 5, 4, generator=rng, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: _SoftmaxPool.apply(v, w), (v,))
+    a = w * v
+    assert torch.allclose(_SoftmaxPool.apply(v, w), (a * torch.softmax(20 * a, 1)).sum(1, True))
 
 
 @pytest.mark.parametrize("variant,perturbation,jitter", [
