@@ -27,6 +27,7 @@ K blocks of relevance at once and the ops compute each rule's ``z`` once for all
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -72,6 +73,7 @@ class _LayerState:
     session: Session
     inplace: bool
     bypass: bool = False  # True while the rule's backward re-runs the module (Norm, generic path)
+    takes_nonneg: bool = True  # False: a user's Rule written before ``nonneg`` existed
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The module's own forward; in-place modules (ReLU(inplace=True)) run out of place."""
@@ -93,7 +95,10 @@ class _LayerState:
     def relevance(self, x, out, grad, nonneg: bool) -> torch.Tensor:
         self.bypass = True
         try:
-            return self.rule.backward(self.module, x, out, grad.contiguous(), self.session.backend, nonneg)
+            if self.takes_nonneg:
+                return self.rule.backward(self.module, x, out, grad.contiguous(), self.session.backend,
+                                          nonneg)
+            return self.rule.backward(self.module, x, out, grad.contiguous(), self.session.backend)
         finally:
             self.bypass = False
 
@@ -259,7 +264,8 @@ def install_rules(
         module.register_forward_hook(_linearity_hook(name, composite))
     for module, rule in assignments:
         inplace = bool(getattr(module, "inplace", False))
-        state = _LayerState(module, rule, module.forward, session, inplace)
+        takes = "nonneg" in inspect.signature(rule.backward).parameters
+        state = _LayerState(module, rule, module.forward, session, inplace, takes_nonneg=takes)
         module.forward = _wrapper(state)
     for module in model.modules():
         if isinstance(module, NONNEG_OUTPUT + SIGN_PRESERVING):

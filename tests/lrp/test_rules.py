@@ -155,3 +155,21 @@ def test_native_used_when_available():
     a = rules.ZPlus().backward(m, x, None, r, "native")
     b = rules.ZPlus().backward(m, x, None, r, "reference")
     torch.testing.assert_close(a, b)
+
+
+def test_user_rule_without_nonneg_keyword(rng):
+    """A user's Rule with the earlier backward signature (no ``nonneg``) still runs."""
+    import pyxai
+    from pyxai.lrp import Composite
+
+    class Halve(rules.Rule):
+        def backward(self, module, x, out, grad, backend=None):
+            return grad * 0.5
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    x = torch.rand(3, 4, generator=rng)
+    comp = Composite(layer_map=[(nn.ReLU, Halve()), (nn.Linear, rules.Epsilon())])
+    got = pyxai.LRP(model, composite=comp).attribute(x, target=1)
+    want = pyxai.LRP(model, composite=Composite(layer_map=[(nn.ReLU, rules.Pass()),
+                                                           (nn.Linear, rules.Epsilon())])).attribute(x, 1)
+    torch.testing.assert_close(got, want * 0.5)
