@@ -15,34 +15,13 @@ calling thread (other threads' forwards pass through unchanged).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from pyxai.engine.view import ModelView, is_training, warn_training
-
-#: Set while an explainer runs another one on its behalf (NoiseTunnel's wrapped method): the
-#: outer call has warned about training mode and validated the inputs already.
-_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("pyxai_nested", default=False)
-
-
-@contextlib.contextmanager
-def nested_call() -> Iterator[None]:
-    """Mark the explainer calls made inside the block as parts of one outer call (no second
-    training-mode warning, no second input check)."""
-    token = _NESTED.set(True)
-    try:
-        yield
-    finally:
-        _NESTED.reset(token)
-
-
-def is_nested() -> bool:
-    """Whether the current call runs inside :func:`nested_call`."""
-    return _NESTED.get()
+from pyxai.engine.view import ModelView, is_nested, is_training, warn_training
 
 
 def model_view(forward_func: Callable) -> ModelView | None:
@@ -56,17 +35,6 @@ def model_view(forward_func: Callable) -> ModelView | None:
     if not is_nested() and is_training(forward_func):
         warn_training(forward_func)
     return ModelView(forward_func)
-
-
-def model_forward(forward_func: Callable) -> Callable:
-    """What an explainer that registers no hooks runs: ``forward_func`` itself for eval-mode
-    modules and plain callables (nothing could change them), a view with private buffers for a
-    module in training mode (warning once per call)."""
-    if isinstance(forward_func, nn.Module) and is_training(forward_func):
-        view = model_view(forward_func)
-        assert view is not None
-        return view.module
-    return forward_func
 
 
 def check_layers(model: object, layers: Sequence[nn.Module], name: str = "target_layers") -> list:

@@ -23,8 +23,10 @@ builds its own, so concurrent calls never share one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -104,6 +106,27 @@ class ModelView:
         return self.module(*args, **kwargs)
 
 
+#: Set while an explainer runs another one on its behalf (NoiseTunnel's wrapped method): the
+#: outer call has warned about training mode and validated the inputs already.
+_NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("pyxai_nested", default=False)
+
+
+@contextlib.contextmanager
+def nested_call() -> Iterator[None]:
+    """Mark the explainer calls made inside the block as parts of one outer call (no second
+    training-mode warning, no second input check)."""
+    token = _NESTED.set(True)
+    try:
+        yield
+    finally:
+        _NESTED.reset(token)
+
+
+def is_nested() -> bool:
+    """Whether the current call runs inside :func:`nested_call`."""
+    return _NESTED.get()
+
+
 def forward_view(forward_func: Callable) -> Callable:
     """What an explainer calls instead of ``forward_func`` when it only runs forwards.
 
@@ -112,7 +135,8 @@ def forward_view(forward_func: Callable) -> Callable:
     an eval-mode module and plain callables are returned as they are (nothing would change them).
     """
     if isinstance(forward_func, nn.Module) and is_training(forward_func):
-        warn_training(forward_func)
+        if not is_nested():
+            warn_training(forward_func)
         return ModelView(forward_func).module
     return forward_func
 

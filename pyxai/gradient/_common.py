@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pyxai.engine.base import Explainer
-from pyxai.engine.hooks import is_nested
 from pyxai.engine.targets import ResolvedTarget, resolve_target
+from pyxai.engine.view import is_nested
 
 Inputs = tuple[torch.Tensor, ...]
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from pyxai.engine.hooks import is_nested, model_forward
 from pyxai.engine.targets import ResolvedTarget
+from pyxai.engine.view import forward_view, is_nested
 from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
@@ -162,7 +162,7 @@ class IntegratedGradients(GradientAttribution):
                 raise ValueError(f"internal_batch_size must be a positive int, got "
                                  f"{internal_batch_size!r}")
             per = max(1, int(internal_batch_size) // b)
-        forward = model_forward(self.forward_func)
+        forward = forward_view(self.forward_func)
         target = resolve_none(forward, inp, target, args)
         xs = tuple(x.detach() for x in inp)
         weights = torch.tensor(sizes).float().to(xs[0].device)  # as Captum: float32 step sizes
@@ -219,4 +219,4 @@ class IntegratedGradients(GradientAttribution):
         _, attrs = format_inputs(attributions, "attributions")
         bases = format_baselines(start_point, ends)
         args = format_args(additional_forward_args)
-        return self._delta(model_forward(self.forward_func), attrs, ends, bases, target, args)
+        return self._delta(forward_view(self.forward_func), attrs, ends, bases, target, args)

@@ -20,8 +20,8 @@ import torch
 
 from pyxai.engine.base import Explainer
 from pyxai.engine.checks import check_finite, check_int
-from pyxai.engine.hooks import model_forward, nested_call
 from pyxai.engine.targets import ResolvedTarget
+from pyxai.engine.view import forward_view, nested_call
 from pyxai.gradient._common import (
     Inputs,
     RepeatedTarget,
@@ -147,7 +147,7 @@ class NoiseTunnel(Explainer):
         args = format_args(kwargs.get("additional_forward_args"))
         target = kwargs.pop("target", None)
         if self.forward_func is not None:
-            forward = model_forward(self.forward_func)  # warns once for a train-mode model
+            forward = forward_view(self.forward_func)  # warns once for a train-mode model
             target = resolve_none(forward, inp, target, args)
         if kwargs.get("baselines") is not None:
             bl = kwargs["baselines"]
@@ -210,7 +210,7 @@ class NoiseTunnel(Explainer):
         if self.forward_func is None:
             raise TypeError("the wrapped method has no forward_func to resolve the target on")
         with torch.no_grad():
-            return model_forward(self.forward_func)(*inp, *args)
+            return forward_view(self.forward_func)(*inp, *args)
 
     @staticmethod
     def _noisy(inp: Inputs, sds: tuple[float, ...], n: int, gen: torch.Generator | None

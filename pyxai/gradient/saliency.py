@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from pyxai.engine.hooks import model_forward
+from pyxai.engine.view import forward_view
 from pyxai.gradient._common import GradientAttribution, format_call, format_output, input_gradients
 
 
@@ -48,7 +48,7 @@ class Saliency(GradientAttribution):
             Tensor (or tuple) shaped like ``inputs``.
         """
         is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
-        grads, _ = input_gradients(model_forward(self.forward_func), inp, target, args,
+        grads, _ = input_gradients(forward_view(self.forward_func), inp, target, args,
                                    create_graph)
         if abs:
             grads = tuple(g.abs() for g in grads)
@@ -83,6 +83,6 @@ class InputXGradient(GradientAttribution):
             Tensor (or tuple) shaped like ``inputs``.
         """
         is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
-        grads, _ = input_gradients(model_forward(self.forward_func), inp, target, args,
+        grads, _ = input_gradients(forward_view(self.forward_func), inp, target, args,
                                    create_graph)
         return format_output(is_tuple, tuple(g * x.detach() for g, x in zip(grads, inp)))
