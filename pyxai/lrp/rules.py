@@ -97,8 +97,7 @@ class _DeclaredRule(Rule):
         if isinstance(module, nn.Linear):
             cin, cout = x.shape[-1], grad.shape[-1]
             if lo is not None:
-                lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=x.device).expand_as(x).reshape(-1, cin)
-                          for v in (lo, hi))
+                lo, hi = (lrp_ops._box(v, x, n).reshape(-1, cin) for v, n in ((lo, "low"), (hi, "high")))
             rel = lrp_ops.lrp_linear(
                 x.reshape(-1, cin), grad.reshape(-1, cout), weight, bias,
                 None if out is None else out.reshape(-1, cout), prog, lo, hi, nonneg, backend=backend,

@@ -161,6 +161,8 @@ def _check_tensors(
 def _box(bound: torch.Tensor | float | None, x: torch.Tensor, name: str) -> torch.Tensor:
     if bound is None:
         raise ValueError(f"rule 'zbox' needs {name}")
+    if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+        return expand_like(bound, x, name)  # a device fill, no host-to-device copy
     t = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
     if t.dim() < x.dim() and t.dim() > 0 and t.shape[0] == x.shape[1]:
         t = t.reshape(1, -1, *([1] * (x.dim() - 2)))  # per-channel bounds
