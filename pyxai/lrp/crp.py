@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pyxai.engine.checks import check_output_batch
+from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target
 from pyxai.lrp.explainer import _PropagationBase, _Run
 
@@ -251,7 +252,8 @@ class CRP(_PropagationBase):
             _, acts = self._forward_capture(run, x_rep, [layer], stop_at=layer)
         finally:
             run.session.replicas = 1
-        (rel,) = torch.autograd.grad(acts[layer], x_rep, rel_rows.to(acts[layer].dtype))
+        with hot_path(x.device):  # the replicated rules' backward: no host sync
+            (rel,) = torch.autograd.grad(acts[layer], x_rep, rel_rows.to(acts[layer].dtype))
         return rel
 
     # ------------------------------------------------------------------------------------------

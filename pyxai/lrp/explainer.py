@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pyxai.engine.checks import check_inputs, check_output_batch, check_same_device
+from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import ResolvedTarget, Target, resolve_target
 from pyxai.engine.view import ModelView, is_training
 from pyxai.lrp.canonizers import CanonizerSpec, canonize, resolve_canonizers
@@ -178,7 +179,8 @@ class LRP(_PropagationBase):
             check_output_batch(outputs, x.shape[0])
             init, _ = self._initial_relevance(outputs, target, create_graph)
             try:
-                (rel,) = torch.autograd.grad(outputs, x, init, create_graph=create_graph)
+                with hot_path(x.device):  # every layer's rule: no host sync
+                    (rel,) = torch.autograd.grad(outputs, x, init, create_graph=create_graph)
             finally:
                 run.session.relevance = False  # from now on the graph gives true derivatives
         if not create_graph:

@@ -1,4 +1,4 @@
-"""No host sync in any hot path on CUDA: every chunk after the first (and LRP's backward) runs with
+"""No host sync in any hot path on CUDA: every chunk after the first (and LRP's and CRP's rule backward) runs with
 ``torch.cuda.set_sync_debug_mode("error")`` (``PYXAI_SYNC_DEBUG=1``, see pyxai.engine.sync), so a
 ``.item()``, ``.tolist()``, ``bool(tensor)`` or blocking copy there raises. Skipped without a GPU."""
 
@@ -43,6 +43,8 @@ def cases(model: torch.nn.Module) -> dict:
         .attribute(x, target=t),
         "sidu": lambda x, t: pyxai.SIDU(model, layer).attribute(x, target=t),
         "lrp": lambda x, t: pyxai.LRP(model).attribute(x, target=t),
+        "crp": lambda x, t: pyxai.CRP(model).attribute(x, target=t,
+                                                       concepts={"layer3.0.conv1": [1, 5]}),
         "deletion": lambda x, t: pyxai.metrics.deletion(model, x, x.abs().sum(1), target=t,
                                                         n_steps=16),
         "insertion": lambda x, t: pyxai.metrics.insertion(model, x, x.abs().sum(1), target=t,
@@ -54,7 +56,7 @@ def cases(model: torch.nn.Module) -> dict:
     }
 
 
-NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "scorecam", "sidu", "lrp", "deletion",
+NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "scorecam", "sidu", "lrp", "crp", "deletion",
          "insertion", "mu_fidelity", "max_sensitivity"]
 
 
