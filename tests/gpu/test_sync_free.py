@@ -1,5 +1,6 @@
-"""No host sync in any hot path on CUDA: every chunk after the first (and LRP's and CRP's rule backward) runs with
-``torch.cuda.set_sync_debug_mode("error")`` (``PYXAI_SYNC_DEBUG=1``, see pyxai.engine.sync), so a
+"""No host sync in any hot path on CUDA: every chunk after the first (and the LRP/CRP rules'
+backward) runs with ``torch.cuda.set_sync_debug_mode("error")`` (``PYXAI_SYNC_DEBUG=1``, see
+pyxai.engine.sync), so a
 ``.item()``, ``.tolist()``, ``bool(tensor)`` or blocking copy there raises. Skipped without a GPU."""
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def cases(model: torch.nn.Module) -> dict:
     }
 
 
-NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "scorecam", "sidu", "lrp", "crp", "deletion",
-         "insertion", "mu_fidelity", "max_sensitivity"]
+NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "scorecam", "sidu", "lrp", "crp",
+         "deletion", "insertion", "mu_fidelity", "max_sensitivity"]
 
 
 @pytest.mark.parametrize("name", NAMES)
