@@ -10,7 +10,8 @@ from pyxai import registry
 from pyxai.cli import main
 from pyxai.engine.view import same_state, state_fingerprint
 
-FAST = {"rise": {"n_masks": 64}, "sobol": {"nb_design": 2, "grid_size": 4}}
+FAST = {"rise": {"n_masks": 64}, "sobol": {"nb_design": 2, "grid_size": 4},
+        "extremal": {"max_iter": 5}, "meaningful": {"iterations": 5}}
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -15,7 +15,10 @@ from tests.engine.test_view import randomised_resnet18
 
 FAST = {"rise": {"n_masks": 48, "batch_size": 16}, "sobol": {"nb_design": 2, "grid_size": 4},
         "scorecam": {"batch_size": 64},
-        "smoothgrad": {"seed": 0}}  # Captum's default noise is the global RNG: not per-thread exact
+        # Captum's default noise is the global RNG, shared by threads: only a seeded run is exact
+        "smoothgrad": {"seed": 0},
+        "extremal": {"max_iter": 4, "step": 4, "sigma": 8},
+        "meaningful": {"iterations": 4, "mask_size": 8}}
 
 
 def explainers(model: torch.nn.Module) -> dict:
