@@ -22,8 +22,8 @@ $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { log "BUILD FAILED"
 log "build took $(( $(date +%s) - start )) s"
 $PY -m pyxai.cli info | tee -a "$OUT/summary.txt"
 
-log "CUDA parity tests"
-$PY -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -30 | tee -a "$OUT/summary.txt"
+log "CUDA parity tests (forward, backward, sync-debug)"
+$PY -m pytest tests/gpu tests/lrp/test_cuda.py -q -p no:cacheprovider 2>&1 | tail -30 | tee -a "$OUT/summary.txt"
 
 log "compute-sanitizer"
 SAN=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
