@@ -106,8 +106,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            init={"nb_design": 16}),
     Method("lrp", "LRP", "LRP, epsilon_plus_flat composite"),
     Method("extremal", "ExtremalPerturbation",
-           "extremal perturbation (TorchRay), areas 5/10/20 % summed, 300 steps",
-           init={"areas": (0.05, 0.1, 0.2), "max_iter": 300}),
+           "extremal perturbation (TorchRay), area 10 %, 300 steps",
+           init={"areas": (0.1,), "max_iter": 300}),
     Method("meaningful", "MeaningfulPerturbation",
            "meaningful perturbation (Fong & Vedaldi 2017), 1 - mask, 300 steps"),
 ]}
