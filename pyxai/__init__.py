@@ -4,7 +4,7 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 (``pyxai.native_status()`` says which are available).
 """
 
-from pyxai import data, metrics, models
+from pyxai import data, metrics, models, rules
 from pyxai._native import native_status
 from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pyxai.gradient import (
@@ -16,7 +16,7 @@ from pyxai.gradient import (
     NoiseTunnel,
     Saliency,
 )
-from pyxai.lrp import CRP, LRP, rules
+from pyxai.lrp import CRP, LRP
 from pyxai.perturbation import (
     RISE,
     ExtremalPerturbation,

@@ -31,3 +31,30 @@ class Explainer:
     def __repr__(self) -> str:
         model = type(self.forward_func).__name__
         return f"{type(self).__name__}({model})"
+
+
+class CaptumAttribution(Explainer):
+    """Captum's attribution-method surface for pyxai's Captum drop-ins: ``multiplies_by_inputs``,
+    ``has_convergence_delta()`` and ``attribute_future`` (Captum's asynchronous forward, which pyxai
+    does not implement: it raises NotImplementedError, as Captum's gradient methods do).
+
+    Subclasses set ``_multiply_by_inputs`` and ``_convergence_delta`` (class or instance
+    attributes; both False by default; Captum's perturbation methods multiply by inputs).
+    """
+
+    _multiply_by_inputs: bool = False
+    _convergence_delta: bool = False
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        return self._convergence_delta
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Not implemented in pyxai (Captum's ``Future``-returning forward functions)."""
+        raise NotImplementedError(
+            f"attribute_future is not implemented for {type(self).__name__} in pyxai; call "
+            "attribute() (pyxai queues device work asynchronously without futures)"
+        )

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pyxai.engine.base import Explainer
+from pyxai.engine.base import CaptumAttribution
 from pyxai.engine.targets import ResolvedTarget, resolve_target
 from pyxai.engine.view import is_nested
 
@@ -101,23 +101,9 @@ def format_call(forward_func: Any, inputs: Any, additional_forward_args: Any
     return is_tuple, inp, format_args(additional_forward_args)
 
 
-class GradientAttribution(Explainer):
-    """Captum's attribution-method surface of the gradient explainers: ``forward_func``, the
-    ``multiplies_by_inputs`` property and ``has_convergence_delta()``.
-
-    Subclasses set ``_multiply_by_inputs`` and ``_convergence_delta`` (class or instance
-    attributes; both False by default).
-    """
-
-    _multiply_by_inputs: bool = False
-    _convergence_delta: bool = False
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
-    def has_convergence_delta(self) -> bool:
-        return self._convergence_delta
+class GradientAttribution(CaptumAttribution):
+    """Captum's attribution-method surface of the gradient explainers (``forward_func``,
+    ``multiplies_by_inputs``, ``has_convergence_delta()``, ``attribute_future``)."""
 
 
 def run_forward(forward_func: Callable, inputs: Inputs, args: tuple) -> torch.Tensor:

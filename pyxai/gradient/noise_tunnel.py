@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pyxai.engine.base import Explainer
+from pyxai.engine.base import CaptumAttribution, Explainer
 from pyxai.engine.checks import check_finite, check_int
 from pyxai.engine.targets import ResolvedTarget
 from pyxai.engine.view import forward_view, nested_call
@@ -65,7 +65,7 @@ def _captum_target(t: ResolvedTarget) -> Any:
                     "NoiseTunnel")
 
 
-class NoiseTunnel(Explainer):
+class NoiseTunnel(CaptumAttribution):
     """Average an attribution method over Gaussian-noised copies of the inputs.
 
     Args:

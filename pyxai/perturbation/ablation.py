@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pyxai.engine.accumulators import ItemScores
-from pyxai.engine.base import Explainer
+from pyxai.engine.base import CaptumAttribution
 from pyxai.engine.checks import check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
@@ -80,7 +80,7 @@ def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if n == 1 else x.repeat(n, *([1] * (x.dim() - 1)))
 
 
-class FeatureAblation(Explainer):
+class FeatureAblation(CaptumAttribution):
     """Ablate groups of input features (set them to the baseline) and measure the output drop.
 
     Drop-in for ``captum.attr.FeatureAblation``: each feature group (by default every scalar of
@@ -96,6 +96,8 @@ class FeatureAblation(Explainer):
         >>> ablator = pyxai.FeatureAblation(model)
         >>> attr = ablator.attribute(x, target=3, feature_mask=segments)   # Tensor like x
     """
+
+    _multiply_by_inputs = True  # as Captum's PerturbationAttribution
 
     def __init__(self, forward_func: Callable[..., torch.Tensor], backend: str | None = None) -> None:
         super().__init__(forward_func)
@@ -205,7 +207,7 @@ class FeatureAblation(Explainer):
         return tuple(out)
 
 
-class Occlusion(Explainer):
+class Occlusion(CaptumAttribution):
     """Slide a window over the input, set it to the baseline and measure the output drop.
 
     Drop-in for ``captum.attr.Occlusion``: windows start at multiples of the stride along every dim
@@ -221,6 +223,8 @@ class Occlusion(Explainer):
         >>> occ = pyxai.Occlusion(model)
         >>> attr = occ.attribute(x, sliding_window_shapes=(3, 15, 15), strides=(3, 8, 8), target=3)
     """
+
+    _multiply_by_inputs = True  # as Captum's PerturbationAttribution
 
     def __init__(self, forward_func: Callable[..., torch.Tensor], backend: str | None = None) -> None:
         super().__init__(forward_func)

@@ -1,0 +1,16 @@
+"""``pyxai.rules``: the LRP rules, importable as a module (``from pyxai.rules import Epsilon``, as
+``from zennit.rules import Epsilon``). They live in :mod:`pyxai.lrp.rules`."""
+
+from pyxai.lrp.rules import (  # noqa: F401  (re-exported)
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Norm,
+    Pass,
+    Rule,
+    WSquare,
+    ZBox,
+    ZPlus,
+    __all__,
+)
