@@ -17,30 +17,30 @@ from pathlib import Path
 import torch
 
 from pyxai import registry
+from pyxai.engine.view import ModelView
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 
 
 def _last_feature_layer(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """The last module (in execution order) whose output is a 4-D or 5-D feature map."""
+    """The last module (in execution order) whose output is a 4-D or 5-D feature map.
+
+    The probing hooks go on a :class:`~pyxai.engine.view.ModelView`, never on ``model``.
+    """
     order: list[torch.nn.Module] = []
-    handles = []
+    view = ModelView(model)
     for mod in model.modules():
         if mod is model:
             continue
 
-        def hook(m: torch.nn.Module, inp: tuple, out: object) -> None:
+        def hook(m: torch.nn.Module, inp: tuple, out: object, orig: torch.nn.Module = mod) -> None:
             if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and out.shape[-1] > 1:
-                order.append(m)
+                order.append(orig)
 
-        handles.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+        view[mod].register_forward_hook(hook)  # dropped with the view
+    with torch.no_grad():
+        view(x[:1])
     if not order:
         raise ValueError("the model has no module with a 4-D/5-D output to use as target layer")
     last = order[-1]
