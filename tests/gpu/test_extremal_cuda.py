@@ -17,13 +17,6 @@ import pyxai
 DEV = "cuda"
 
 
-@pytest.fixture
-def sync_debug(monkeypatch):
-    monkeypatch.setenv("PYXAI_SYNC_DEBUG", "1")
-    yield
-    torch.cuda.set_sync_debug_mode(0)
-
-
 def _demo(n: int, seed: int = 777):
     x, labels, _ = pyxai.data.shapes(n, seed=seed)
     return x, labels

@@ -15,13 +15,6 @@ DEV = "cuda"
 
 
 @pytest.fixture
-def sync_debug(monkeypatch):
-    monkeypatch.setenv("PYXAI_SYNC_DEBUG", "1")
-    yield
-    torch.cuda.set_sync_debug_mode(0)
-
-
-@pytest.fixture
 def model(rng):
     return randomised_resnet18(rng).to(DEV)
 
