@@ -10,7 +10,7 @@ from torch import nn
 
 import pyxai
 from pyxai.cam._resize import resize_cams
-from tests.gradient._models import ARCHS, last_conv_layer, mid_layer
+from tests.gradient._models import ARCHS, last_conv_layer, mid_layer, randomise_bn
 
 pg = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import (  # noqa: E402
@@ -72,7 +72,7 @@ def test_grad_cams(arch, cls, rng):
 
 @pytest.mark.parametrize("cls", ["GradCAM", "GradCAMPlusPlus"])
 def test_video(cls, rng):
-    m = torchvision.models.video.r3d_18(num_classes=5).eval()
+    m = randomise_bn(torchvision.models.video.r3d_18(num_classes=5), rng).eval()
     x = torch.randn(2, 3, 4, 32, 32, generator=rng)
     for layer in (m.layer4[-1], m.layer3[-1]):
         ref = getattr(pg, cls)(m, [layer])

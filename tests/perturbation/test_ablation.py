@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import pyxai
+from tests.gradient._models import randomise_bn
 
 captum_attr = pytest.importorskip("captum.attr")
 torchvision = pytest.importorskip("torchvision")
@@ -28,7 +29,8 @@ def _close(a, c):
 def resnet():
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+        m = torchvision.models.resnet18(weights=None, num_classes=10)
+        return randomise_bn(m, torch.Generator().manual_seed(0)).eval()  # trained-like BN stats
 
 
 @pytest.fixture(scope="module")
