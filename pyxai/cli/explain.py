@@ -1,16 +1,13 @@
-"""The ``pyxai`` command line: ``info``, ``explain`` and ``bench``.
+"""``pyxai explain``: explain images (default: the bundled demo model and images).
 
-    pyxai info                              # versions, native status, devices
     pyxai explain                           # bundled demo model + images, every method, overlays + table
     pyxai explain cat.jpg --model torchvision:resnet50 --weights resnet50.pth --method gradcam
-    pyxai bench rise occlusion --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -143,27 +140,6 @@ def _load_images(paths: list[str], size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-# ------------------------------------------------------------------------------------------------
-# commands
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    import pyxai
-
-    status = pyxai.native_status()
-    print(f"pyxai {pyxai.__version__}")
-    print(f"torch {status['torch']} (CUDA {status['torch_cuda']}), python {status['python']}")
-    print("devices: cpu" + (f", cuda x{torch.cuda.device_count()}" if status["cuda_available"] else ""))
-    if status["compiled"]:
-        print(f"native: compiled for {', '.join(status['devices'])}; ops: {', '.join(status['ops'])}")
-        print(f"build: {json.dumps(status['build'])}")
-    else:
-        print(f"native: not available — {status['reason']}")
-    print(f"default backend: {status['backend_default']}")
-    print(f"methods: {', '.join(registry.names())}")
-    return 0
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     wanted = args.method or registry.names()
     for name in wanted:
@@ -226,20 +202,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from pyxai.benchmark import core
-
-    registry = core.load_all()
-    methods = args.methods or sorted(registry)
-    rows = core.run_methods(methods, quick=args.quick, repeat=args.repeat, device=args.device,
-                            only=args.only, json_path=args.json)
-    return 1 if any(r["status"].startswith("PARITY FAIL") for r in rows) else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyxai", description="Fast, faithful attribution for PyTorch.")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions, native status, devices").set_defaults(fn=cmd_info)
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``explain`` sub-command to the ``pyxai`` parser."""
     e = sub.add_parser("explain", help="explain images (default: the bundled demo)")
     e.add_argument("images", nargs="*", help="image files (default: bundled demo images)")
     e.add_argument("--model", default="demo", help="'demo' or 'torchvision:<name>'")
@@ -251,25 +217,3 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=2024, help="seed of the demo images")
     e.add_argument("--json", help="also write the table as JSON")
     e.set_defaults(fn=cmd_explain)
-    b = sub.add_parser("bench", help="native vs reference vs anchors, parity checked first")
-    b.add_argument("methods", nargs="*", help="methods (default: all registered)")
-    b.add_argument("--quick", action="store_true", help="small shapes only")
-    b.add_argument("--repeat", type=int, default=3, help="timed runs per implementation")
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--only", action="append", help="only these implementations (plus the floor)")
-    b.add_argument("--json", help="write all rows as JSON")
-    b.set_defaults(fn=cmd_bench)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"pyxai {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
