@@ -29,6 +29,7 @@ from pyxai.metrics.localisation import (
 )
 from pyxai.metrics.randomisation import model_parameter_randomisation
 from pyxai.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
+from pyxai.metrics.video import metric_reliability, video_deletion, video_insertion
 
 __all__ = [
     "auc",
@@ -46,3 +47,4 @@ __all__ = [
     "rise_blur",
     "rise_blur_weights",
 ]
+__all__ += ["metric_reliability", "video_deletion", "video_insertion"]
