@@ -68,3 +68,18 @@ def test_bad_inputs_targets_and_rewards(rng):
         pyxai.STEP(_net(), areas=(0.1, 0.9), max_iter=2, sigma=7.0, core_frames=3).attribute(x, 0)
     with pytest.raises(ValueError, match="one row per clip"):
         pyxai.STEP(lambda v: v.mean(), max_iter=2, sigma=7.0, core_frames=3).attribute(x, 0)
+
+
+def test_registry_entry_is_clip_only(rng, capsys):
+    from pyxai import registry
+    from pyxai.cli import main
+
+    assert "step" in registry.names(inputs="clip") and "step" not in registry.names(inputs="image")
+    assert "step" in registry.names()
+    net = _net(logits=True)
+    x = torch.rand(2, 3, 6, 24, 24, generator=rng)
+    explain = registry.build("step", net, max_iter=2, sigma=7.0, core_frames=3)
+    masks = explain(x, torch.tensor([0, 3]))
+    assert masks.shape == (2, 1, 1, 6, 24, 24) and 0 <= masks.min() and masks.max() <= 1
+    assert main(["explain", "--method", "step"]) == 2
+    assert "explains clip models" in capsys.readouterr().err
