@@ -213,8 +213,8 @@ class STEP(Explainer):
         reward_weight = REWARD_WEIGHT[self.objective]
         masks = params
         for t in range(self.max_iter):
-            vol_perm, core_perms = perms.next()
             with hot_path(x.device):
+                vol_perm, core_perms = perms.next()  # CPU draws, asynchronous copies
                 masks, full = gen.generate(params, self.backend)
                 reward = self._reward(model, score, pyramid, masks, sample, clip_of_row,
                                       (rows, frames)) * reward_weight
