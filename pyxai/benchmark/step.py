@@ -6,7 +6,7 @@ gradient backwards of ``B * A`` clips).
 Workloads (CPU by default; random-weight clip models with a softmax head, seed 0; targets = the
 predicted classes; the core term switched on after 1/4 of the iterations so that it is timed):
 
-* quick=True: a small 3-D CNN, 2 clips x 2 areas, 6 frames of 24 x 24, 6 steps (a few seconds);
+* quick=True: a small 3-D CNN, 2 clips x 2 areas, 6 frames of 16 x 16, 4 steps (a few seconds);
 * quick=False: the same CNN, 4 clips x 3 areas, 8 frames of 32 x 32, 40 steps; and torchvision's
   r3d_18, 4 clips x 3 areas, 8 frames of 32 x 32, 10 steps.
 
@@ -90,7 +90,7 @@ def _case(name: str, model: nn.Module, clips: int, areas: tuple[float, ...], fra
 @register("step")
 def step_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_case("3-D CNN", clip_cnn(), 2, (0.1, 0.3), 6, 24, 6, device, sigma=7.0,
+        return [_case("3-D CNN", clip_cnn(), 2, (0.1, 0.3), 6, 16, 4, device, sigma=5.0,
                       core_frames=3)]
     return [
         _case("3-D CNN", clip_cnn(), 4, (0.05, 0.1, 0.2), 8, 32, 40, device, sigma=11.0),
