@@ -29,6 +29,10 @@ Every mask is independent of the others, so the summed energy of B x A masks giv
 gradient it would get alone: the batched run equals B x A one-clip one-area runs with the same
 permutations. Nothing is read back to the host per iteration (the history stays on the device;
 the permutations are drawn on the CPU and copied asynchronously).
+
+The sorts are the reference's ``torch.sort`` (then, on the CPU, the masks equal those of TCSVT's
+own code run after ``torch.manual_seed(seed)``), or stable ones with ``stable_sort=True`` (ties in
+the random permutation's order: CPU and CUDA agree).
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class STEP(Explainer):
             (preserve: its negative is minimised; delete: it is minimised; dual: both), ``rows``
             the clip of each output row; ``target`` must then be None. Default: "log".
         smooth: blur the final masks per frame with ``sigma = smooth * min(H, W)`` (0: off).
+        stable_sort: False: ``torch.sort`` as the reference (on the CPU the masks equal TCSVT's
+            code; ties after the random permutation in the sort's own order, which differs on
+            CUDA). True: a stable sort, ties in permutation order: the same masks on every device.
+            Over hundreds of steps the two tie orders lead to visibly different masks (both are
+            valid STEP runs). Default: False.
         backend: backend of the ``pyxai.ops`` calls ("auto" | "native" | "reference" | None).
 
     Examples::
@@ -127,6 +136,7 @@ class STEP(Explainer):
         softmax: bool = False,
         reward: str | Callable[..., torch.Tensor] = "log",
         smooth: float = 0.0,
+        stable_sort: bool = False,
         backend: str | None = None,
     ) -> None:
         super().__init__(model)
@@ -164,6 +174,7 @@ class STEP(Explainer):
                 or not math.isfinite(smooth) or smooth < 0:
             raise ValueError(f"smooth must be a finite number >= 0, got {smooth!r}")
         self.smooth = float(smooth)
+        self.stable_sort = bool(stable_sort)
         self.backend = backend
 
     # ------------------------------------------------------------------------------------------
@@ -193,7 +204,7 @@ class STEP(Explainer):
         out_px = gen.shape_out[0] * gen.shape_out[1]
         step = self.objective == "step"
         core = CoreLoss(frames, gen.shape_out, self.areas, self.core_frames, self.core_size,
-                        self.core_shape, x.dtype, x.device) if step else None
+                        self.core_shape, x.dtype, x.device, self.stable_sort) if step else None
         per_frame = self.objective == "2d_ep"
         ref = area_targets(out_px if per_frame else frames * out_px, self.areas, x.dtype, x.device)
         ref = ref.repeat_interleave(n, dim=0)  # [A * N, V]
@@ -219,7 +230,8 @@ class STEP(Explainer):
                 reward = self._reward(model, score, pyramid, masks, sample, clip_of_row,
                                       (rows, frames)) * reward_weight
                 flat = full.reshape(rows, -1)
-                regul = area_loss(flat, ref, vol_perm, frames if per_frame else 1) * weights[t]
+                regul = area_loss(flat, ref, vol_perm, frames if per_frame else 1,
+                                  self.stable_sort) * weights[t]
                 if core is not None and t > self.core_start:
                     vol = full.reshape(n_areas, n, frames, *gen.shape_out)
                     regul = regul + core(vol, core_perms).reshape(rows) * CORE_WEIGHT

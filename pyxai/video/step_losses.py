@@ -14,9 +14,10 @@
   the explainer's seed and moved to the device without a host sync, so every device sees the same
   permutations.
 
-The sorts are stable: after the random permutation, tied voxels are ordered by the permutation
-alone (the tie randomisation the reference intends; its unstable sort orders ties in an
-implementation-defined way that differs between CPU and CUDA).
+The sorts are ``torch.sort`` as in the reference (``stable=False``: on the CPU bit-identical to
+TCSVT's code, ties in the sort's implementation-defined order, which differs on CUDA) or, with
+``stable=True``, stable: tied voxels are then ordered by the random permutation alone, the same on
+every device.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ CORE_SHAPES = ("ellipsoid", "cylinder")
 
 
 def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None = None,
-              frames: int = 1) -> torch.Tensor:
+              frames: int = 1, stable: bool = False) -> torch.Tensor:
     """``mean((sort(m) - ref)^2)`` per row (per frame, then averaged over frames when ``frames > 1``).
 
     Args:
@@ -42,6 +43,7 @@ def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None =
         ref: Tensor[R, V / frames] the sorted target of each row.
         perm: Tensor[V] int64 applied to the voxels before sorting (TCSVT), or None.
         frames: 1 for the volume (STEP, 3-D EP); T for the per-frame area of the 2-D baseline.
+        stable: a stable sort (ties in permutation order) instead of the reference's.
 
     Returns:
         Tensor[R].
@@ -49,7 +51,7 @@ def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None =
     if perm is not None:
         flat = flat[:, perm]
     r = flat.shape[0]
-    srt = flat.reshape(r * frames, -1).sort(dim=1, stable=True)[0]
+    srt = flat.reshape(r * frames, -1).sort(dim=1, stable=stable)[0]
     err = (srt.reshape(r, frames, -1) - ref[:, None]) ** 2
     return err.mean(dim=2).mean(dim=1) if frames > 1 else err[:, 0].mean(dim=1)
 
@@ -74,6 +76,7 @@ class CoreLoss:
         areas: the target areas.
         core_frames: ``k_t``. core_size: ``k_s``. shape: ``"ellipsoid"`` or ``"cylinder"``.
         dtype, device: of the masks.
+        stable: a stable sort of the responses (see the module docstring).
 
     Raises:
         ValueError naming the argument when the clip is shorter than ``core_frames``, the mask
@@ -82,7 +85,8 @@ class CoreLoss:
     """
 
     def __init__(self, frames: int, out: tuple[int, int], areas: Sequence[float], core_frames: int,
-                 core_size: int, shape: str, dtype: torch.dtype, device: torch.device) -> None:
+                 core_size: int, shape: str, dtype: torch.dtype, device: torch.device,
+                 stable: bool = False) -> None:
         if frames < core_frames:
             raise ValueError(f"core_frames={core_frames} is longer than the clip ({frames} frames)")
         if min(out) < core_size:
@@ -91,6 +95,7 @@ class CoreLoss:
         self.kernel = kernel.to(device=device, dtype=dtype)
         self.kernel_sum = self.kernel.sum()
         self.stride = (1, core_size, core_size)
+        self.stable = stable
         self.responses = (frames - core_frames + 1) * math.prod(
             (z - core_size) // core_size + 1 for z in out)
         ones = int(core_frames * core_size * core_size * ELLIPSOID_FILL)
@@ -117,7 +122,7 @@ class CoreLoss:
         r = F.conv3d(volumes.reshape(a * n, 1, *volumes.shape[2:]), self.kernel, stride=self.stride)
         r = r.reshape(a, n, -1)
         r = torch.gather(r, 2, perms[:, None, :].expand(a, n, -1))
-        r = r.sort(dim=2, descending=True, stable=True)[0]
+        r = r.sort(dim=2, descending=True, stable=self.stable)[0]
         losses = []
         for i, k in enumerate(self.topk):  # A small slices: the reference's arithmetic per area
             ri = r[i]

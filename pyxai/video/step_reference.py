@@ -9,10 +9,9 @@ core weight switches on after iteration ``core_start``. It shares nothing with
 :class:`pyxai.video.STEP` but TorchRay's mask generator (tested bit-equal to TorchRay) and blur;
 the tests also run it with TorchRay's own ``MaskGenerator``.
 
-Two deliberate differences from the reference code, both shared with :class:`pyxai.video.STEP`:
-the sorts are stable (the reference's tie order after its random permutation is
-implementation-defined), and the permutations are supplied by the caller (the reference draws
-them from the global generator) so that one-clip runs can be given the batched run's.
+One difference from the reference code: the permutations are supplied by the caller (the reference
+draws them from the global generator) so that one-clip runs can be given the batched run's; and,
+as :class:`pyxai.video.STEP`, ``stable=True`` makes the sorts stable.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ def reference_step(
     core_shape: str = "ellipsoid",
     core_start: int = 100,
     mask_generator: Callable[..., object] | None = None,
+    stable: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One clip, one area, the reference's loops.
 
@@ -71,6 +71,7 @@ def reference_step(
         objective, variant, sigma, perturbation, num_levels, core_*: as :class:`pyxai.video.STEP`.
         mask_generator: ``(shape, step, sigma) -> generator`` with ``generate(p) -> (cropped,
             full)`` (default: pyxai's, equal to TorchRay's ``MaskGenerator``).
+        stable: stable sorts (``STEP(stable_sort=True)``).
 
     Returns:
         ``(mask Tensor[1, T, H, W], history Tensor[2, max_iter])`` (reward, regulariser).
@@ -135,17 +136,17 @@ def reference_step(
         reward = reward * reward_weight
         full = torch.cat(fulls)[:, 0]  # [T, S_h, S_w]
         if objective == "2d_ep":
-            srt = full.reshape(frames, -1).sort(dim=1, stable=True)[0]
+            srt = full.reshape(frames, -1).sort(dim=1, stable=stable)[0]
             regul = ((srt - ref) ** 2).mean(dim=1).mean(dim=0) * regul_weight
         else:
             flat = full.reshape(1, -1)
             if vol_perm is not None:
                 flat = flat[:, vol_perm]
-            srt = flat.sort(dim=1, stable=True)[0]
+            srt = flat.sort(dim=1, stable=stable)[0]
             regul = ((srt - ref) ** 2).mean(dim=1) * regul_weight
         if objective == "step":
             r = F.conv3d(full[None, None], kernel, stride=(1, core_size, core_size)).reshape(1, -1)
-            r = r[:, core_perm].sort(dim=1, descending=True, stable=True)[0]
+            r = r[:, core_perm].sort(dim=1, descending=True, stable=stable)[0]
             core = ((r[:, :topk] / kernel.sum() - 1) ** 2).mean(dim=1) \
                 + ((r[:, topk:] / kernel.sum() - 0) ** 2).mean(dim=1)
             regul = regul + core * core_weight
