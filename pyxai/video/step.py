@@ -50,7 +50,13 @@ from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import ModelView, is_training
 from pyxai.perturbation.extremal import MaskGenerator, _check_areas, area_targets, growth_schedule
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
-from pyxai.video.step_losses import CORE_SHAPES, CoreLoss, Permutations, area_loss
+from pyxai.video.step_losses import (
+    CORE_SHAPES,
+    CoreLoss,
+    Permutations,
+    area_loss,
+    temporal_diff_loss,
+)
 
 OBJECTIVES = ("step", "3d_ep", "2d_ep")
 VARIANTS = ("preserve", "delete", "dual")
@@ -109,6 +115,8 @@ class STEP(Explainer):
             CUDA). True: a stable sort, ties in permutation order: the same masks on every device.
             Over hundreds of steps the two tie orders lead to visibly different masks (both are
             valid STEP runs). Default: False.
+        temporal_diff: add TCSVT's ``with_diff`` term (mean squared temporal differences of
+            orders 1..3 of the mask volume, times the area weight). Default: False.
         backend: backend of the ``pyxai.ops`` calls ("auto" | "native" | "reference" | None).
 
     Examples::
@@ -137,6 +145,7 @@ class STEP(Explainer):
         reward: str | Callable[..., torch.Tensor] = "log",
         smooth: float = 0.0,
         stable_sort: bool = False,
+        temporal_diff: bool = False,
         backend: str | None = None,
     ) -> None:
         super().__init__(model)
@@ -175,6 +184,7 @@ class STEP(Explainer):
             raise ValueError(f"smooth must be a finite number >= 0, got {smooth!r}")
         self.smooth = float(smooth)
         self.stable_sort = bool(stable_sort)
+        self.temporal_diff = bool(temporal_diff)
         self.backend = backend
 
     # ------------------------------------------------------------------------------------------
@@ -232,6 +242,9 @@ class STEP(Explainer):
                 flat = full.reshape(rows, -1)
                 regul = area_loss(flat, ref, vol_perm, frames if per_frame else 1,
                                   self.stable_sort) * weights[t]
+                if self.temporal_diff:
+                    regul = regul + temporal_diff_loss(
+                        full.reshape(rows, frames, *gen.shape_out)) * weights[t]
                 if core is not None and t > self.core_start:
                     vol = full.reshape(n_areas, n, frames, *gen.shape_out)
                     regul = regul + core(vol, core_perms).reshape(rows) * CORE_WEIGHT
@@ -258,6 +271,8 @@ class STEP(Explainer):
         if x.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"inputs must be float32 or float64, got {x.dtype}")
         check_same_device(self.forward_func, x)
+        if self.temporal_diff and x.shape[2] < 4:
+            raise ValueError(f"temporal_diff needs clips of at least 4 frames, got {x.shape[2]}")
         h, w = x.shape[-2:]
         sigma = self.sigma or default_sigma(w)
         if MASK_STEP > min(h, w):

@@ -8,6 +8,8 @@
   by the kernel's sum; the responses (shuffled, sorted descending) should be 1 on the first
   ``topk_a = ceil(a T S_h S_w / int(k_t k_s^2 0.5236))`` and 0 on the rest:
   ``mean((r_top - 1)^2) + mean(r_rest^2)``.
+* :func:`temporal_diff_loss` — TCSVT's optional ``with_diff`` term: the mean squared temporal
+  finite differences of orders 1..3 of the padded mask volume, averaged over the orders.
 * :class:`Permutations` — the TCSVT code shuffles the voxels before each sort (``torch.randperm``
   on the global generator: one permutation of the volume per iteration, shared by every mask, then
   one of the core responses per area). Here they are drawn in that order from a CPU generator of
@@ -54,6 +56,15 @@ def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None =
     srt = flat.reshape(r * frames, -1).sort(dim=1, stable=stable)[0]
     err = (srt.reshape(r, frames, -1) - ref[:, None]) ** 2
     return err.mean(dim=2).mean(dim=1) if frames > 1 else err[:, 0].mean(dim=1)
+
+
+def temporal_diff_loss(volumes: torch.Tensor, orders: int = 3) -> torch.Tensor:
+    """Tensor[R]: ``mean_o mean((d_t^o m)^2)`` for ``o = 1..orders`` of Tensor[R, T, S_h, S_w]."""
+    d, means = volumes, []
+    for _ in range(orders):
+        d = d[:, 1:] - d[:, :-1]
+        means.append((d.reshape(d.shape[0], -1) ** 2).mean(dim=1))
+    return torch.stack(means).mean(dim=0)
 
 
 def core_kernel(frames: int, size: int, shape: str = "ellipsoid") -> torch.Tensor:

@@ -58,6 +58,7 @@ def reference_step(
     core_start: int = 100,
     mask_generator: Callable[..., object] | None = None,
     stable: bool = False,
+    temporal_diff: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One clip, one area, the reference's loops.
 
@@ -72,6 +73,7 @@ def reference_step(
         mask_generator: ``(shape, step, sigma) -> generator`` with ``generate(p) -> (cropped,
             full)`` (default: pyxai's, equal to TorchRay's ``MaskGenerator``).
         stable: stable sorts (``STEP(stable_sort=True)``).
+        temporal_diff: TCSVT's ``with_diff`` term.
 
     Returns:
         ``(mask Tensor[1, T, H, W], history Tensor[2, max_iter])`` (reward, regulariser).
@@ -144,6 +146,12 @@ def reference_step(
                 flat = flat[:, vol_perm]
             srt = flat.sort(dim=1, stable=stable)[0]
             regul = ((srt - ref) ** 2).mean(dim=1) * regul_weight
+        if temporal_diff:
+            diffs = [full[1:] - full[:-1]]
+            for _ in range(2):
+                diffs.append(diffs[-1][1:] - diffs[-1][:-1])
+            regul = regul + torch.stack([(d.reshape(1, -1) ** 2).mean(dim=1) for d in diffs]
+                                        ).mean(dim=0) * regul_weight
         if objective == "step":
             r = F.conv3d(full[None, None], kernel, stride=(1, core_size, core_size)).reshape(1, -1)
             r = r[:, core_perm].sort(dim=1, descending=True, stable=stable)[0]

@@ -99,7 +99,7 @@ def close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL, mean_tol: float = 
 CASES = [
     dict(objective="step", variant="preserve"),
     dict(objective="step", variant="delete", core_shape="cylinder", stable_sort=True),
-    dict(objective="step", variant="dual", perturbation="fade"),
+    dict(objective="step", variant="dual", perturbation="fade", temporal_diff=True),
     dict(objective="3d_ep", variant="preserve"),
     dict(objective="2d_ep", variant="dual", stable_sort=True),
 ]
