@@ -29,7 +29,12 @@ from pyxai.metrics.localisation import (
 )
 from pyxai.metrics.randomisation import model_parameter_randomisation
 from pyxai.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
-from pyxai.metrics.video import metric_reliability, video_deletion, video_insertion
+from pyxai.metrics.video import (
+    metric_reliability,
+    video_deletion,
+    video_insertion,
+    video_superpixels,
+)
 
 __all__ = [
     "auc",
@@ -47,4 +52,4 @@ __all__ = [
     "rise_blur",
     "rise_blur_weights",
 ]
-__all__ += ["metric_reliability", "video_deletion", "video_insertion"]
+__all__ += ["metric_reliability", "video_deletion", "video_insertion", "video_superpixels"]

@@ -11,6 +11,11 @@ frames. The score of the target is recorded at steps 0..n (``n_steps + 1`` score
 the trapezoid rule on [0, 1]. ``keep_topk < 1`` shuffles the order after its first
 ``int(V keep_topk)`` voxels (0: a random order), from a CPU generator of ``seed``.
 
+With ``superpixels`` (labels Tensor[B, T, H, W], e.g. from :func:`video_superpixels`, skimage's
+SLIC supervoxels as the paper's scripts compute them), the order is over the (frame, segment)
+pairs ranked by the saliency summed inside them (``evaluate_by_superpixel``), ``n_steps`` chunks
+of the pairs.
+
 All ``(n_steps + 1) x B`` canvases come from :func:`pyxai.ops.metrics.reveal_by_rank` (each voxel
 holds the step it is revealed at) and run through the perturbation runner in full batches. As in
 the paper, the model should return probabilities (wrap a logit model with a softmax).
@@ -92,10 +97,62 @@ def step_ranks(saliency: torch.Tensor, n_steps: int, new_size: int | None, order
     return ranks.round().long().reshape(b, -1)
 
 
+def superpixel_step_ranks(saliency: torch.Tensor, superpixels: torch.Tensor, n_steps: int,
+                          order: str) -> torch.Tensor:
+    """The step (0-based) at which each voxel is revealed when whole (frame, segment) pairs are,
+    Tensor[B, T * H * W] int64 (TCSVT ``evaluate_by_superpixel``).
+
+    Pairs are listed frame by frame, segment ids ascending, ranked by the saliency summed inside
+    them (stable: equal sums keep that order, as the reference's ``sorted``).
+    """
+    b, t = saliency.shape[:2]
+    out = []
+    frame = torch.arange(t, device=saliency.device)[:, None, None].expand(saliency.shape[1:])
+    for i in range(b):
+        lab = superpixels[i].long()
+        key = frame * (int(lab.max()) + 1) + lab  # (frame, segment) -> key, sorted as the pairs
+        keys, inv = torch.unique(key.reshape(-1), sorted=True, return_inverse=True)
+        n_seg = keys.numel()
+        if n_seg <= n_steps:
+            raise ValueError(f"superpixels: clip {i} has {n_seg} (frame, segment) pairs, not more "
+                             f"than n_steps={n_steps}")
+        imp = torch.zeros(n_seg, dtype=torch.float64, device=saliency.device)
+        imp.index_add_(0, inv, saliency[i].reshape(-1).double())
+        pos = torch.empty(n_seg, dtype=torch.long, device=saliency.device)
+        ranked = imp.argsort(descending=order == "most_first", stable=True)
+        pos[ranked] = torch.arange(n_seg, device=saliency.device)
+        ends = torch.as_tensor(np.linspace(0, n_seg, n_steps + 1).astype(int).tolist(),
+                               device=saliency.device)
+        out.append((torch.searchsorted(ends, pos, right=True) - 1)[inv])
+    return torch.stack(out)
+
+
+def video_superpixels(inputs: torch.Tensor, n_segments: int = 100) -> torch.Tensor:
+    """SLIC supervoxels of every clip, as the paper's scripts segment them (skimage ``slic(frames,
+    n_segments, sigma=1, slic_zero=True)`` on the ``T x H x W x C`` frames).
+
+    Args:
+        inputs: Tensor[B, C, T, H, W] clips with values in [0, 1].
+        n_segments: approximate number of supervoxels per clip. Default: 100
+
+    Returns:
+        Tensor[B, T, H, W] int64 labels (needs scikit-image: ``pip install scikit-image``).
+    """
+    try:
+        from skimage.segmentation import slic
+    except ImportError:
+        raise ImportError("video_superpixels needs scikit-image: pip install scikit-image") from None
+    x = check_inputs(inputs, ndims=(5,))
+    frames = x.detach().permute(0, 2, 3, 4, 1).double().cpu().numpy()
+    labels = [slic(f, n_segments=n_segments, sigma=1, slic_zero=True, channel_axis=-1)
+              for f in frames]
+    return torch.from_numpy(np.stack(labels)).long().to(x.device)
+
+
 def _causal(forward_func: Callable, inputs: torch.Tensor, attributions: torch.Tensor, target: Any,
             insertion: bool, n_steps: int, substrate: str, new_size: int | None, order: str,
-            keep_topk: float, seed: int, return_curves: bool, batch_size: int | None,
-            show_progress: bool, backend: str | None
+            keep_topk: float, seed: int, superpixels: torch.Tensor | None, return_curves: bool,
+            batch_size: int | None, show_progress: bool, backend: str | None
             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     x = check_inputs(inputs, ndims=(5,)).contiguous()
     sal = _saliency(attributions, x)
@@ -115,7 +172,19 @@ def _causal(forward_func: Callable, inputs: torch.Tensor, attributions: torch.Te
             raise ValueError(f"new_size={new_size} must divide the frame size, and the frames be "
                              f"square (got {h} x {w})")
     seed = check_int(seed, "seed")
-    ranks = step_ranks(sal, n_steps, new_size, order, float(keep_topk), seed)
+    if superpixels is None:
+        ranks = step_ranks(sal, n_steps, new_size, order, float(keep_topk), seed)
+    else:
+        if not isinstance(superpixels, torch.Tensor) or tuple(superpixels.shape) != (b, t, h, w) \
+                or superpixels.is_floating_point() or superpixels.dtype == torch.bool:
+            got = tuple(superpixels.shape) if isinstance(superpixels, torch.Tensor) else \
+                type(superpixels).__name__
+            raise ValueError(f"superpixels must be an integer Tensor[B, T, H, W] = [{b}, {t}, {h}, "
+                             f"{w}] of labels, got {got}")
+        if new_size is not None or keep_topk != 1.0:
+            raise ValueError("superpixels orders whole segments: new_size and keep_topk do not "
+                             "apply")
+        ranks = superpixel_step_ranks(sal, superpixels.to(x.device), n_steps, order)
     if substrate == "fade":
         base = torch.zeros_like(x)
     else:
@@ -146,6 +215,7 @@ def video_insertion(
     order: str = "most_first",
     keep_topk: float = 1.0,
     seed: int = 0,
+    superpixels: torch.Tensor | None = None,
     return_curves: bool = False,
     batch_size: int | None = None,
     show_progress: bool = False,
@@ -167,6 +237,9 @@ def video_insertion(
         order: ``"most_first"`` or ``"least_first"``. Default: "most_first"
         keep_topk: keep the order of the first ``int(V keep_topk)`` voxels, shuffle the rest.
         seed: seed of that shuffle. Default: 0
+        superpixels: Tensor[B, T, H, W] integer labels: reveal whole (frame, segment) pairs in the
+            order of their summed saliency (the paper's superpixel metric, n_steps = 100 there);
+            None: voxels. Default: None
         return_curves: also return the scores. Default: False
         batch_size: model inputs per forward (None: automatic). show_progress: progress bar.
         backend: backend of the canvas op.
@@ -175,8 +248,8 @@ def video_insertion(
         Tensor[B] AUCs; with ``return_curves``, ``(auc, curves Tensor[B, n_steps + 1])``.
     """
     return _causal(forward_func, inputs, attributions, target, True, n_steps, substrate,
-                   new_size, order, keep_topk, seed, return_curves, batch_size, show_progress,
-                   backend)
+                   new_size, order, keep_topk, seed, superpixels, return_curves, batch_size,
+                   show_progress, backend)
 
 
 def video_deletion(
@@ -190,6 +263,7 @@ def video_deletion(
     order: str = "most_first",
     keep_topk: float = 1.0,
     seed: int = 0,
+    superpixels: torch.Tensor | None = None,
     return_curves: bool = False,
     batch_size: int | None = None,
     show_progress: bool = False,
@@ -198,8 +272,8 @@ def video_deletion(
     """Deletion AUC of clip attributions (TCSVT ``CausalMetric.evaluate(mode="del")``); lower is
     better. Same arguments as :func:`video_insertion`."""
     return _causal(forward_func, inputs, attributions, target, False, n_steps, substrate,
-                   new_size, order, keep_topk, seed, return_curves, batch_size, show_progress,
-                   backend)
+                   new_size, order, keep_topk, seed, superpixels, return_curves, batch_size,
+                   show_progress, backend)
 
 
 def metric_reliability(scores: torch.Tensor, higher_is_better: bool = True) -> torch.Tensor:

@@ -106,8 +106,10 @@ def test_metric_reliability_equals_the_reference_formula(rng):
             assert torch.isnan(ours)
         else:
             assert abs(float(ours) - ref) < 1e-10
-    same = torch.rand(1, 4, generator=rng, dtype=torch.float64).expand(6, 4)
-    assert abs(float(metric_reliability(same)) - 1) < 1e-9  # every video ranks alike
+    same = torch.rand(1, 4, generator=rng, dtype=torch.float64) + 1
+    same[0, 0] = 0  # the random baseline worst: weight 1 for every video
+    assert abs(float(metric_reliability(same.expand(6, 4))) - 1) < 1e-9  # all rank alike
+    assert float(metric_reliability(-same.expand(6, 4))) == -1  # random best: no weight left
 
 
 def test_bad_input():
@@ -132,3 +134,51 @@ def test_bad_input():
     with pytest.raises(ValueError, match="scores contains NaN"):
         metric_reliability(torch.full((4, 3), float("nan")))
     assert hasattr(pyxai.metrics, "video_insertion")
+
+
+def loop_superpixel_metric(model, clip, sal, label, seg, mode, n_step, order="most_first"):
+    """The reference evaluate_by_superpixel() for one clip: (frame, segment) importances in a dict,
+    sorted, chunks of pairs revealed per step."""
+    nc, nt, nrow, ncol = clip.shape
+    imp = {}
+    for t in range(nt):
+        for s in torch.unique(seg[t]).tolist():
+            imp[(t, s)] = sal[0, t][seg[t] == s].sum().item()
+    ordered = [k for k, _ in sorted(imp.items(), key=lambda kv: kv[1],
+                                    reverse=order == "most_first")]
+    pmask = (torch.ones if mode == "del" else torch.zeros)(nt, nrow, ncol)
+    pts = np.linspace(0, len(ordered), n_step + 1).astype(int).tolist()
+    probs = []
+    for step in range(n_step + 1):
+        if step > 0:
+            for t, s in ordered[pts[step - 1] : pts[step]]:
+                pmask[t][seg[t] == s] = 0 if mode == "del" else 1
+        y = model((clip * pmask[None])[None])
+        probs.append(float(y[0, label].detach()))
+    return torch.tensor(probs)
+
+
+def test_superpixel_metric_equals_the_reference_loop(rng):
+    model = clip_net(rng)
+    clips = torch.rand(2, 3, 3, 16, 16, generator=rng)
+    sal = torch.rand(2, 1, 3, 16, 16, generator=rng)
+    labels = torch.tensor([1, 2])
+    # random block supervoxels: 4x4 blocks, ids shuffled, some shared across frames
+    blocks = torch.arange(16).reshape(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    seg = torch.stack([torch.stack([torch.randperm(16, generator=rng)[blocks] for _ in range(3)])
+                       for _ in range(2)])
+    for mode, fn in (("ins", video_insertion), ("del", video_deletion)):
+        for order in ("most_first", "least_first"):
+            _, curves = fn(model, clips, sal, labels, n_steps=20, superpixels=seg, order=order,
+                           return_curves=True)
+            for b in range(2):
+                ref = loop_superpixel_metric(model, clips[b], sal[b], int(labels[b]), seg[b],
+                                             mode, 20, order)
+                torch.testing.assert_close(curves[b], ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not more than n_steps"):
+        video_insertion(model, clips, sal, labels, n_steps=100, superpixels=seg)
+    with pytest.raises(ValueError, match="superpixels must be an integer"):
+        video_insertion(model, clips, sal, labels, superpixels=seg.float())
+    pytest.importorskip("skimage")
+    sp = pyxai.metrics.video_superpixels(clips, n_segments=8)
+    assert sp.shape == (2, 3, 16, 16) and sp.dtype == torch.int64 and sp.unique().numel() > 1
