@@ -26,6 +26,8 @@ the random baseline), every video is weighted by how far the random baseline is 
 rank, ``w_v = (M - 1 - rank_v(random)) / (M - 1)``, and
 ``alpha = sum_{u<v} w_u w_v (rho_uv + 1) / (sum_{u<v} w_u w_v + 1e-10) - 1`` with ``rho`` the
 Spearman correlation between the videos' AUC vectors (``scipy.stats.spearmanr(D, axis=1)``).
+:func:`rank_krippendorff_alpha` is the Krippendorff's alpha (nominal) of the same ranks that the
+scripts print beside it.
 """
 
 from __future__ import annotations
@@ -276,6 +278,48 @@ def video_deletion(
                    show_progress, backend)
 
 
+def _check_scores(scores: torch.Tensor) -> torch.Tensor:
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        raise ValueError("scores must be a Tensor[V, M] (videos x methods)")
+    if scores.shape[0] < 3 or scores.shape[1] < 2:
+        raise ValueError(f"scores needs at least 3 videos and 2 methods, got {tuple(scores.shape)}")
+    check_finite_tensor(scores, "scores")
+    return scores.detach().double().cpu()
+
+
+def method_ranks(scores: torch.Tensor, higher_is_better: bool = True) -> torch.Tensor:
+    """Tensor[V, M] int64: each method's rank within its video, 0 = worst (the reference's
+    ``sorted(row).index(value)``, ascending for ``higher_is_better``, else descending; ties take
+    the first shared rank)."""
+    d = _check_scores(scores)
+    before = d[:, :, None] < d[:, None, :] if higher_is_better else d[:, :, None] > d[:, None, :]
+    return before.sum(1)  # entries sorted before each entry
+
+
+def rank_krippendorff_alpha(scores: torch.Tensor, higher_is_better: bool = True) -> torch.Tensor:
+    """Krippendorff's alpha (nominal metric) of the methods' ranks, videos as coders and methods
+    as units, as ``test_code/metric_reliability{2,3}.py`` print it (``KrippendorffAlpha.py``,
+    complete data): ``1 - D_o / D_e`` (1 when either is 0).
+
+    Args:
+        scores: Tensor[V, M] of a metric's values (V >= 3 videos, M >= 2 methods).
+        higher_is_better: the rank direction (see :func:`method_ranks`).
+
+    Returns:
+        0-d Tensor float64.
+    """
+    r = method_ranks(scores, higher_is_better)
+    v, m = r.shape
+    n = v * m
+    vals = torch.unique(r)
+    per_unit = (r[:, :, None] == vals).sum(0).double()  # [M, values]: counts in each unit
+    d_o = ((v * v - per_unit.square().sum(1)) / (v - 1)).sum() / n
+    d_e = (n * n - per_unit.sum(0).square().sum()) / (n * (n - 1))
+    if d_o == 0 or d_e == 0:
+        return torch.tensor(1.0, dtype=torch.float64)
+    return 1 - d_o / d_e
+
+
 def metric_reliability(scores: torch.Tensor, higher_is_better: bool = True) -> torch.Tensor:
     """TCSVT's reliability ``alpha`` of a metric from the scores of V videos x M methods.
 
@@ -289,16 +333,9 @@ def metric_reliability(scores: torch.Tensor, higher_is_better: bool = True) -> t
     Returns:
         0-d Tensor float64 ``alpha`` in [-1, 1] (1: every video ranks the methods alike).
     """
-    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
-        raise ValueError("scores must be a Tensor[V, M] (videos x methods)")
-    v, m = scores.shape
-    if v < 3 or m < 2:
-        raise ValueError(f"scores needs at least 3 videos and 2 methods, got {tuple(scores.shape)}")
-    check_finite_tensor(scores, "scores")
-    d = scores.detach().double().cpu()
-    # the reference's rank of each entry: the index of its first occurrence in the sorted row
-    better = d[:, :, None] < d[:, None, :] if higher_is_better else d[:, :, None] > d[:, None, :]
-    rank = better.sum(1)  # entries sorted before entry j
+    d = _check_scores(scores)
+    v, m = d.shape
+    rank = method_ranks(d, higher_is_better)
     weight = (m - 1 - rank[:, 0]).double() / (m - 1)
     r = average_ranks(d)
     r = r - r.mean(1, keepdim=True)

@@ -10,7 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyxai
-from pyxai.metrics import metric_reliability, video_deletion, video_insertion
+from pyxai.metrics import (
+    metric_reliability,
+    rank_krippendorff_alpha,
+    video_deletion,
+    video_insertion,
+)
 from pyxai.perturbation.pyramid import gaussian_blur
 from tests.gradient._models import randomise_bn
 
@@ -106,6 +111,13 @@ def test_metric_reliability_equals_the_reference_formula(rng):
             assert torch.isnan(ours)
         else:
             assert abs(float(ours) - ref) < 1e-10
+        # Krippendorff's alpha (nominal) of the ranks: the reference's double loops, coders = videos
+        units = [list(rank[:, j].astype(float)) for j in range(rank.shape[1])]
+        n = sum(len(u) for u in units)
+        d_o = sum(sum(a != b for a in u for b in u) / (len(u) - 1) for u in units) / n
+        d_e = sum(a != b for u1 in units for u2 in units for a in u1 for b in u2) / (n * (n - 1))
+        kripp = 1.0 - d_o / d_e if (d_o and d_e) else 1.0
+        assert abs(float(rank_krippendorff_alpha(d, higher)) - kripp) < 1e-12
     same = torch.rand(1, 4, generator=rng, dtype=torch.float64) + 1
     same[0, 0] = 0  # the random baseline worst: weight 1 for every video
     assert abs(float(metric_reliability(same.expand(6, 4))) - 1) < 1e-9  # all rank alike
