@@ -18,6 +18,7 @@ from pyxai.metrics import (
 )
 from pyxai.perturbation.pyramid import gaussian_blur
 from tests.gradient._models import randomise_bn
+from tests.video.test_step import one_thread  # noqa: F401  (autouse: many small ops per step)
 
 
 def clip_net(g: torch.Generator) -> nn.Module:
