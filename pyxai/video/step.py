@@ -94,7 +94,8 @@ class STEP(Explainer):
             *probabilities* (TCSVT's models end with a softmax; ``softmax=True`` adds one).
         areas: target areas in (0, 1), one mask volume each. Default: (0.1,).
         max_iter: optimisation steps. Default: 2000.
-        variant: ``"preserve"``, ``"delete"`` or ``"dual"``. Default: "preserve".
+        variant: ``"preserve"``, ``"delete"`` or ``"dual"`` (the sum of both rewards per mask;
+            TCSVT's code computes it right for one clip and one area only). Default: "preserve".
         core_shape: ``"ellipsoid"`` or ``"cylinder"`` (the core kernel). Default: "ellipsoid".
         seed: seed of the random permutations of the area and core terms. Default: 0.
         objective: ``"step"``, ``"3d_ep"`` or ``"2d_ep"`` (see the module docstring). Default: "step".
