@@ -25,6 +25,7 @@ from pyxai.perturbation import (
     Occlusion,
 )
 from pyxai.sobol import SobolAttribution
+from pyxai.video import STEP
 
 __version__ = "0.1.0"
 
@@ -33,3 +34,4 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
+__all__ += ["STEP"]

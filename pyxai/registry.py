@@ -43,6 +43,8 @@ class Method:
         layer: the constructor keyword that takes the target layer (``"target_layers"`` takes a
             list), or None when the method needs no layer.
         wraps: the class's name of an inner explainer the class wraps (``NoiseTunnel(Saliency)``).
+        inputs: what the method explains: ``"image"`` (Tensor[B, C, H, W]; many also take clips)
+            or ``"clip"`` (clip models only, Tensor[B, C, T, H, W]: STEP).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Method:
     call: dict[str, Any] | Callable[[torch.Tensor], dict[str, Any]] = field(default_factory=dict)
     layer: str | None = None
     wraps: str | None = None
+    inputs: str = "image"
 
     @property
     def needs_layer(self) -> bool:
@@ -110,12 +113,16 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            init={"areas": (0.1,), "max_iter": 300}),
     Method("meaningful", "MeaningfulPerturbation",
            "meaningful perturbation (Fong & Vedaldi 2017), 1 - mask, 300 steps"),
+    Method("step", "STEP", "STEP spatio-temporal perturbation (TCSVT), clip models, area 10 %, "
+           "300 steps, softmax of the outputs", init={"areas": (0.1,), "max_iter": 300,
+                                                     "softmax": True}, inputs="clip"),
 ]}
 
 
-def names() -> list[str]:
-    """Registered method names, sorted."""
-    return sorted(METHODS)
+def names(inputs: str | None = None) -> list[str]:
+    """Registered method names, sorted; ``inputs="image"`` / ``"clip"``: only the methods whose
+    :attr:`Method.inputs` is that."""
+    return sorted(n for n, m in METHODS.items() if inputs is None or m.inputs == inputs)
 
 
 def get(name: str) -> Method:

@@ -14,7 +14,7 @@ FAST = {"rise": {"n_masks": 64}, "sobol": {"nb_design": 2, "grid_size": 4},
         "extremal": {"max_iter": 5}, "meaningful": {"iterations": 5}}
 
 
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", registry.names(inputs="image"))
 def test_every_method_builds_and_explains_the_demo(name):
     model = pyxai.models.demo_cnn()
     x, labels, _ = pyxai.data.shapes(2, seed=3)

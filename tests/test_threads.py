@@ -25,7 +25,7 @@ def explainers(model: torch.nn.Module) -> dict:
     """name -> explain(x, target) for every registered method, CRP and two metrics."""
     layer = model.layer4[-1]
     out = {name: registry.build(name, model, layer=layer, **FAST.get(name, {}))
-           for name in registry.names()}
+           for name in registry.names(inputs="image")}
     crp = pyxai.CRP(model)
     out["crp"] = lambda x, t: crp.attribute(x, target=t, concepts={"layer3.0.conv1": [1, 5]})
     grad = pyxai.Saliency(model)

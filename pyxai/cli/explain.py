@@ -141,9 +141,11 @@ def _load_images(paths: list[str], size: int) -> torch.Tensor:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    wanted = args.method or registry.names()
+    wanted = args.method or registry.names(inputs="image")
     for name in wanted:
-        registry.get(name)  # unknown names fail here, before any model is loaded
+        if registry.get(name).inputs == "clip":  # unknown names fail here, before any model is loaded
+            raise ValueError(f"method {name!r} explains clip models (Tensor[B, C, T, H, W]), "
+                             "not images")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     masks = None

@@ -29,6 +29,14 @@ from pyxai.metrics.localisation import (
 )
 from pyxai.metrics.randomisation import model_parameter_randomisation
 from pyxai.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
+from pyxai.metrics.video import (
+    method_ranks,
+    metric_reliability,
+    rank_krippendorff_alpha,
+    video_deletion,
+    video_insertion,
+    video_superpixels,
+)
 
 __all__ = [
     "auc",
@@ -46,3 +54,5 @@ __all__ = [
     "rise_blur",
     "rise_blur_weights",
 ]
+__all__ += ["method_ranks", "metric_reliability", "rank_krippendorff_alpha", "video_deletion",
+            "video_insertion", "video_superpixels"]

@@ -164,6 +164,26 @@ def _check_resize(resize: bool | Sequence[int]) -> bool | tuple[int, int]:
                      f"got {resize!r}")
 
 
+def area_targets(size: int, areas: Sequence[float], dtype: torch.dtype, device: torch.device
+                 ) -> torch.Tensor:
+    """Tensor[A, size]: the sorted target of each area, 0 on the first ``int(size * (1 - a))``
+    entries and 1 on the rest (TorchRay's and STEP's area regulariser)."""
+    ref = torch.ones(len(areas), size, dtype=dtype)
+    for i, a in enumerate(areas):
+        ref[i, : int(size * (1 - a))] = 0
+    return ref.to(device)
+
+
+def growth_schedule(start: float, growth: float, steps: int, device: torch.device) -> torch.Tensor:
+    """Tensor[steps] float32: ``start * growth^t`` by repeated float multiplication, as the
+    references update their regulariser weight after every iteration (``growth = 1``: constant)."""
+    w, out = start, []
+    for _ in range(steps):
+        out.append(w)
+        w *= growth
+    return torch.tensor(out, dtype=torch.float32).to(device)
+
+
 class ExtremalPerturbation(Explainer):
     """Extremal perturbation masks (TorchRay semantics), B images x A areas in one optimisation.
 
@@ -382,19 +402,11 @@ class ExtremalPerturbation(Explainer):
 
     def _reference(self, shape_out: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
         """Tensor[A, out_h * out_w]: the sorted target of each area (zeros then ones)."""
-        size = shape_out[0] * shape_out[1]
-        ref = torch.ones(len(self.areas), size, dtype=x.dtype)
-        for i, a in enumerate(self.areas):
-            ref[i, : int(size * (1 - a))] = 0
-        return ref.to(x.device)
+        return area_targets(shape_out[0] * shape_out[1], self.areas, x.dtype, x.device)
 
     def _regul_weights(self, device: torch.device) -> torch.Tensor:
         """Tensor[max_iter] float32: ``300 * 1.0035^t`` by repeated multiplication (TorchRay)."""
-        w, out = REGUL_WEIGHT, []
-        for _ in range(self.max_iter):
-            out.append(w)
-            w *= REGUL_GROWTH
-        return torch.tensor(out, dtype=torch.float32).to(device)
+        return growth_schedule(REGUL_WEIGHT, REGUL_GROWTH, self.max_iter, device)
 
     def _finish(self, masks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Resize and smooth the final Tensor[N, 1, H, W] masks (TorchRay's order)."""

@@ -25,6 +25,9 @@ $PY -m pyxai.cli info | tee -a "$OUT/summary.txt"
 log "CUDA parity tests (forward, backward, sync-debug)"
 $PY -m pytest tests/gpu tests/lrp/test_cuda.py -q -p no:cacheprovider 2>&1 | tail -30 | tee -a "$OUT/summary.txt"
 
+log "STEP on CUDA (r3d_18 timing, printed)"
+$PY -m pytest tests/gpu/test_step_cuda.py -q -s -p no:cacheprovider -k timing 2>&1 | grep -E "STEP|passed|failed|Error" | tee -a "$OUT/summary.txt"
+
 log "compute-sanitizer"
 SAN=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
 for tool in memcheck racecheck; do
