@@ -1,0 +1,10 @@
+"""Real-time video attribution: streamed per-frame maps for frame and clip models, PyAV IO.
+
+PyAV (``pip install 'pyxai-attribution[video]'``) is imported only when a file or stream is opened
+or written; tensors and iterables of tensors work without it.
+"""
+
+from pyxai.video.explainer import VideoExplainer
+from pyxai.video.streaming import StreamingRISE
+
+__all__ = ["StreamingRISE", "VideoExplainer"]
