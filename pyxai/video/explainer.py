@@ -232,10 +232,10 @@ class VideoExplainer:
         if batch:
             yield batch, None
 
-    def _fit(self, fn: Callable[[], Any], name: str, shape: tuple[int, ...]) -> Any:
-        """Run ``fn``; a model error on frames of ``shape`` becomes a ValueError naming them."""
+    def _fit(self, name: str, shape: tuple[int, ...], fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; a model error on frames of ``shape`` becomes a ValueError naming them."""
         try:
-            return fn()
+            return fn(*args)
         except RuntimeError as exc:
             msg = str(exc).splitlines()[0]
             raise ValueError(f"source {name}: frames of shape {shape} do not fit the model: "
@@ -247,8 +247,8 @@ class VideoExplainer:
             if batch:
                 imgs = torch.stack([f for f, _ in batch])
                 x = self._inputs(imgs)
-                attr, scores, classes = self._fit(lambda: self.explain_inputs(x), name,
-                                                  tuple(imgs.shape[1:]))
+                attr, scores, classes = self._fit(name, tuple(imgs.shape[1:]),
+                                                  self.explain_inputs, x)
                 maps = _frame_map(attr, tuple(imgs.shape[-2:])).cpu()
                 scores, classes = scores.float().cpu().tolist(), classes.tolist()
                 for j, (frame, stamp) in enumerate(batch):
@@ -265,7 +265,7 @@ class VideoExplainer:
         for index, (frame, stamp) in enumerate(frames):
             x = self._inputs(frame[None])
 
-            def run() -> tuple[Tensor, float, int]:
+            def run(x: Tensor) -> tuple[Tensor, float, int]:
                 with torch.no_grad():
                     outputs = view(x)
                 resolved = resolve_target(self.target, outputs)
@@ -274,7 +274,7 @@ class VideoExplainer:
                 cls = -1 if classes is None else int(classes[0])
                 return srise.update(x, target), float(resolved(outputs)), cls
 
-            heat, score, cls = self._fit(run, name, tuple(frame.shape))
+            heat, score, cls = self._fit(name, tuple(frame.shape), run, x)
             heat = _frame_map(heat, tuple(frame.shape[-2:])).cpu()[0]
             yield index, frame, heat, score, cls, stamp
 
@@ -291,8 +291,7 @@ class VideoExplainer:
             clips = torch.stack([torch.stack([pending[s - first + t][0] for t in range(t_len)], 1)
                                  for s in starts])  # [W, C, T, H, W]
             x = self._window_inputs(clips)
-            attr, scores, classes = self._fit(lambda: self.explain_inputs(x), name,
-                                              tuple(clips.shape[1:]))
+            attr, scores, classes = self._fit(name, tuple(clips.shape[1:]), self.explain_inputs, x)
             maps = self._clip_maps(attr, t_len, tuple(clips.shape[-2:])).cpu()
             for k, s in enumerate(starts):
                 avg.add(s, maps[k], float(scores[k]), int(classes[k]))
