@@ -301,7 +301,7 @@ class VideoExplainer:
             for i, heat, score, cls in avg.pop_until(stop):
                 frame, stamp = pending[i - first]
                 yield i, frame, heat, score, cls, stamp
-            drop = min(stop, next_start) - first
+            drop = stop - first
             if drop > 0:
                 del pending[:drop]
                 first += drop
@@ -317,17 +317,19 @@ class VideoExplainer:
                 if len(windows) == self.batch_frames:
                     run(windows)
                     windows = []
-                    yield from emit(next_start)
+                    # final: no later window starts before next_start, and the tail window (if
+                    # any) starts at or after seen - t_len
+                    yield from emit(min(next_start, seen - t_len))
         except (ValueError, TypeError) as exc:
-            error = exc
-        if seen < t_len and error is None:
-            raise ValueError(f"source {name}: {seen} frames are fewer than clip_len={t_len}")
-        if error is None and next_start - stride + t_len < seen:  # the tail window
+            error = exc  # explain what came before, then raise
+        if seen < t_len:
+            raise error or ValueError(f"source {name}: {seen} frames are fewer than "
+                                      f"clip_len={t_len}")
+        if next_start - stride + t_len < seen:  # the tail window, ending at the last frame
             windows.append(seen - t_len)
-            next_start = seen
         if windows:
             run(windows)
-        yield from emit(seen if error is None else next_start)
+        yield from emit(seen)
         if error is not None:
             raise error
 
