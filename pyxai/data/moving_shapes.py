@@ -71,7 +71,7 @@ def moving_shapes(n: int, frames: int = 16, size: int = 64, seed: int = 0
         for t in range(frames):
             alpha = t / (frames - 1)
             params["center"] = begin + alpha * (end - begin)
-            noise = torch.randn(count, 3, size, size, generator=noise_gen)
+            noise = torch.randn(_BLOCK, 3, size, size, generator=noise_gen)[:count]  # prefix-stable
             img, mask = _render(params, noise, size)
             clips[start : start + count, :, t] = img
             masks[start : start + count, :, t] = mask
