@@ -65,7 +65,6 @@ def _demo_source(n: int, seed: int) -> tuple[torch.Tensor, list[int]]:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from pyxai.video import VideoExplainer
-
     from pyxai.video.io import _is_url
 
     registry.get(args.method)  # an unknown name fails before any model is loaded
@@ -118,8 +117,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         print(f"pyxai video: interrupted; {out} holds the frames explained so far", file=sys.stderr)
         return 130
     model_fps = stats.get("model_fps")
-    print(f"{stats['frames']} frames, {stats['fps']:.1f} frames/s explained ({args.method}, "
-          f"{'clip model, windows of %d stride %d' % (clip_len, args.stride) if clip_len else 'frame model'})"
+    kind = f"clip model, windows of {clip_len} stride {args.stride}" if clip_len else "frame model"
+    print(f"{stats['frames']} frames, {stats['fps']:.1f} frames/s explained ({args.method}, {kind})"
           + (f"; bare model {model_fps:.1f} frames/s" if model_fps else "")
           + f"; latency p50 {stats['latency_p50_ms']:.0f} ms, p95 {stats['latency_p95_ms']:.0f} ms")
     print(f"wrote {out} ({stats['codec']})" + (f" and {args.maps}" if args.maps else ""))

@@ -92,7 +92,7 @@ def test_explain_file_writes_overlays_and_maps(tmp_path, rng):
     for i in (0, 3, 6):  # the decoded frame is the overlay of that frame's map
         _, frame, heat, score = streamed[i]
         np.testing.assert_allclose(saved["maps"][i], heat.numpy(), atol=1e-3)
-        want = overlay_frame(frame, heat, "class %d" % int(model(frame[None]).argmax()), score,
+        want = overlay_frame(frame, heat, f"class {int(model(frame[None]).argmax())}", score,
                              None, scale=4).astype(float)
         plain = overlay_frame(frame, None, scale=4).astype(float)
         below = slice(16, None)  # under the text line
