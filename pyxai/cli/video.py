@@ -70,6 +70,14 @@ def cmd_video(args: argparse.Namespace) -> int:
     registry.get(args.method)  # an unknown name fails before any model is loaded
     if args.input is not None and not (Path(args.input).exists() or _is_url(args.input)):
         raise ValueError(f"video source not found: {args.input}")
+    if args.input is None:
+        out = Path(args.out) if args.out else DEMO_OUT
+    else:
+        out = Path(args.out) if args.out else Path("pyxai_out") / f"{Path(args.input).stem}_video.mp4"
+    if out.parent == Path("pyxai_out"):
+        out.parent.mkdir(exist_ok=True)
+    if not out.parent.is_dir():
+        raise ValueError(f"output {out}: the folder {out.parent} does not exist")
     spec = args.model
     video = _is_video_model(spec)
     if spec == "demo-video":
@@ -87,19 +95,15 @@ def cmd_video(args: argparse.Namespace) -> int:
 
             labels = list(SHAPE_CLASSES)
     if args.input is None:
-        source, truth = _demo_source(args.n, args.seed)
         from pyxai.data import MOTION_CLASSES
 
+        source, truth = _demo_source(args.n, args.seed)
         print(f"demo: {args.n} clips of pyxai.data.moving_shapes(seed={args.seed}), 16 frames each; "
               f"directions {[MOTION_CLASSES[i] for i in truth]}")
-        out = Path(args.out) if args.out else DEMO_OUT
         scale = args.scale or 4
     else:
         source = args.input
-        out = Path(args.out) if args.out else Path("pyxai_out") / f"{Path(args.input).stem}_video.mp4"
         scale = args.scale or 1
-    if out.parent == Path("pyxai_out"):
-        out.parent.mkdir(exist_ok=True)
     clip_len = args.clip_len or (16 if video else None)
     kwargs: dict[str, Any] = {}
     if args.n_masks is not None:

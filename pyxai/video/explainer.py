@@ -52,8 +52,11 @@ class _Recorder:
 
 
 def _frame_map(attr: Tensor, size: tuple[int, int]) -> Tensor:
-    """Attribution Tensor[B, C, h, w] -> Tensor[B, 1, H, W] float32 (channels summed, resized)."""
+    """Attribution Tensor[B, C, h, w] (or [B, A, C, h, w], e.g. extremal areas) ->
+    Tensor[B, 1, H, W] float32 (channels, areas summed; resized)."""
     a = attr.detach().float()
+    if a.dim() > 4:
+        a = a.flatten(1, -3)
     if a.shape[1] != 1:
         a = a.sum(1, keepdim=True)
     if tuple(a.shape[-2:]) != tuple(size):
@@ -391,10 +394,6 @@ class VideoExplainer:
         latencies: list[float] = []
         probe: list[Tensor] = []
         bar = None
-        if show_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="frame", desc=f"pyxai video {self.method_name}")
         start = time.perf_counter()
         count = 0
 
@@ -417,6 +416,10 @@ class VideoExplainer:
                 scores.append(score)
                 if measure_model and len(probe) < max(32, 2 * self.batch_frames * (self.clip_len or 1)):
                     probe.append(frame)
+                if show_progress and bar is None:  # after the first frame: bad sources print no bar
+                    from tqdm import tqdm
+
+                    bar = tqdm(unit="frame", desc=f"pyxai video {self.method_name}", initial=count - 1)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(fps=f"{live:.1f}")
