@@ -8,7 +8,11 @@ Each epoch trains on fresh clips ``moving_shapes(--clips-per-seed, seed=s)`` of 
 ``s = 1 .. --epochs`` (rendered at the start of the epoch, so memory stays small), augmented by flips,
 a transpose and time reversal that map one direction of motion onto another (the label follows).
 Held-out accuracy is measured on ``--eval-seed`` (default 12345), never trained on. Everything runs
-on the CPU with ``torch.manual_seed(--seed)`` and ``--threads`` threads (default 2).
+on the CPU with ``torch.manual_seed(--seed)`` and ``--threads`` threads (default 1: on a shared
+2-core machine two threads spin against other jobs and ran 40x slower). Measured (torch 2.14.1, load
+11-15 from other jobs): 17 min 47 s wall, 4 min 4 s CPU; held-out accuracy 1.0000 on 1000 clips of
+seed 12345 (train accuracy 1.0 from epoch 6). The shipped ``weights/demo_video_cnn.pt`` (0.20 MB)
+comes from exactly this command; bit-reproducibility across runs was not checked.
 """
 
 from __future__ import annotations
