@@ -35,3 +35,7 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 __all__ += ["STEP"]
+
+from pyxai import video  # noqa: E402  (PyAV is imported only when a file or stream is opened)
+
+__all__ += ["video"]

@@ -1,5 +1,7 @@
 """Bundled demo data: the procedural shapes data set with ground-truth object masks."""
 
+from pyxai.data.moving_shapes import MOTION_CLASSES, moving_shapes
 from pyxai.data.shapes import SHAPE_CLASSES, shapes
 
 __all__ = ["SHAPE_CLASSES", "shapes"]
+__all__ += ["MOTION_CLASSES", "moving_shapes"]

@@ -1,5 +1,7 @@
 """Bundled demo models, trained on :mod:`pyxai.data` with their weights inside the package."""
 
 from pyxai.models.demo_cnn import BasicBlock, DemoCNN, demo_cnn
+from pyxai.models.demo_video_cnn import DemoVideoCNN, demo_video_cnn
 
 __all__ = ["BasicBlock", "DemoCNN", "demo_cnn"]
+__all__ += ["DemoVideoCNN", "demo_video_cnn"]
