@@ -260,7 +260,7 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
     actor_cls = ray.remote(ShardWorker).options(
         num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=max_retries,
         max_task_retries=max_retries)
-    state = ray.put(src.worker_state) if src.worker_state is not None else None
+    state = [ray.put(src.worker_state)] if src.worker_state is not None else None
     actors = [actor_cls.remote(job, state) for _ in range(num_workers)]
     try:
         ray.get([a.ready.remote() for a in actors])

@@ -57,16 +57,26 @@ class ShardWorker:
 
     Args:
         job: the run's :class:`Job`.
-        source_state: what the source hands each worker once (a map-style dataset), or None.
+        source_state: what the source hands each worker once (a map-style dataset), or None; or
+            ``[ObjectRef]``, a one-item list holding its Ray reference (fetched on first use, so
+            that a restarted actor fetches it again).
     """
 
     def __init__(self, job: Job, source_state: Any = None) -> None:
         torch.set_num_threads(max(1, job.threads))
         self.job = job
-        self.source_state = source_state
+        self._state = source_state
         self.model = build_model(job.model, job.weights).to(job.device)
         self.method = registry.get(job.method)
         self._explain = None
+
+    @property
+    def source_state(self) -> Any:
+        if isinstance(self._state, list):
+            import ray
+
+            self._state = ray.get(self._state[0])
+        return self._state
 
     def ready(self) -> bool:
         """True once the model is built (the driver calls it to surface construction errors)."""
