@@ -261,7 +261,7 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
         num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=max_retries,
         max_task_retries=max_retries)
     state = [ray.put(src.worker_state)] if src.worker_state is not None else None
-    actors = [actor_cls.remote(job, state) for _ in range(num_workers)]
+    actors = [actor_cls.remote(job) for _ in range(num_workers)]
     try:
         ray.get([a.ready.remote() for a in actors])
     except ray.exceptions.RayActorError as exc:
@@ -283,7 +283,7 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
                 k, payload = nxt
                 actor = free.pop(0)
                 targets = given[k * shard_size:(k + 1) * shard_size] if given is not None else None
-                pending[actor.run.remote(payload, targets)] = (k, actor)
+                pending[actor.run.remote(payload, targets, state)] = (k, actor)
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1)

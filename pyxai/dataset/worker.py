@@ -57,26 +57,26 @@ class ShardWorker:
 
     Args:
         job: the run's :class:`Job`.
-        source_state: what the source hands each worker once (a map-style dataset), or None; or
-            ``[ObjectRef]``, a one-item list holding its Ray reference (fetched on first use, so
-            that a restarted actor fetches it again).
     """
 
-    def __init__(self, job: Job, source_state: Any = None) -> None:
+    def __init__(self, job: Job) -> None:
         torch.set_num_threads(max(1, job.threads))
         self.job = job
-        self._state = source_state
+        self._state: tuple[str, Any] = ("", None)
         self.model = build_model(job.model, job.weights).to(job.device)
         self.method = registry.get(job.method)
         self._explain = None
 
-    @property
-    def source_state(self) -> Any:
-        if isinstance(self._state, list):
+    def _source_state(self, state: Any) -> Any:
+        """The source's worker state: ``[ObjectRef]`` is fetched once per reference and kept."""
+        if not isinstance(state, list):
+            return state
+        key = state[0].hex()
+        if self._state[0] != key:
             import ray
 
-            self._state = ray.get(self._state[0])
-        return self._state
+            self._state = (key, ray.get(state[0]))
+        return self._state[1]
 
     def ready(self) -> bool:
         """True once the model is built (the driver calls it to surface construction errors)."""
@@ -112,19 +112,22 @@ class ShardWorker:
             return t, torch.full((out.shape[0],), -1, dtype=torch.int64), score
         return classes, classes, score
 
-    def run(self, payload: Any, given_targets: list[int] | None = None) -> dict[str, np.ndarray]:
+    def run(self, payload: Any, given_targets: list[int] | None = None, source_state: Any = None
+            ) -> dict[str, np.ndarray]:
         """Compute one shard.
 
         Args:
             payload: the shard's payload (:mod:`pyxai.dataset.sources`).
             given_targets: per-sample target classes of the shard (one per sample), or None.
+            source_state: what the source hands workers (a map-style dataset), or ``[ObjectRef]``,
+                a one-item list of its Ray reference (fetched on first use), or None.
 
         Returns:
             dict of NumPy arrays over the shard's n samples: ``maps`` Tensor[n, *map] float32 (NaN
             for unreadable samples), ``target`` int64 (-1: none), ``score`` float32, ``ok`` bool,
             ``error`` str, ``label`` int64 when the source has labels, and each requested metric.
         """
-        s = sources.load(payload, self.source_state)
+        s = sources.load(payload, self._source_state(source_state))
         n, dev = len(s.errors), self.job.device
         okx = torch.nonzero(s.ok).flatten()
         given = torch.tensor(given_targets, dtype=torch.int64)[okx] if given_targets is not None else None
