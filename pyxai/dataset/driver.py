@@ -225,33 +225,42 @@ def attribute(
               device="cuda" if gpus_per_worker > 0 else "cpu")
 
     t0 = time.perf_counter()
-    computed = 0
+    computed, startup = 0, 0.0
     if todo:
         want = num_workers or max(1, (os.cpu_count() or 1) // cpus_per_worker)
         started = _start_ray(ray, address, num_cpus=want * cpus_per_worker,
                              num_gpus=int(-(-want * gpus_per_worker // 1)))
         try:
-            computed = _run(ray, src, store, job, todo, given, num_workers, cpus_per_worker,
-                            gpus_per_worker, max_retries, dtype, show_progress)
+            init = time.perf_counter() - t0
+            computed, startup = _run(ray, src, store, job, todo, given, num_workers, cpus_per_worker,
+                                     gpus_per_worker, max_retries, dtype, show_progress)
+            startup += init
         finally:
             if started:
                 ray.shutdown()
     dt = time.perf_counter() - t0
     samples = sum(min(src.n, (k + 1) * shard_size) - k * shard_size for k in todo)
     store.log_run({"skipped_shards": n_shards - len(todo), "computed_shards": computed,
-                   "samples": samples, "seconds": round(dt, 3),
+                   "samples": samples, "seconds": round(dt, 3), "startup_seconds": round(startup, 3),
                    "samples_per_s": round(samples / dt, 2) if dt > 0 else None,
-                   "num_workers": num_workers})
+                   "num_workers": num_workers, "cpus_per_worker": cpus_per_worker,
+                   "gpus_per_worker": gpus_per_worker})
     _report_errors(store)
     return os.fspath(out)
 
 
 def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
          given: list[int] | None, num_workers: int | None, cpus_per_worker: int,
-         gpus_per_worker: float, max_retries: int, dtype: str, show_progress: bool) -> int:
-    """Start the actors and stream the shards of ``todo`` through them; returns shards written."""
+         gpus_per_worker: float, max_retries: int, dtype: str, show_progress: bool
+         ) -> tuple[int, float]:
+    """Start the actors and stream the shards of ``todo`` through them.
+
+    Returns:
+        (shards written, seconds until every actor had built its model: Ray and actor start-up)
+    """
     from tqdm.auto import tqdm
 
+    t0 = time.perf_counter()
     if num_workers is None:
         res = ray.cluster_resources()
         num_workers = int(res.get("GPU", 0) // gpus_per_worker) if gpus_per_worker > 0 else \
@@ -266,6 +275,7 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
         ray.get([a.ready.remote() for a in actors])
     except ray.exceptions.RayActorError as exc:
         raise ValueError(f"the model could not be built on a worker: {_cause(exc)}") from None
+    startup = time.perf_counter() - t0
 
     shard_size = store.shard_size
     bar = tqdm(total=sum(min(src.n, (k + 1) * shard_size) - k * shard_size for k in todo),
@@ -303,7 +313,7 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
         bar.close()
         for a in actors:
             ray.kill(a, no_restart=True)
-    return written
+    return written, startup
 
 
 def _cause(exc: BaseException) -> str:
