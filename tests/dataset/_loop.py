@@ -22,9 +22,10 @@ def one_thread() -> Iterator[None]:
 
 
 def plain_loop(model: torch.nn.Module, method: str, images: torch.Tensor, batch: int,
-               layer: str | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(maps, predicted class, its logit) over ``images`` Tensor[N, C, H, W], ``batch`` at a time,
-    on one thread (as a 1-CPU worker)."""
+               layer: str | None = None, targets: torch.Tensor | None = None, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(maps, class, its logit) over ``images`` Tensor[N, C, H, W], ``batch`` at a time, on one
+    thread (as a 1-CPU worker); the class is ``targets`` Tensor[N] or else the predicted one."""
     with one_thread():
         explain = registry.build(method, model, model.get_submodule(layer) if layer else None, **kwargs)
         maps, targets, scores = [], [], []
@@ -32,7 +33,7 @@ def plain_loop(model: torch.nn.Module, method: str, images: torch.Tensor, batch:
             x = images[i:i + batch]
             with torch.no_grad():
                 out = model(x)
-            t = out.argmax(1)
+            t = out.argmax(1) if targets is None else targets[i:i + batch]
             maps.append(explain(x, t).detach())
             targets.append(t)
             scores.append(out.gather(1, t[:, None])[:, 0])

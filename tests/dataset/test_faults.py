@@ -23,18 +23,21 @@ import pyxai.dataset  # noqa: E402
 
 
 def test_killed_worker_is_retried(ray_address, tmp_path, rng):
+    """(with per-sample targets)"""
     n = 24
     images = torch.rand(n, 3, 64, 64, generator=rng)
+    targets = torch.randint(0, 6, (n,), generator=rng)
     flag = tmp_path / "die-once"
     flag.touch()  # the first forward anywhere deletes it and kills its worker process
     out = pyxai.dataset.attribute(torch.utils.data.TensorDataset(images), Factory(str(flag)), "saliency",
-                                  tmp_path / "k.zarr", num_workers=2, shard_size=8, batch_size=4,
+                                  tmp_path / "k.zarr", target=targets, num_workers=2, shard_size=8, batch_size=4,
                                   show_progress=False)
     assert not flag.exists()  # a worker did die
     g = zarr.open_group(out, mode="r")
-    maps, target, score = plain_loop(demo_cnn(), "saliency", images, 4)
+    maps, target, score = plain_loop(demo_cnn(), "saliency", images, 4, targets=targets)
     assert torch.equal(torch.from_numpy(g["maps"][:]), maps)  # every sample, once, right
-    assert torch.equal(torch.from_numpy(g["target"][:]), target)
+    assert torch.equal(torch.from_numpy(g["target"][:]), targets)
+    assert torch.equal(torch.from_numpy(g["score"][:]), score)
     assert g["shard_done"][:].tolist() == [1, 1, 1]
     assert g.attrs["history"][-1]["computed_shards"] == 3  # each shard written once
 

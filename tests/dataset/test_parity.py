@@ -13,15 +13,16 @@ zarr = pytest.importorskip("zarr")
 pytest.importorskip("ray")
 
 import pyxai.dataset  # noqa: E402
+import pyxai.registry  # noqa: E402
 
 
-@pytest.mark.parametrize("method,kwargs", [("gradcam", {}), ("rise", {"n_masks": 16, "seed": 3})])
-def test_maps_equal_plain_loop(ray_address, tmp_path, rng, method, kwargs):
+@pytest.mark.parametrize("method,kwargs,workers", [("gradcam", {}, 2), ("rise", {"n_masks": 16, "seed": 3}, 1)])
+def test_maps_equal_plain_loop(ray_address, tmp_path, rng, method, kwargs, workers):
     n, shard, batch = 21, 8, 4  # a short last shard
     images = torch.rand(n, 3, 64, 64, generator=rng)
     labels = torch.randint(0, 6, (n,), generator=rng)
     ds = torch.utils.data.TensorDataset(images, labels)
-    out = pyxai.dataset.attribute(ds, "demo", method, tmp_path / "m.zarr", num_workers=2, shard_size=shard,
+    out = pyxai.dataset.attribute(ds, "demo", method, tmp_path / "m.zarr", num_workers=workers, shard_size=shard,
                                   batch_size=batch, layer="layer3", show_progress=False, **kwargs)
     g = zarr.open_group(out, mode="r")
     maps, target, score = plain_loop(demo_cnn(), method, images, batch, layer="layer3", **kwargs)
@@ -70,3 +71,24 @@ def test_files_metrics_and_float16(ray_address, tmp_path):
                               for i in range(0, 10, 4)])
         assert torch.allclose(torch.from_numpy(g[name][:]), want, atol=1e-6), name
     assert "pointing_game" not in g and masks.shape[0] == 10
+
+
+def test_ray_dataset_source_with_label_targets(ray_address, tmp_path, rng):
+    """A Ray Dataset (image, label, id columns), explained for its labels (target='label')."""
+    import ray
+
+    n = 10
+    images = torch.rand(n, 3, 64, 64, generator=rng)
+    labels = torch.randint(0, 6, (n,), generator=rng)
+    rows = [{"image": images[i].numpy(), "label": int(labels[i]), "id": f"s{i}"} for i in range(n)]
+    out = pyxai.dataset.attribute(ray.data.from_items(rows), "demo", "inputxgradient", tmp_path / "r.zarr",
+                                  target="label", num_workers=1, shard_size=4, batch_size=4,
+                                  show_progress=False)
+    g = zarr.open_group(out, mode="r")
+    assert g["id"][:].tolist() == [f"s{i}" for i in range(n)]
+    assert g["target"][:].tolist() == labels.tolist()
+    explain = pyxai.registry.build("inputxgradient", demo_cnn())
+    with one_thread():
+        want = torch.cat([explain(images[i:i + 4], labels[i:i + 4]) for i in range(0, n, 4)])
+    assert torch.equal(torch.from_numpy(g["maps"][:]), want)
+
