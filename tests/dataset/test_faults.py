@@ -30,8 +30,8 @@ def test_killed_worker_is_retried(ray_address, tmp_path, rng):
     flag = tmp_path / "die-once"
     flag.touch()  # the first forward anywhere deletes it and kills its worker process
     out = pyxai.dataset.attribute(torch.utils.data.TensorDataset(images), Factory(str(flag)), "saliency",
-                                  tmp_path / "k.zarr", target=targets, num_workers=2, shard_size=8, batch_size=4,
-                                  show_progress=False)
+                                  tmp_path / "k.zarr", target=targets, num_workers=2, shard_size=8,
+                                  batch_size=4, show_progress=False)
     assert not flag.exists()  # a worker did die
     g = zarr.open_group(out, mode="r")
     maps, target, score = plain_loop(demo_cnn(), "saliency", images, 4, targets=targets)

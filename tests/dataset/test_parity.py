@@ -16,14 +16,16 @@ import pyxai.dataset  # noqa: E402
 import pyxai.registry  # noqa: E402
 
 
-@pytest.mark.parametrize("method,kwargs,workers", [("gradcam", {}, 2), ("rise", {"n_masks": 16, "seed": 3}, 1)])
+@pytest.mark.parametrize("method,kwargs,workers",
+                         [("gradcam", {}, 2), ("rise", {"n_masks": 16, "seed": 3}, 1)])
 def test_maps_equal_plain_loop(ray_address, tmp_path, rng, method, kwargs, workers):
     n, shard, batch = 21, 8, 4  # a short last shard
     images = torch.rand(n, 3, 64, 64, generator=rng)
     labels = torch.randint(0, 6, (n,), generator=rng)
     ds = torch.utils.data.TensorDataset(images, labels)
-    out = pyxai.dataset.attribute(ds, "demo", method, tmp_path / "m.zarr", num_workers=workers, shard_size=shard,
-                                  batch_size=batch, layer="layer3", show_progress=False, **kwargs)
+    out = pyxai.dataset.attribute(ds, "demo", method, tmp_path / "m.zarr", num_workers=workers,
+                                  shard_size=shard, batch_size=batch, layer="layer3", show_progress=False,
+                                  **kwargs)
     g = zarr.open_group(out, mode="r")
     maps, target, score = plain_loop(demo_cnn(), method, images, batch, layer="layer3", **kwargs)
     assert torch.equal(torch.from_numpy(g["maps"][:]), maps)
