@@ -65,19 +65,20 @@ class Store:
         """Reopen the store at ``path`` for the same ``params``, or create it.
 
         Raises:
-            ValueError: ``path`` holds something else than a store of these ``params`` (a store of
-                another run, a file, a folder that is not a store) and ``overwrite`` is False.
+            ValueError: ``path`` holds a store of other ``params`` and ``overwrite`` is False, or
+                something that is not a store (a file, a folder with other things: never deleted).
         """
         import zarr
 
         params = _canonical(params)
         p = Path(path)
-        if p.exists() and overwrite:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-        if p.exists():
-            if not p.is_dir() or not (p / "zarr.json").is_file():
-                raise ValueError(f"out {path!r} exists and is not a pyxai Zarr store; remove it or "
-                                 "pass overwrite=True")
+        if p.exists() and not (p.is_dir() and not any(p.iterdir())):
+            if not p.is_dir() or not (p / "zarr.json").is_file() or not (p / "shard_done").is_dir():
+                # never deleted, even with overwrite=True: it may be anything of the user's
+                raise ValueError(f"out {path!r} exists and is not a pyxai Zarr store; choose another path")
+            if overwrite:
+                shutil.rmtree(p)
+        if p.exists() and any(p.iterdir()):
             group = zarr.open_group(str(p), mode="r+")
             old = group.attrs.get("params")
             if old != params:

@@ -96,8 +96,12 @@ def test_store_of_other_parameters_is_refused(ray_address, tmp_path):
     g = zarr.open_group(out, mode="r")
     assert g.attrs["params"]["method"] == "inputxgradient" and len(g.attrs["history"]) == 1
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="not a pyxai Zarr store"):
-        pyxai.dataset.attribute(ds, "demo", "saliency", tmp_path / "file", **run)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "mine.txt").write_text("x")
+    for other in ("file", "folder"):  # refused, and never deleted, even with overwrite=True
+        with pytest.raises(ValueError, match="not a pyxai Zarr store"):
+            pyxai.dataset.attribute(ds, "demo", "saliency", tmp_path / other, overwrite=True, **run)
+    assert (tmp_path / "file").read_text() == "x" and (tmp_path / "folder" / "mine.txt").exists()
 
 
 def test_model_that_cannot_be_built_on_a_worker(ray_address, tmp_path):
