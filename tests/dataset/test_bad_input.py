@@ -56,6 +56,12 @@ def test_empty_or_missing_folder(tmp_path):
 
 
 def test_missing_extra_names_it(monkeypatch, tmp_path):
+    import subprocess
+
+    code = ("import sys; sys.modules['ray'] = sys.modules['zarr'] = None; import pyxai.dataset, pyxai.cli; "
+            "pyxai.cli.build_parser()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # importing works without the extra
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ImportError, match=r"pyxai-attribution\[scale\]"):
         pyxai.dataset.attribute(_tiny(), "demo", "saliency", tmp_path / "o.zarr")
