@@ -82,15 +82,16 @@ def _per_sample_targets(target: Any, n: int) -> list[int] | None:
     return None
 
 
-def _start_ray(ray: Any, address: str | None, num_cpus: int, num_gpus: int) -> bool:
-    """Connect to ``address`` or start a small local Ray; True when this call started it."""
+def _start_ray(ray: Any, address: str | None, num_cpus: int) -> bool:
+    """Connect to ``address`` or start a small local Ray (its GPUs detected by Ray); True when this
+    call started it."""
     if ray.is_initialized():
         return False
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=256 * 2**20, **quiet)
+        ray.init(num_cpus=num_cpus, object_store_memory=256 * 2**20, **quiet)
     return True
 
 
@@ -228,8 +229,7 @@ def attribute(
     computed, startup = 0, 0.0
     if todo:
         want = num_workers or max(1, (os.cpu_count() or 1) // cpus_per_worker)
-        started = _start_ray(ray, address, num_cpus=want * cpus_per_worker,
-                             num_gpus=int(-(-want * gpus_per_worker // 1)))
+        started = _start_ray(ray, address, num_cpus=want * cpus_per_worker)
         try:
             init = time.perf_counter() - t0
             computed, startup = _run(ray, src, store, job, todo, given, num_workers, cpus_per_worker,
@@ -261,11 +261,17 @@ def _run(ray: Any, src: sources.Source, store: Store, job: Job, todo: set[int],
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    res = ray.cluster_resources()
+    fit = int(res.get("CPU", 0) // cpus_per_worker)
+    if gpus_per_worker > 0:
+        fit = min(fit, int(res.get("GPU", 0) // gpus_per_worker))
     if num_workers is None:
-        res = ray.cluster_resources()
-        num_workers = int(res.get("GPU", 0) // gpus_per_worker) if gpus_per_worker > 0 else \
-            int(res.get("CPU", 1) // cpus_per_worker)
-        num_workers = max(1, min(num_workers, len(todo)))
+        num_workers = max(1, min(fit, len(todo)))
+    if num_workers > fit:  # the actors would wait for resources forever
+        raise ValueError(f"num_workers={num_workers} actors of {cpus_per_worker} CPU(s) and "
+                         f"{gpus_per_worker} GPU(s) do not fit the Ray cluster ({res.get('CPU', 0):g} CPUs, "
+                         f"{res.get('GPU', 0):g} GPUs): lower num_workers / cpus_per_worker / "
+                         "gpus_per_worker")
     actor_cls = ray.remote(ShardWorker).options(
         num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=max_retries,
         max_task_retries=max_retries)

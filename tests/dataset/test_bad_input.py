@@ -110,6 +110,13 @@ def test_store_of_other_parameters_is_refused(ray_address, tmp_path):
     assert (tmp_path / "file").read_text() == "x" and (tmp_path / "folder" / "mine.txt").exists()
 
 
+def test_workers_that_do_not_fit_the_cluster(ray_address, tmp_path):
+    for kwargs, match in [({"num_workers": 3}, "num_workers=3 actors"), ({"gpus_per_worker": 1}, "GPU")]:
+        with pytest.raises(ValueError, match=match):  # the session's Ray has 2 CPUs, no GPU
+            pyxai.dataset.attribute(_tiny(), "demo", "saliency", tmp_path / "w.zarr", show_progress=False,
+                                    **kwargs)
+
+
 def test_model_that_cannot_be_built_on_a_worker(ray_address, tmp_path):
     with pytest.raises(ValueError, match="could not be built on a worker.*no such checkpoint"):
         pyxai.dataset.attribute(_tiny(), broken_factory, "saliency", tmp_path / "b.zarr", num_workers=1,
