@@ -21,6 +21,9 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
     else:
         source = pyxai.dataset.ShapesDataset(args.n, seed=args.seed)
         print(f"demo: {args.n} images of pyxai.data.shapes(seed={args.seed}) with their object masks")
+    tolerance = args.pointing_tolerance
+    if tolerance is None:
+        tolerance = 15.0 if args.source else 4.0
     target = args.target
     if target is not None and target != "label":
         try:
@@ -33,7 +36,7 @@ def cmd_explain_dataset(args: argparse.Namespace) -> int:
             address=args.address, num_workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             batch_size=args.batch_size, overwrite=args.overwrite, weights=args.weights, layer=args.layer,
             shard_size=args.shard_size, cpus_per_worker=args.cpus_per_worker, dtype=args.dtype,
-            image_size=args.image_size, pointing_tolerance=args.pointing_tolerance)
+            image_size=args.image_size, pointing_tolerance=tolerance)
     except (ImportError, RuntimeError) as exc:
         raise ValueError(str(exc)) from None
     import zarr
@@ -72,8 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--shard-size", type=int, default=64, help="samples per shard (default: 64)")
     e.add_argument("--image-size", type=int, help="resize image files to this square size")
     e.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="map dtype")
-    e.add_argument("--pointing-tolerance", type=float, default=4,
-                   help="pixels, for pointing_game (default: 4, TorchRay's 15 px at 224 scaled to 64)")
+    e.add_argument("--pointing-tolerance", type=float,
+                   help="pixels, for pointing_game (default: 15 as TorchRay; on the 64x64 demo set 4, "
+                        "TorchRay's 15 px at 224 scaled to 64)")
     e.add_argument("--overwrite", action="store_true", help="replace a store of other parameters")
     e.add_argument("--n", type=int, default=2000, help="number of demo images (default: 2000)")
     e.add_argument("--seed", type=int, default=0, help="seed of the demo images (default: 0)")
