@@ -226,7 +226,7 @@ def attribute(
               device="cuda" if gpus_per_worker > 0 else "cpu")
 
     t0 = time.perf_counter()
-    computed, startup = 0, 0.0
+    computed, startup, dt = 0, 0.0, 0.0
     if todo:
         want = num_workers or max(1, (os.cpu_count() or 1) // cpus_per_worker)
         started = _start_ray(ray, address, num_cpus=want * cpus_per_worker)
@@ -235,10 +235,10 @@ def attribute(
             computed, startup = _run(ray, src, store, job, todo, given, num_workers, cpus_per_worker,
                                      gpus_per_worker, max_retries, dtype, show_progress)
             startup += init
+            dt = time.perf_counter() - t0  # Ray's shutdown not included
         finally:
             if started:
                 ray.shutdown()
-    dt = time.perf_counter() - t0
     samples = sum(min(src.n, (k + 1) * shard_size) - k * shard_size for k in todo)
     store.log_run({"skipped_shards": n_shards - len(todo), "computed_shards": computed,
                    "samples": samples, "seconds": round(dt, 3), "startup_seconds": round(startup, 3),

@@ -46,7 +46,7 @@ _DRIVER = """
 import sys
 import pyxai.dataset
 from tests.dataset._models import Factory
-pyxai.dataset.attribute(pyxai.dataset.ShapesDataset(48, seed=5), Factory(delay=0.15), "saliency",
+pyxai.dataset.attribute(pyxai.dataset.ShapesDataset(48, seed=5), Factory(delay=0.25), "saliency",
                         sys.argv[1], address=sys.argv[2], num_workers=1, shard_size=8, batch_size=8,
                         show_progress=False)
 """
@@ -68,7 +68,7 @@ def test_killed_driver_resumes(ray_address, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert 2 <= done < 6, f"the driver was to be killed mid-run, after {done} of 6 shards"
-    pyxai.dataset.attribute(pyxai.dataset.ShapesDataset(48, seed=5), Factory(delay=0.15), "saliency", out,
+    pyxai.dataset.attribute(pyxai.dataset.ShapesDataset(48, seed=5), Factory(delay=0.25), "saliency", out,
                             num_workers=1, shard_size=8, batch_size=8, show_progress=False)
     g = zarr.open_group(out, mode="r")
     last = g.attrs["history"][-1]
