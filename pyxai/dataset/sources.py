@@ -220,10 +220,11 @@ class RayDatasetSource(Source):
 
 
 def ray_dataset_source(ds: Any) -> RayDatasetSource:
-    """A :class:`RayDatasetSource` (ids: the ``id`` column, else the row numbers)."""
-    import ray
-
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    """A :class:`RayDatasetSource` (ids: the ``id`` column, else the row numbers); sets the
+    dataset's ``preserve_order`` execution option."""
+    # a fixed row order, so that a rerun cuts the same shards (the dataset's own context: it was
+    # captured when the dataset was made)
+    ds.context.execution_options.preserve_order = True
     cols = ds.columns()
     if "image" not in cols:
         raise ValueError(f"a Ray Dataset source needs an 'image' column; it has {cols}")

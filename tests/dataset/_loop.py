@@ -28,13 +28,13 @@ def plain_loop(model: torch.nn.Module, method: str, images: torch.Tensor, batch:
     thread (as a 1-CPU worker); the class is ``targets`` Tensor[N] or else the predicted one."""
     with one_thread():
         explain = registry.build(method, model, model.get_submodule(layer) if layer else None, **kwargs)
-        maps, targets, scores = [], [], []
+        maps, classes, scores = [], [], []
         for i in range(0, len(images), batch):
             x = images[i:i + batch]
             with torch.no_grad():
                 out = model(x)
             t = out.argmax(1) if targets is None else targets[i:i + batch]
             maps.append(explain(x, t).detach())
-            targets.append(t)
+            classes.append(t)
             scores.append(out.gather(1, t[:, None])[:, 0])
-        return torch.cat(maps), torch.cat(targets), torch.cat(scores)
+        return torch.cat(maps), torch.cat(classes), torch.cat(scores)
