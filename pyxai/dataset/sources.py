@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -320,7 +320,3 @@ def shard_count(n: int, shard_size: int) -> int:
     """Number of shards of ``shard_size`` samples (the last may be shorter)."""
     return -(-n // shard_size)
 
-
-def ids_of(source: Source, k: int, shard_size: int) -> Sequence[str]:
-    """The sample ids of shard ``k``."""
-    return source.ids[k * shard_size:(k + 1) * shard_size]
