@@ -39,3 +39,7 @@ __all__ += ["STEP"]
 from pyxai import video  # noqa: E402  (PyAV is imported only when a file or stream is opened)
 
 __all__ += ["video"]
+
+from pyxai import dataset  # noqa: E402  (Ray and Zarr are imported only when a run starts)
+
+__all__ += ["dataset"]

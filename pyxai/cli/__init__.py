@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "bench",
     "video",
+    "explain_dataset",
 )
 
 

@@ -14,38 +14,11 @@ from pathlib import Path
 import torch
 
 from pyxai import registry
-from pyxai.engine.view import ModelView
+from pyxai.models.spec import last_feature_layer as _last_feature_layer
+from pyxai.models.spec import load_model as _load_user_model
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _last_feature_layer(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """The last module (in execution order) whose output is a 4-D or 5-D feature map.
-
-    The probing hooks go on a :class:`~pyxai.engine.view.ModelView`, never on ``model``.
-    """
-    order: list[torch.nn.Module] = []
-    view = ModelView(model)
-    for mod in model.modules():
-        if mod is model:
-            continue
-
-        def hook(m: torch.nn.Module, inp: tuple, out: object, orig: torch.nn.Module = mod) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and out.shape[-1] > 1:
-                order.append(orig)
-
-        view[mod].register_forward_hook(hook)  # dropped with the view
-    with torch.no_grad():
-        view(x[:1])
-    if not order:
-        raise ValueError("the model has no module with a 4-D/5-D output to use as target layer")
-    last = order[-1]
-    # prefer the outermost module that produced that output (e.g. a residual block, not its ReLU)
-    for m in reversed(order):
-        if any(c is last for c in m.modules()):
-            last = m
-    return last
 
 
 def _heat(attr: torch.Tensor) -> torch.Tensor:
@@ -99,29 +72,6 @@ def _save_overlays(images: torch.Tensor, heat: torch.Tensor, path: Path, scale: 
     img = Image.fromarray(arr)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     img.save(path)
-
-
-def _load_user_model(spec: str, weights: str | None) -> torch.nn.Module:
-    if spec == "demo":
-        from pyxai.models import demo_cnn
-
-        return demo_cnn(pretrained=True)
-    if not spec.startswith("torchvision:"):
-        raise ValueError(f"unknown model {spec!r}: use 'demo' or 'torchvision:<name>'")
-    name = spec.split(":", 1)[1]
-    try:
-        import torchvision
-    except ImportError:
-        raise ValueError("torchvision is not installed (pip install torchvision)") from None
-    if name not in torchvision.models.list_models():
-        raise ValueError(f"unknown torchvision model {name!r}")
-    model = torchvision.models.get_model(name, weights=None)
-    if weights:
-        if not Path(weights).is_file():
-            raise ValueError(f"weights file not found: {weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    return model.eval()
 
 
 def _load_images(paths: list[str], size: int) -> torch.Tensor:
