@@ -119,6 +119,9 @@ class VideoExplainer:
         self.method = method
         self.clip_len = None if clip_len is None else check_positive_int(clip_len, "clip_len")
         self.stride = check_positive_int(stride, "stride")
+        if self._method is not None and self._method.inputs == "clip" and self.clip_len is None:
+            raise ValueError(f"method {method!r} explains clip models (Tensor[B, C, T, H, W]): "
+                             "give clip_len for a clip model")
         if batch_frames is not None:
             check_positive_int(batch_frames, "batch_frames")
         self.batch_frames = batch_frames or (1 if self.clip_len else 8)

@@ -46,7 +46,7 @@ _FAST = {"rise": {"n_masks": 32}, "sobol": {"nb_design": 4}, "extremal": {"max_i
          "meaningful": {"iterations": 3, "mask_size": 8}, "integrated_gradients": {}}
 
 
-@pytest.mark.parametrize("method", registry.names())
+@pytest.mark.parametrize("method", registry.names(inputs="image"))
 def test_every_registry_method_streams_its_own_maps(rng, method):
     model = frame_cnn(rng)
     x = frames(rng, n=3, size=32)
@@ -187,3 +187,9 @@ def test_transform_and_map_resized_to_the_frame(rng):
     ref = pyxai.GradCAM(model, target_layers=[model[5]]).attribute(up(x))
     ref = torch.nn.functional.interpolate(ref, size=(20, 20), mode="bilinear", align_corners=False)
     torch.testing.assert_close(maps, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_a_clip_only_method_on_a_frame_model_is_refused():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    with pytest.raises(ValueError, match="clip_len"):
+        VideoExplainer(model, "step")
