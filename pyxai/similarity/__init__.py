@@ -17,6 +17,7 @@ from pyxai.similarity.interaction_cam import InteractionCAM
 from pyxai.similarity.invariance import PixelInvariance, no_shift_augment
 from pyxai.similarity.occlusion import ConditionalOcclusion, ContextAgnosticConditionalOcclusion
 from pyxai.similarity.pairwise import PairwiseOcclusion
+from pyxai.similarity.synthesis import FeatureVisualization, ModelDifference
 from pyxai.similarity.targets import SimilarityTarget, cosine_to, dot_to, neg_distance_to
 from pyxai.similarity.transforms import AveragedTransforms
 
@@ -24,7 +25,9 @@ __all__ = [
     "AveragedTransforms",
     "ConditionalOcclusion",
     "ContextAgnosticConditionalOcclusion",
+    "FeatureVisualization",
     "InteractionCAM",
+    "ModelDifference",
     "PairwiseOcclusion",
     "PixelInvariance",
     "SimilarityTarget",
