@@ -59,7 +59,8 @@ def _occlusion_case(b: int, size: int, window: int, stride: int) -> Case:
 
     def orig() -> torch.Tensor:
         maps = [original.occlusion(x1[i:i + 1], x2[i:i + 1], enc, window, stride) for i in range(b)]
-        return torch.stack([torch.from_numpy(m).float()[None] for pair in maps for m in pair]).reshape(b, 2, n_h, n_w)
+        grids = [torch.from_numpy(m).float() for pair in maps for m in pair]
+        return torch.stack(grids).reshape(b, 2, n_h, n_w)
 
     rows = (2 * n + 2) * b
     return Case(

@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> float:
           f"parameters", flush=True)
     steps_per_epoch = len(x_train) // args.batch_size
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.1)
+    total_steps = args.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
     for epoch in range(args.epochs):
         model.train()
         order = torch.randperm(len(x_train))
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> float:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, out)
     print(f"linear probe accuracy {acc:.4f} (2000 held-out images of seed {EVAL_SEED}); total "
-          f"{time.perf_counter() - start:.0f} s; saved {out} ({out.stat().st_size / 1e6:.2f} MB)", flush=True)
+          f"{time.perf_counter() - start:.0f} s; saved {out} ({out.stat().st_size / 1e6:.2f} MB)",
+          flush=True)
     return acc
 
 

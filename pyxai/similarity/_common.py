@@ -70,7 +70,8 @@ def check_pair(img1: Tensor, img2: Tensor, encoder: object = None, same_size: bo
         raise ValueError(f"img1 and img2 must hold the same number of images (one pair per row), got "
                          f"{img1.shape[0]} and {img2.shape[0]}")
     if img1.shape[1] != img2.shape[1]:
-        raise ValueError(f"img1 and img2 must have the same channels, got {img1.shape[1]} and {img2.shape[1]}")
+        raise ValueError(f"img1 and img2 must have the same channels, got {img1.shape[1]} and "
+                         f"{img2.shape[1]}")
     if img1.dtype != img2.dtype:
         raise TypeError(f"img1 ({img1.dtype}) and img2 ({img2.dtype}) must have the same dtype")
     if img1.device != img2.device:

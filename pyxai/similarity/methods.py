@@ -30,14 +30,12 @@ METHODS: dict[str, tuple[Callable[..., Any], bool]] = {
     "conditional_occlusion": (_occlusion(S.ConditionalOcclusion), False),
     "context_agnostic_occlusion": (_occlusion(S.ContextAgnosticConditionalOcclusion), False),
     "pairwise_occlusion": (lambda e, layer, size, **kw: S.PairwiseOcclusion(e, **kw), False),
-    "interaction_cam": (lambda e, layer, size, **kw: S.InteractionCAM(e, layer, **{"reduction": "attn",
-                                                                              "grad_interact": True, **kw}),
-                        True),
+    "interaction_cam": (lambda e, layer, size, **kw: S.InteractionCAM(
+        e, layer, **{"reduction": "attn", "grad_interact": True, **kw}), True),
     "averaged_transforms": (lambda e, layer, size, **kw: S.AveragedTransforms(e, **{"guided": True, **kw}),
                             False),
-    "pixel_invariance": (lambda e, layer, size, **kw: S.PixelInvariance(e, **{"n_augments": 200, "epochs": 300,
-                                                                            "size": min(64, size), **kw}),
-                         False),
+    "pixel_invariance": (lambda e, layer, size, **kw: S.PixelInvariance(
+        e, **{"n_augments": 200, "epochs": 300, "size": min(64, size), **kw}), False),
 }
 
 

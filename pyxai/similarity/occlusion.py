@@ -58,7 +58,8 @@ def window_masks(first: int, count: int, size: tuple[int, int], window: tuple[in
 class _WindowOcclusion:
     """Shared constructor, checks and the per-image run of the two occlusion methods."""
 
-    def __init__(self, encoder: Callable, window: int | tuple[int, int] = 64, stride: int | tuple[int, int] = 8,
+    def __init__(self, encoder: Callable, window: int | tuple[int, int] = 64,
+                 stride: int | tuple[int, int] = 8,
                  baseline: float = 0.0, normalize: bool = True, pooling: Pooling = None,
                  batch_size: int | None = None, show_progress: bool = False) -> None:
         self.encoder = encoder

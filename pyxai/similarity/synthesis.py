@@ -52,7 +52,8 @@ def zoom_linear(x: Tensor, size: tuple[int, int]) -> Tensor:
 def _number(value: float, name: str, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or (positive and value <= 0) or value < 0:
-        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} number, got {value!r}")
     return float(value)
 
 
@@ -84,7 +85,8 @@ class FeatureVisualization:
 
     def __init__(self, encoder: Callable, mode: str = "score", octaves: int = 10, octave_scale: float = 1.4,
                  iterations: int = 20, lr: float = 0.01, l2_weight: float = 1e-3, tv_weight: float = 1e-3,
-                 minmax_weight: float = 0.0, ema: float = 0.0, seed: int = 0, pooling: Pooling = None) -> None:
+                 minmax_weight: float = 0.0, ema: float = 0.0, seed: int = 0,
+                 pooling: Pooling = None) -> None:
         if mode not in ("score", "feature"):
             raise ValueError(f"mode must be 'score' or 'feature', got {mode!r}")
         self.encoder = encoder

@@ -167,8 +167,8 @@ def test_feature_visualization_equals_direct_loop(enc, rng):
 
 def test_model_difference_equals_direct_loop(enc, rng):
     enc = enc.double()
-    phi_a = nn.Sequential(enc.backbone.stem, enc.backbone.layer1)
-    phi_b = nn.Sequential(enc.backbone.stem)
+    phi_a = nn.Sequential(enc.backbone.stem, enc.backbone.layer1).eval()
+    phi_b = nn.Sequential(enc.backbone.stem).eval()
     x0 = torch.rand(2, 3, 16, 16, generator=rng, dtype=torch.float64)
     md = S.ModelDifference(phi_a, phi_b, iterations=5, lr=1e3, decay_every=2)
     a, b = md.attribute(x0)
@@ -182,7 +182,8 @@ def test_model_difference_equals_direct_loop(enc, rng):
                 if decay and i % 2 == 0:
                     opt.param_groups[0]["lr"] *= 0.1
                 x.data.clamp_(0, 1)
-                loss = 0.1 * (phi(x) - t).pow(2).sum() / t.pow(2).sum() + 1e-7 * x.pow(6).sum() + 1e-8 * tv_l2(x).sum()
+                loss = 0.1 * (phi(x) - t).pow(2).sum() / t.pow(2).sum() + 1e-7 * x.pow(6).sum() \
+                    + 1e-8 * tv_l2(x).sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

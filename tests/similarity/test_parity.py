@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import pyxai.similarity as S
-from pyxai.data import shapes
 from pyxai.benchmark import _similarity_original as ref
+from pyxai.data import shapes
 
 DEMOS = ["simclr", "barlow_twins"]
 ALL = DEMOS + ["resnet50", "vit"]
@@ -48,7 +48,8 @@ def test_conditional_occlusion_raw_drop(rng, encoders):
     """normalize=False: the similarity drop base - cos itself (the older reference versions)."""
     enc, _, _ = encoders("simclr")
     x1, x2 = pairs("simclr", rng)
-    m1, m2 = S.ConditionalOcclusion(enc, window=24, stride=10, normalize=False).attribute(x1, x2, resize=False)
+    co = S.ConditionalOcclusion(enc, window=24, stride=10, normalize=False)
+    m1, m2 = co.attribute(x1, x2, resize=False)
     for b in range(x1.shape[0]):
         r1, r2 = ref.occlusion(x1[b:b + 1], x2[b:b + 1], enc, 24, 10, normalize=False)
         torch.testing.assert_close(m1[b, 0].double(), torch.from_numpy(r1), atol=1e-5, rtol=1e-4)

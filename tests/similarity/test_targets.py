@@ -73,7 +73,8 @@ def test_perturbation_families(setup):
     _same(pyxai.SobolAttribution(enc, grid_size=4, nb_design=8, batch_size=16).attribute(x, target=t),
           pyxai.SobolAttribution(wrap, grid_size=4, nb_design=8, batch_size=16).attribute(x, target=0))
     kw = dict(sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), perturbations_per_eval=4)
-    _same(pyxai.Occlusion(enc).attribute(x, target=t, **kw), pyxai.Occlusion(wrap).attribute(x, target=0, **kw))
+    _same(pyxai.Occlusion(enc).attribute(x, target=t, **kw),
+          pyxai.Occlusion(wrap).attribute(x, target=0, **kw))
 
 
 def test_lrp(setup):
@@ -86,8 +87,8 @@ def test_lrp(setup):
     zd = z.detach().requires_grad_()
     s = F.cosine_similarity(zd, ref)
     (g,) = torch.autograd.grad(s.sum(), zd)
-    direct = pyxai.LRP(enc, composite="epsilon_plus").attribute(
-        x, target=lambda out: (out * (g * s.detach()[:, None])).sum(1), output_relevance="one_hot")
+    direct = pyxai.LRP(enc, composite="epsilon_plus", output_relevance="one_hot").attribute(
+        x, target=lambda out: (out * (g * s.detach()[:, None])).sum(1))
     _same(rel, direct)
     assert rel.abs().sum() > 0
 
