@@ -85,7 +85,7 @@ def test_pooling_for_feature_map_encoders(rng):
 
 
 def test_batch_invariance_seed_and_model_untouched(enc, rng):
-    x1, x2 = torch.rand(3, 3, 24, 24, generator=rng), torch.rand(3, 3, 24, 24, generator=rng)
+    x1, x2 = torch.rand(3, 3, 16, 16, generator=rng), torch.rand(3, 3, 16, 16, generator=rng)
     enc.train()  # a train-mode model: explained on a view, its BatchNorm statistics untouched
     before = state_fingerprint(enc)
     with pytest.warns(UserWarning, match="training mode"):
