@@ -33,3 +33,6 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
+from pyxai import similarity  # noqa: E402  (two-image explainers: pyxai.similarity.*)
+
+__all__ += ["similarity"]
