@@ -43,3 +43,6 @@ __all__ += ["video"]
 from pyxai import dataset  # noqa: E402  (Ray and Zarr are imported only when a run starts)
 
 __all__ += ["dataset"]
+from pyxai import similarity  # noqa: E402  (two-image explainers: pyxai.similarity.*)
+
+__all__ += ["similarity"]

@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "video",
     "explain_dataset",
+    "similarity",
 )
 
 

@@ -27,6 +27,7 @@ from pyxai.metrics.localisation import (
     pointing_game_accuracy,
     pointing_points,
 )
+from pyxai.metrics.pairwise import pairwise_deletion, pairwise_insertion
 from pyxai.metrics.randomisation import model_parameter_randomisation
 from pyxai.metrics.robustness import avg_sensitivity, local_lipschitz, max_sensitivity
 from pyxai.metrics.video import (
@@ -48,6 +49,8 @@ __all__ = [
     "max_sensitivity",
     "model_parameter_randomisation",
     "mu_fidelity",
+    "pairwise_deletion",
+    "pairwise_insertion",
     "pointing_game",
     "pointing_game_accuracy",
     "pointing_points",
