@@ -19,7 +19,6 @@ from pyxai.gradient._common import (
 )
 from pyxai.gradient.layer_grad_cam import LayerGradCam, layer_grad_cam
 
-
 INTERPOLATE_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area",
                      "nearest-exact")
 #: spatial dims each ``F.interpolate`` mode resizes (None: any)

@@ -121,7 +121,8 @@ class NoiseTunnel(CaptumAttribution):
                 ``baselines``. Default: False
             **kwargs: passed to the wrapped ``attribute`` (target, additional_forward_args,
                 baselines, feature_mask, n_steps, create_graph, ...); per-example Tensors
-                (masks with a first dim > 1 too, as Captum) are expanded per sample. ``create_graph=True`` keeps the result differentiable w.r.t. the model
+                (masks with a first dim > 1 too, as Captum) are expanded per sample.
+                ``create_graph=True`` keeps the result differentiable w.r.t. the model
                 parameters.
 
         Returns:

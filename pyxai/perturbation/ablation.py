@@ -18,7 +18,7 @@ import torch
 
 from pyxai.engine.accumulators import ItemScores
 from pyxai.engine.base import CaptumAttribution
-from pyxai.engine.checks import check_same_device
+from pyxai.engine.checks import check_output_batch, check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
 from pyxai.engine.view import forward_view
@@ -29,16 +29,15 @@ from pyxai.ops.occlusion import (
     occlusion_perturb,
     window_counts,
 )
-from pyxai.engine.checks import check_output_batch
 from pyxai.perturbation._captum import (
     AggregateOutputError,
     CaptumArgumentError,
     ExpandingForward,
     as_output,
-    is_aggregated,
     format_args,
     format_baselines,
     format_inputs,
+    is_aggregated,
 )
 
 TensorOrTuple = torch.Tensor | tuple[torch.Tensor, ...]
