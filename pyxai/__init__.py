@@ -33,3 +33,7 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
+
+from pyxai.gradient import Deconvolution, GradientShap, LayerActivation  # noqa: E402
+
+__all__ += ["Deconvolution", "LayerActivation", "GradientShap"]

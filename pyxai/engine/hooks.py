@@ -244,3 +244,54 @@ def guided_relus(view: ModelView) -> Iterator[None]:
         state.on = False
         for h in handles:
             h.remove()
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """``relu(x)`` whose backward passes ``relu(grad)`` whatever the sign of ``x`` (the
+    deconvnet rule of Zeiler & Fergus, Captum's ``Deconvolution``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return g.clamp_min(0)
+
+
+@contextlib.contextmanager
+def deconv_relus(view: ModelView) -> Iterator[None]:
+    """The deconvnet rule on every ``nn.ReLU`` of a model view: the gradient a ReLU passes back
+    is ``relu(grad_output)`` (Captum's ``Deconvolution``: only ``nn.ReLU`` modules, functional
+    relus unchanged). Hooks on the view's modules only, removed on exit.
+
+    The ReLU's own output is replaced by :class:`_DeconvReLU` of the input it received (kept
+    before an in-place ReLU could overwrite it), so the rule holds for ``inplace=True`` too.
+    """
+    if not isinstance(view, ModelView):
+        raise TypeError(f"deconv_relus needs a ModelView of the model, got {type(view).__name__}")
+    received: dict[int, list[torch.Tensor]] = {}
+
+    def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not x.requires_grad:
+            return None
+        received.setdefault(id(module), []).append(x)
+        return (x.clone(), *args[1:])  # an in-place ReLU overwrites the copy, not x
+
+    def hook(module: nn.Module, args: tuple, out: object) -> object:
+        stack = received.get(id(module))
+        if not stack:
+            return None
+        return _DeconvReLU.apply(stack.pop())
+
+    handles = []
+    try:
+        for m in view.module.modules():
+            if isinstance(m, nn.ReLU):
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_hook(hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,135 @@
+"""Parity with Captum 0.9 of the Captum methods pyxai added: Deconvolution, LayerActivation,
+GradientShap, on torchvision models with random weights and randomised BatchNorm statistics
+(small inputs). GradientShap draws its randomness as Captum does (NumPy for baseline rows and
+coefficients, torch for the noise), so with the same seeds before both calls the numbers are
+equal (exact parity of the sampled method, not statistical)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import pyxai
+from pyxai.engine.view import same_state, state_fingerprint
+from tests.gradient._models import randomise_bn
+
+captum_attr = pytest.importorskip("captum.attr")
+
+
+def _resnet(g: torch.Generator) -> nn.Module:
+    return randomise_bn(torchvision.models.resnet18(num_classes=6), g).eval()
+
+
+def _close(a, b, tol: float = 1e-5) -> None:
+    a = a if isinstance(a, (tuple, list)) else (a,)
+    b = b if isinstance(b, (tuple, list)) else (b,)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape, (x.shape, y.shape)
+        torch.testing.assert_close(x, y, atol=tol, rtol=tol)
+
+
+class InplaceNet(nn.Module):
+    """Conv-ReLU(inplace)-conv-ReLU-linear, ReLUs as modules (what Deconvolution changes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.r1 = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True)
+        self.c2, self.r2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.r2(self.c2(self.r1(self.c1(x)))).flatten(1))
+
+
+def test_deconvolution_equal_captum_resnet18(rng):
+    m = _resnet(rng)
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    before = state_fingerprint(m)
+    ours = pyxai.Deconvolution(m).attribute(x, target=torch.tensor([1, 4]))
+    assert not same_state(before, state_fingerprint(m))  # the user's model is untouched
+    assert not m._forward_hooks and all(not c._forward_pre_hooks for c in m.modules())
+    ref = captum_attr.Deconvolution(m).attribute(x, target=torch.tensor([1, 4]))
+    _close(ours, ref, 1e-4)
+
+
+def test_deconvolution_inplace_relu_equal_captum(rng):
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    m = InplaceNet().eval()
+    x = torch.randn(3, 3, 8, 8, generator=rng)
+    ours = pyxai.Deconvolution(m).attribute(x, target=2)
+    ref = captum_attr.Deconvolution(m).attribute(x, target=2)
+    _close(ours, ref)
+    # the deconvnet rule differs from guided backprop (it ignores the ReLU input's sign)
+    gb = pyxai.GuidedBackprop(m).attribute(x, target=2)
+    assert not torch.allclose(ours, gb)
+
+
+@pytest.mark.parametrize("to_input", [False, True])
+def test_layer_activation_equal_captum(rng, to_input):
+    m = _resnet(rng)
+    x = torch.randn(1, 3, 16, 16, generator=rng)
+    for layer in (m.layer2, [m.layer1[0].conv1, m.layer3]):
+        ours = pyxai.LayerActivation(m, layer).attribute(x, attribute_to_layer_input=to_input)
+        ref = captum_attr.LayerActivation(m, layer).attribute(
+            x, attribute_to_layer_input=to_input)
+        assert isinstance(ours, list) == isinstance(layer, list)
+        _close(ours, ref)
+
+
+@pytest.mark.parametrize("multiply", [True, False])
+def test_gradient_shap_equal_captum_seeded(rng, multiply):
+    m = _resnet(rng)
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    dist = torch.randn(5, 3, 16, 16, generator=rng)
+    seed = int(torch.randint(0, 2**31, (1,), generator=rng))
+    kw = dict(baselines=dist, n_samples=3, stdevs=0.05, target=torch.tensor([0, 3]),
+              return_convergence_delta=True)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ours, d_ours = pyxai.GradientShap(m, multiply).attribute(x, **kw)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ref, d_ref = captum_attr.GradientShap(m, multiply).attribute(x, **kw)
+    _close(ours, ref, 1e-4)
+    _close(d_ours, d_ref, 1e-3)
+    assert pyxai.GradientShap(m, multiply).multiplies_by_inputs == multiply
+
+
+def test_gradient_shap_tuple_inputs_callable_baselines(rng):
+    w = torch.randn(3, 4, generator=rng)
+
+    def f(a, b):
+        return torch.tanh(a @ w) * b
+
+    a, b = torch.randn(3, 3, generator=rng), torch.randn(3, 4, generator=rng)
+
+    def dist(inputs):
+        a, b = inputs
+        return a * 0.5, b * 0 + 1
+
+    seed = int(torch.randint(0, 2**31, (1,), generator=rng))
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ours = pyxai.GradientShap(f).attribute((a, b), baselines=dist, n_samples=6, target=1)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ref = captum_attr.GradientShap(f).attribute((a, b), baselines=dist, n_samples=6, target=1)
+    _close(ours, ref)
+
+
+def test_gradient_shap_bad_arguments(rng):
+    m = nn.Linear(4, 2)
+    x = torch.randn(2, 4, generator=rng)
+    gs = pyxai.GradientShap(m)
+    with pytest.raises(TypeError, match="baselines"):
+        gs.attribute(x, baselines=0.0)
+    with pytest.raises(ValueError, match="baselines"):
+        gs.attribute(x, baselines=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        gs.attribute(x, baselines=torch.full((3, 4), float("nan")))
+    with pytest.raises(ValueError, match="n_samples"):
+        gs.attribute(x, baselines=torch.zeros(3, 4), n_samples=0)
