@@ -35,5 +35,6 @@ __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 
 from pyxai.gradient import Deconvolution, GradientShap, LayerActivation  # noqa: E402
+from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
 
-__all__ += ["Deconvolution", "LayerActivation", "GradientShap"]
+__all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling"]
