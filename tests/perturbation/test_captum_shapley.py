@@ -27,7 +27,8 @@ def _close(a, b, tol: float = 1e-5) -> None:
 def test_shapley_equal_captum_resnet18(rng):
     m = randomise_bn(torchvision.models.resnet18(num_classes=5), rng).eval()
     x = torch.randn(2, 3, 16, 16, generator=rng)
-    mask = (torch.arange(16)[:, None] // 8 * 2 + torch.arange(16)[None] // 8).expand(1, 3, 16, 16).contiguous()
+    cells = torch.arange(16)[:, None] // 8 * 2 + torch.arange(16)[None] // 8
+    mask = cells.expand(1, 3, 16, 16).contiguous()
     seed = int(torch.randint(0, 2**31, (1,), generator=rng))
     kw = dict(target=torch.tensor([1, 3]), feature_mask=mask, n_samples=3, baselines=0.25)
     torch.manual_seed(seed)
