@@ -321,10 +321,6 @@ class Occlusion(CaptumAttribution):
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
         xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval, baselines)
-        for i, x in enumerate(xs):
-            if not x.is_floating_point():
-                raise TypeError(f"{f'inputs[{i}]' if was_tuple else 'inputs'} must be a "
-                                f"floating-point tensor for Occlusion, got {x.dtype}")
         windows, strides_ = self._format_windows(sliding_window_shapes, strides, xs)
         n_per = [math.prod(window_counts(x.shape[1:], w, s)) if w else 1
                  for x, w, s in zip(xs, windows, strides_)]
@@ -340,6 +336,7 @@ class Occlusion(CaptumAttribution):
                 if lo >= hi:
                     out.append(_repeat(x, k))
                     continue
+                x = x.to(base.dtype)  # as Captum: an int input with a float baseline -> float
                 parts = []
                 if lo > start:
                     parts.append(_repeat(x, lo - start))
@@ -347,7 +344,7 @@ class Occlusion(CaptumAttribution):
                     parts.append(occlusion_perturb(x, w, s, lo - off, hi - lo, base,
                                                    backend=backend))
                 else:  # the one 0-d window: the whole (scalar) row
-                    parts.append(base.to(x.dtype))
+                    parts.append(base)
                 if hi < stop:
                     parts.append(_repeat(x, stop - hi))
                 out.append(torch.cat(parts) if len(parts) > 1 else parts[0])

@@ -49,6 +49,19 @@ def test_integer_inputs_float_baseline_equal_captum(rng):
     assert ours[0].dtype == torch.float32  # attributions in the output's dtype, as Captum
 
 
+@pytest.mark.parametrize("baseline", [None, 0.5, 2])
+def test_occlusion_integer_inputs_equal_captum(rng, baseline):
+    def f(a):
+        return (a.float() ** 2).sum(1, keepdim=True) - a[:, :2].float()
+
+    x = torch.randint(0, 5, (2, 6), generator=rng)
+    ours = pyxai.Occlusion(f).attribute(x, sliding_window_shapes=(2,), baselines=baseline,
+                                        target=1, perturbations_per_eval=3)
+    ref = captum_attr.Occlusion(f).attribute(x, sliding_window_shapes=(2,), baselines=baseline,
+                                             target=1)
+    _close(ours, ref)
+
+
 def test_bool_input_keeps_bool_with_default_baseline(rng):
     seen = []
 
