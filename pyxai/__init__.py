@@ -34,7 +34,13 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 
-from pyxai.gradient import Deconvolution, GradientShap, LayerActivation  # noqa: E402
+from pyxai.gradient import (  # noqa: E402
+    Deconvolution,
+    GradientShap,
+    LayerActivation,
+    LayerIntegratedGradients,
+)
 from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
 
-__all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling"]
+__all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
+            "LayerIntegratedGradients"]

@@ -133,3 +133,30 @@ def test_gradient_shap_bad_arguments(rng):
         gs.attribute(x, baselines=torch.full((3, 4), float("nan")))
     with pytest.raises(ValueError, match="n_samples"):
         gs.attribute(x, baselines=torch.zeros(3, 4), n_samples=0)
+
+
+def test_layer_integrated_gradients_equal_captum(rng):
+    m = _resnet(rng)
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    base = torch.randn(1, 3, 16, 16, generator=rng) * 0.1
+    kw = dict(baselines=base, target=torch.tensor([2, 5]), n_steps=6, internal_batch_size=4,
+              return_convergence_delta=True, method="riemann_trapezoid")
+    ours, d_ours = pyxai.LayerIntegratedGradients(m, m.layer3[0]).attribute(x, **kw)
+    ref, d_ref = captum_attr.LayerIntegratedGradients(m, m.layer3[0]).attribute(x, **kw)
+    _close(ours, ref, 1e-4)
+    _close(d_ours, d_ref, 1e-3)
+
+
+def test_layer_integrated_gradients_tuple_layer_not_multiplied_equal_captum(rng):
+    from tests.gradient.test_captum_behaviour import TwoBranch
+
+    m = TwoBranch(rng).eval()
+    x = torch.randn(3, 5, generator=rng)
+    for mult, to_input in ((True, False), (False, False), (True, True)):
+        kw = dict(target=1, n_steps=8, attribute_to_layer_input=to_input)
+        ours = pyxai.LayerIntegratedGradients(m, m.pair, multiply_by_inputs=mult).attribute(
+            x, **kw)
+        ref = captum_attr.LayerIntegratedGradients(m, m.pair, multiply_by_inputs=mult).attribute(
+            x, **kw)
+        assert isinstance(ours, tuple) and len(ours) == 2
+        _close(ours, ref)
