@@ -38,9 +38,10 @@ from pyxai.gradient import (  # noqa: E402
     Deconvolution,
     GradientShap,
     LayerActivation,
+    LayerConductance,
     LayerIntegratedGradients,
 )
 from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
 
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
-            "LayerIntegratedGradients"]
+            "LayerIntegratedGradients", "LayerConductance"]

@@ -160,3 +160,28 @@ def test_layer_integrated_gradients_tuple_layer_not_multiplied_equal_captum(rng)
             x, **kw)
         assert isinstance(ours, tuple) and len(ours) == 2
         _close(ours, ref)
+
+
+def test_layer_conductance_equal_captum(rng):
+    m = _resnet(rng)
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    kw = dict(baselines=0.1, target=torch.tensor([1, 4]), n_steps=5,
+              return_convergence_delta=True)
+    ref, d_ref = captum_attr.LayerConductance(m, m.layer2[1]).attribute(x, **kw)
+    for ibs in (None, 6):  # chunks of 3 points (a step across chunks) equal all at once
+        ours, d_ours = pyxai.LayerConductance(m, m.layer2[1]).attribute(
+            x, internal_batch_size=ibs, **kw)
+        _close(ours, ref, 1e-4)
+        _close(d_ours, d_ref, 1e-3)
+
+
+def test_layer_conductance_tuple_layer_and_layer_input_equal_captum(rng):
+    from tests.gradient.test_captum_behaviour import TwoBranch
+
+    m = TwoBranch(rng).eval()
+    x = torch.randn(3, 5, generator=rng)
+    for to_input in (False, True):
+        kw = dict(target=2, n_steps=7, method="riemann_left", attribute_to_layer_input=to_input)
+        ours = pyxai.LayerConductance(m, m.pair).attribute(x, **kw)
+        ref = captum_attr.LayerConductance(m, m.pair).attribute(x, **kw)
+        _close(ours, ref)
