@@ -13,6 +13,9 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
 * shapley_sampling: batch 2, 64x64, a 4 x 4 grid of features, 4 permutations (quick: 32x32, a
   2 x 2 grid, 2 permutations), perturbations_per_eval 16. Floor: the bare forwards (the baseline,
   the inputs and one per permutation step) at the same batch size. Same torch seed before both.
+* layer_ig / layer_conductance: layer2, 16 steps (quick 4), internal_batch_size 2 B, batch 4
+  224x224 (quick 2, 32x32). Floor: forward + input-gradient backward of the path's rows in the
+  same chunks (the layer methods need the same passes).
 """
 
 from __future__ import annotations
@@ -144,3 +147,42 @@ def shapley_cases(quick: bool, device: str) -> list[Case]:
         parity=[("pyxai", "captum", 1e-4)], device=device,
         notes=f"floor = {rows} bare forwards in chunks of {16 * b} rows",
     )]
+
+
+def _layer_ig_case(cls: str, quick: bool, device: str) -> Case:
+    import pyxai
+
+    b, size, steps = (2, 32, 4) if quick else (4, 224, 16)
+    model, x = _setup(b, size, device)
+    points = steps + 1 if cls == "LayerConductance" else steps
+    kw = dict(target=3, n_steps=steps, internal_batch_size=2 * b)
+
+    def captum() -> torch.Tensor:
+        import captum.attr
+
+        return getattr(captum.attr, cls)(model, model.layer2).attribute(x, **kw)
+
+    def floor() -> None:  # forward + backward of every path point, in the same chunks
+        for i in range(0, points * b, 2 * b):
+            z = x[:1].expand(min(2 * b, points * b - i), *x.shape[1:]).clone().requires_grad_()
+            with torch.enable_grad():
+                torch.autograd.grad(model(z)[:, 0].sum(), z)
+
+    return Case(
+        name=f"resnet18 {size}x{size} b={b}, layer2, {steps} steps",
+        impls={"pyxai": lambda: getattr(pyxai, cls)(model, model.layer2).attribute(x, **kw),
+               "floor": floor, "captum": captum},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes=f"floor = forward + input-gradient backward of {points * b} rows in chunks of "
+              f"{2 * b}",
+    )
+
+
+@register("layer_ig")
+def layer_ig_cases(quick: bool, device: str) -> list[Case]:
+    return [_layer_ig_case("LayerIntegratedGradients", quick, device)]
+
+
+@register("layer_conductance")
+def layer_conductance_cases(quick: bool, device: str) -> list[Case]:
+    return [_layer_ig_case("LayerConductance", quick, device)]
