@@ -22,13 +22,17 @@ from pyxai.gradient._common import (
     GradientAttribution,
     RepeatedTarget,
     expand_args,
+    format_args,
     format_call,
+    format_inputs,
     format_output,
     input_gradients,
+    resolve,
     resolve_none,
     run_forward,
 )
 from pyxai.gradient.noise_tunnel import _stdevs
+from pyxai.perturbation._captum import CaptumArgumentError, CaptumTypeError
 
 
 def format_distribution(baselines: Any, inputs: tuple[torch.Tensor, ...], given: Any) -> tuple:
@@ -43,7 +47,7 @@ def format_distribution(baselines: Any, inputs: tuple[torch.Tensor, ...], given:
         raise ValueError(f"baselines has {len(tup)} entries but there are {len(inputs)} inputs")
     for i, (b, x) in enumerate(zip(tup, inputs)):
         if not isinstance(b, torch.Tensor):
-            raise TypeError(f"baselines[{i}] must be a Tensor (a distribution of baselines), got "
+            raise CaptumTypeError(f"baselines[{i}] must be a Tensor (a distribution of baselines), got "
                             f"{type(b).__name__}")
         if b.dim() != x.dim() or b.shape[1:] != x.shape[1:] or b.shape[0] == 0:
             raise ValueError(f"baselines[{i}] of shape {tuple(b.shape)} must be Tensor[R, "
@@ -141,3 +145,25 @@ class GradientShap(GradientAttribution):
             f0 = resolved(run_forward(forward, bases, rows_args))
         total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in per_row)
         return result, total - (f1 - f0)
+
+    def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any,
+                                  target: Any = None, additional_forward_args: Any = None
+                                  ) -> torch.Tensor:
+        """``sum(attributions) - (f(end_point) - f(start_point))`` per row (as Captum); start and
+        end points need the same number of rows."""
+        _, ends = format_inputs(end_point, "end_point")
+        _, starts = format_inputs(start_point, "start_point")
+        _, attrs = format_inputs(attributions, "attributions")
+        if starts[0].shape[0] != ends[0].shape[0]:
+            raise CaptumArgumentError(
+                f"start_point has {starts[0].shape[0]} rows but end_point has "
+                f"{ends[0].shape[0]}: they must match (one baseline per attributed row)")
+        forward = forward_view(self.forward_func)
+        args = format_args(additional_forward_args)
+        with torch.no_grad():
+            out1 = run_forward(forward, ends, args)
+            resolved = resolve(target, out1)
+            f1 = resolved(out1)
+            f0 = resolved(run_forward(forward, starts, args))
+        total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
+        return total - (f1 - f0)

@@ -27,6 +27,8 @@ class LayerActivation(GradientAttribution):
         >>> acts = la.attribute(x)            # Tensor[B, 256, 14, 14] for a ResNet-18
     """
 
+    _multiply_by_inputs = True  # as Captum's LayerActivation
+
     def __init__(self, forward_func: Callable[..., Any], layer: nn.Module | list[nn.Module],
                  device_ids: Any = None) -> None:
         super().__init__(forward_func)

@@ -20,6 +20,11 @@ class CaptumArgumentError(ValueError, AssertionError):
     raises for it), so code catching Captum's error catches pyxai's."""
 
 
+class CaptumTypeError(TypeError, AssertionError):
+    """An argument of the wrong type where Captum asserts: a TypeError, and also an
+    AssertionError (what Captum raises for it)."""
+
+
 class AggregateOutputError(CaptumArgumentError):
     """The model's output does not grow with its batch (Captum's aggregated-output mode) where
     one row per input row is needed."""
