@@ -185,3 +185,20 @@ def test_layer_conductance_tuple_layer_and_layer_input_equal_captum(rng):
         ours = pyxai.LayerConductance(m, m.pair).attribute(x, **kw)
         ref = captum_attr.LayerConductance(m, m.pair).attribute(x, **kw)
         _close(ours, ref)
+
+
+def test_gradient_shap_convergence_delta_and_captum_errors(rng):
+    from pyxai.perturbation._captum import CaptumArgumentError, CaptumTypeError
+
+    m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).eval()
+    x, start = torch.randn(3, 4, generator=rng), torch.randn(3, 4, generator=rng)
+    attr = torch.randn(3, 4, generator=rng)
+    ours, ref = pyxai.GradientShap(m), captum_attr.GradientShap(m)
+    _close(ours.compute_convergence_delta(attr, start, x, target=1),
+           ref.compute_convergence_delta(attr, start, x, target=1))
+    with pytest.raises(CaptumArgumentError, match="rows"):  # also an AssertionError, as Captum
+        ours.compute_convergence_delta(attr, start[:2], x, target=1)
+    with pytest.raises(CaptumTypeError):
+        ours.attribute(x, baselines=lambda inputs: inputs.numpy(), target=0)
+    assert pyxai.LayerActivation(m, m[1]).multiplies_by_inputs == \
+        captum_attr.LayerActivation(m, m[1]).multiplies_by_inputs
