@@ -103,7 +103,8 @@ class LayerIntegratedGradients(GradientAttribution):
         """Layer integrated gradients.
 
         Args:
-            inputs: Tensor[B, ...] or a tuple of them.
+            inputs: Tensor[B, ...] or a tuple of them (integer inputs too, e.g. token ids of an
+                embedding layer).
             baselines: as :meth:`pyxai.IntegratedGradients.attribute` (of the model inputs; the
                 layer's values at them are the path's start). Default: None
             target: as :meth:`pyxai.Saliency.attribute`. Default: None
@@ -122,7 +123,8 @@ class LayerIntegratedGradients(GradientAttribution):
             Attributions shaped like the layer's output (input): a Tensor, or a tuple for a
             layer with several; and the deltas when asked.
         """
-        _, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
+        _, inp, args = format_call(self.forward_func, inputs, additional_forward_args,
+                                   floating=False)
         bases = format_baselines(baselines, inp)
         if isinstance(n_steps, bool) or not isinstance(n_steps, int):
             raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
@@ -138,7 +140,7 @@ class LayerIntegratedGradients(GradientAttribution):
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
         starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
-                       torch.full_like(x, float(bl)) for x, bl in zip(inp, bases))
+                       torch.full_like(x, bl) for x, bl in zip(inp, bases))
         target = resolve_none(forward, inp, target, args)
         ends = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
         begins = self._layer_values(forward, view, starts, args, attribute_to_layer_input)

@@ -202,3 +202,27 @@ def test_gradient_shap_convergence_delta_and_captum_errors(rng):
         ours.attribute(x, baselines=lambda inputs: inputs.numpy(), target=0)
     assert pyxai.LayerActivation(m, m[1]).multiplies_by_inputs == \
         captum_attr.LayerActivation(m, m[1]).multiplies_by_inputs
+
+
+def test_layer_integrated_gradients_token_ids_embedding_equal_captum(rng):
+    emb, head = nn.Embedding(10, 4), nn.Linear(4, 3)
+    with torch.no_grad():
+        for p in (*emb.parameters(), *head.parameters()):
+            p.copy_(torch.randn(p.shape, generator=rng))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.head = emb, head
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.tanh(self.emb(ids)).mean(1))
+
+    net = Net().eval()
+    ids = torch.randint(1, 10, (2, 5), generator=rng)  # integer inputs: token ids
+    kw = dict(baselines=torch.zeros_like(ids), target=1, n_steps=10)
+    ours = pyxai.LayerIntegratedGradients(net, net.emb).attribute(ids, **kw)
+    ref = captum_attr.LayerIntegratedGradients(net, net.emb).attribute(ids, **kw)
+    _close(ours, ref)
+    with pytest.raises(TypeError, match="floating point"):  # input gradients need floats
+        pyxai.Saliency(net).attribute(ids, target=1)
