@@ -46,3 +46,15 @@ __all__ += ["dataset"]
 from pyxai import similarity  # noqa: E402  (two-image explainers: pyxai.similarity.*)
 
 __all__ += ["similarity"]
+
+from pyxai.gradient import (  # noqa: E402
+    Deconvolution,
+    GradientShap,
+    LayerActivation,
+    LayerConductance,
+    LayerIntegratedGradients,
+)
+from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
+
+__all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
+            "LayerIntegratedGradients", "LayerConductance"]

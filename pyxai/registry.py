@@ -137,3 +137,25 @@ def build(name: str, model: nn.Module | Callable, layer: nn.Module | None = None
           **overrides: Any) -> Explain:
     """``get(name).build(model, layer, **overrides)``."""
     return get(name).build(model, layer, **overrides)
+
+
+def _grid_mask(x: torch.Tensor, cells: int = 8) -> torch.Tensor:
+    """Feature ids of a ``cells x cells`` grid over the image (all channels together):
+    Tensor[1, 1, H, W] int64, ids ``0 .. cells**2 - 1``."""
+    h, w = x.shape[-2:]
+    rows = torch.arange(h, device=x.device) * cells // h
+    cols = torch.arange(w, device=x.device) * cells // w
+    return (rows[:, None] * cells + cols[None])[None, None]
+
+
+METHODS.update({m.name: m for m in [
+    Method("deconvolution", "Deconvolution", "deconvnet (Captum Deconvolution)"),
+    Method("gradient_shap", "GradientShap",
+           "GradientSHAP, 16 samples, zero baseline, stdev 0.1 (Captum)",
+           call=lambda x: {"baselines": torch.zeros_like(x[:1]), "n_samples": 16,
+                           "stdevs": 0.1}),
+    Method("shapley_sampling", "ShapleyValueSampling",
+           "Shapley value sampling on a 4 x 4 grid, 4 permutations (Captum)",
+           call=lambda x: {"feature_mask": _grid_mask(x, 4), "n_samples": 4,
+                           "perturbations_per_eval": 16}),
+]})

@@ -9,6 +9,7 @@ when their model does.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -44,6 +45,22 @@ class CaptumAttribution(Explainer):
 
     _multiply_by_inputs: bool = False
     _convergence_delta: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each ``attribute`` a ``__wrapped__`` (Captum's ``log_usage`` decorator has one:
+        Captum's NoiseTunnel and GuidedGradCam call ``method.attribute.__wrapped__(method, ...)``),
+        so pyxai's methods can be wrapped by Captum's classes."""
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("attribute")
+        if fn is None or hasattr(fn, "__wrapped__"):
+            return
+
+        def unlogged(self: Any, *args: Any, **kw: Any) -> Any:
+            return fn(self, *args, **kw)
+
+        unlogged.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+        unlogged.__doc__ = fn.__doc__
+        fn.__wrapped__ = unlogged
 
     @property
     def multiplies_by_inputs(self) -> bool:

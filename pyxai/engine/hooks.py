@@ -90,7 +90,7 @@ class LayerCapture:
 @contextlib.contextmanager
 def capture_layers(
     layers: Sequence[nn.Module], grad: bool = True, inputs: bool = False,
-    view: ModelView | None = None,
+    view: ModelView | None = None, multi: bool = False,
 ) -> Iterator[LayerCapture]:
     """Record the outputs (or inputs) of ``layers`` during the forwards run inside the block.
 
@@ -107,6 +107,9 @@ def capture_layers(
         view: the view the forwards run on (``view.module(x)``); the hooks go on ``view[layer]``.
             None: for plain callables only (there is no module tree to view) — the hooks go on the
             layers themselves and record only the forwards of the calling thread.
+        multi: capture every Tensor of a layer's tuple output (or every Tensor positional input)
+            as a tuple (Captum's layer methods on modules with several inputs or outputs); a
+            single Tensor output is then a 1-tuple.
 
     Yields:
         A :class:`LayerCapture`, filled as forwards run (the last forward wins).
@@ -129,9 +132,30 @@ def capture_layers(
         def foreign() -> bool:
             return owner is not None and threading.get_ident() != owner
 
+        def prepare_all(ts: tuple) -> tuple:
+            """Every Tensor of ``ts`` prepared; the activation is the tuple of those Tensors."""
+            done, acts = [], []
+            for t in ts:
+                if isinstance(t, torch.Tensor):
+                    t = prepare(t)
+                    acts.append(cap.activations[i])
+                    cap.calls[i] -= 1
+                done.append(t)
+            if not acts:
+                raise TypeError(f"target layer {type(hooked[i]).__name__} has no Tensor "
+                                f"{'input' if inputs else 'output'}")
+            cap.activations[i] = tuple(acts)  # type: ignore[assignment]
+            cap.calls[i] += 1
+            return tuple(done)
+
         def out_hook(module: nn.Module, args: tuple, out: object) -> object:
             if foreign():
                 return None
+            if multi:
+                if isinstance(out, torch.Tensor):
+                    return prepare_all((out,))[0]
+                if isinstance(out, (tuple, list)):
+                    return type(out)(prepare_all(tuple(out)))
             if not isinstance(out, torch.Tensor):
                 raise TypeError(
                     f"target layer {type(module).__name__} returned {type(out).__name__}; "
@@ -142,6 +166,8 @@ def capture_layers(
         def in_hook(module: nn.Module, args: tuple) -> object:
             if foreign():
                 return None
+            if multi:
+                return prepare_all(args)
             if not args or not isinstance(args[0], torch.Tensor):
                 raise TypeError(f"target layer {type(module).__name__} has no Tensor input")
             return (prepare(args[0]), *args[1:])
@@ -216,5 +242,56 @@ def guided_relus(view: ModelView) -> Iterator[None]:
         yield
     finally:
         state.on = False
+        for h in handles:
+            h.remove()
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """``relu(x)`` whose backward passes ``relu(grad)`` whatever the sign of ``x`` (the
+    deconvnet rule of Zeiler & Fergus, Captum's ``Deconvolution``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return g.clamp_min(0)
+
+
+@contextlib.contextmanager
+def deconv_relus(view: ModelView) -> Iterator[None]:
+    """The deconvnet rule on every ``nn.ReLU`` of a model view: the gradient a ReLU passes back
+    is ``relu(grad_output)`` (Captum's ``Deconvolution``: only ``nn.ReLU`` modules, functional
+    relus unchanged). Hooks on the view's modules only, removed on exit.
+
+    The ReLU's own output is replaced by :class:`_DeconvReLU` of the input it received (kept
+    before an in-place ReLU could overwrite it), so the rule holds for ``inplace=True`` too.
+    """
+    if not isinstance(view, ModelView):
+        raise TypeError(f"deconv_relus needs a ModelView of the model, got {type(view).__name__}")
+    received: dict[int, list[torch.Tensor]] = {}
+
+    def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not x.requires_grad:
+            return None
+        received.setdefault(id(module), []).append(x)
+        return (x.clone(), *args[1:])  # an in-place ReLU overwrites the copy, not x
+
+    def hook(module: nn.Module, args: tuple, out: object) -> object:
+        stack = received.get(id(module))
+        if not stack:
+            return None
+        return _DeconvReLU.apply(stack.pop())
+
+    handles = []
+    try:
+        for m in view.module.modules():
+            if isinstance(m, nn.ReLU):
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_hook(hook))
+        yield
+    finally:
         for h in handles:
             h.remove()

@@ -26,7 +26,8 @@ from pyxai.engine.view import is_nested
 Inputs = tuple[torch.Tensor, ...]
 
 
-def format_inputs(inputs: Any, name: str = "inputs", values: bool = True) -> tuple[bool, Inputs]:
+def format_inputs(inputs: Any, name: str = "inputs", values: bool = True,
+                  floating: bool = True) -> tuple[bool, Inputs]:
     """(was_tuple, tuple of Tensors) after checking types, batch sizes and (``values``) that the
     inputs are finite.
 
@@ -41,8 +42,10 @@ def format_inputs(inputs: Any, name: str = "inputs", values: bool = True) -> tup
     for what, t in zip(names, tup):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{what} must be a Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
+        if floating and not t.is_floating_point():
             raise TypeError(f"{what} must be floating point, got {t.dtype}")
+        if t.is_complex():
+            raise TypeError(f"{what} must be real, got {t.dtype}")
         if t.dim() == 0 or t.shape[0] == 0:
             raise ValueError(f"{what} must have a non-empty batch dimension")
         if t.shape[0] != tup[0].shape[0]:
@@ -57,7 +60,7 @@ def check_finite_inputs(is_tuple: bool, inputs: Inputs, name: str = "inputs") ->
     if is_nested():
         return
     for i, t in enumerate(inputs):
-        if not bool(torch.isfinite(t).all()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{f'{name}[{i}]' if is_tuple else name} contains NaN or Inf values")
 
 
@@ -91,11 +94,13 @@ def check_model_device(forward_func: Any, inputs: Inputs) -> None:
             break
 
 
-def format_call(forward_func: Any, inputs: Any, additional_forward_args: Any
-                ) -> tuple[bool, Inputs, tuple]:
+def format_call(forward_func: Any, inputs: Any, additional_forward_args: Any,
+                floating: bool = True) -> tuple[bool, Inputs, tuple]:
     """The ``attribute()`` prologue: (was_tuple, inputs, args), the inputs checked (types, batch,
-    on the model's device, finite), the additional forward arguments as a tuple."""
-    is_tuple, inp = format_inputs(inputs, values=False)
+    on the model's device, finite), the additional forward arguments as a tuple. ``floating=False``
+    also accepts integer inputs (layer methods, which differentiate a layer, not the inputs:
+    token ids into an embedding)."""
+    is_tuple, inp = format_inputs(inputs, values=False, floating=floating)
     check_model_device(forward_func, inp)
     check_finite_inputs(is_tuple, inp)
     return is_tuple, inp, format_args(additional_forward_args)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -17,6 +18,20 @@ from pyxai.gradient._common import (
     input_gradients,
 )
 from pyxai.gradient.layer_grad_cam import LayerGradCam, layer_grad_cam
+
+INTERPOLATE_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area",
+                     "nearest-exact")
+#: spatial dims each ``F.interpolate`` mode resizes (None: any)
+_MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+
+
+def _interpolates(cam: torch.Tensor, x: torch.Tensor, mode: str) -> bool:
+    """Whether ``F.interpolate`` resizes the map Tensor[B, 1, *d] to ``x``'s dims after (B, C)
+    with ``mode`` (same number of spatial dims, 1 to 3 of them, the mode's rank)."""
+    nd = cam.dim() - 2
+    if mode not in INTERPOLATE_MODES:
+        return False
+    return x.dim() - 2 == nd and 1 <= nd <= 3 and _MODE_DIMS.get(mode, nd) == nd
 
 
 class GuidedBackprop(GradientAttribution):
@@ -95,7 +110,9 @@ class GuidedGradCam(GradientAttribution):
             inputs: Tensor[B, C, H, W] or a tuple of them.
             target: as :meth:`pyxai.Saliency.attribute`. Default: None
             additional_forward_args: extra forward arguments. Default: None
-            interpolate_mode: ``F.interpolate`` mode for the Grad-CAM map. Default: "nearest"
+            interpolate_mode: ``F.interpolate`` mode for the Grad-CAM map. As Captum, an input
+                the map cannot be resized to (other rank, unknown mode) gets an empty Tensor and
+                a warning. Default: "nearest"
             attribute_to_layer_input: Grad-CAM on the layer's input. Default: False
             create_graph: return maps differentiable w.r.t. the model parameters. Default: False
 
@@ -105,18 +122,24 @@ class GuidedGradCam(GradientAttribution):
         is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
         view = model_view(self.model)
         assert view is not None
-        cam, resolved = layer_grad_cam(view.module, view, self.grad_cam.layer, inp, target, args,
-                                       attribute_to_layer_input,
-                                       grad_kwargs={"create_graph": create_graph})
-        cam = F.relu(cam)
+        cams, resolved = layer_grad_cam(view.module, view, self.grad_cam.layer, inp, target,
+                                        args, attribute_to_layer_input,
+                                        grad_kwargs={"create_graph": create_graph})
+        if len(cams) != 1:
+            raise ValueError("GuidedGradCam needs a layer with one output (or input) Tensor; "
+                             f"{type(self.grad_cam.layer).__name__} has {len(cams)}")
+        cam = F.relu(cams[0])
         with guided_relus(view):
             gb, _ = input_gradients(view.module, inp, resolved, args, create_graph)
         out = []
         for g, x in zip(gb, inp):
-            if x.dim() - 2 != cam.dim() - 2:
-                raise ValueError(
-                    f"cannot interpolate a Grad-CAM map of shape {tuple(cam.shape)} to an input "
-                    f"of shape {tuple(x.shape)}"
-                )
+            if not _interpolates(cam, x, interpolate_mode):
+                # as Captum: an input the map cannot be resized to gets an empty attribution
+                warnings.warn(f"cannot interpolate the Grad-CAM map of shape {tuple(cam.shape)} "
+                              f"to an input of shape {tuple(x.shape)} with mode "
+                              f"{interpolate_mode!r}; returning an empty tensor for it (as "
+                              "Captum)", stacklevel=2)
+                out.append(torch.empty(0))
+                continue
             out.append(g * F.interpolate(cam, tuple(x.shape[2:]), mode=interpolate_mode))
         return format_output(is_tuple, tuple(out))

@@ -22,8 +22,9 @@ def layer_grad_cam(
     forward_func: Callable, view: ModelView | None, layer: nn.Module, inputs: Inputs,
     target: Any, args: tuple, to_layer_input: bool = False, summation: bool = True,
     grad_kwargs: dict | None = None,
-) -> tuple[torch.Tensor, ResolvedTarget]:
-    """Captum's Grad-CAM at ``layer`` (no ReLU): ``sum_k mean(dS/dA_k) * A_k``.
+) -> tuple[tuple[torch.Tensor, ...], ResolvedTarget]:
+    """Captum's Grad-CAM at ``layer`` (no ReLU): ``sum_k mean(dS/dA_k) * A_k``, for each Tensor
+    the layer outputs (or, ``to_layer_input``, receives): one map per Tensor, as Captum.
 
     Args:
         forward_func: what runs the forward (``view.module`` for a module, else the callable).
@@ -32,34 +33,38 @@ def layer_grad_cam(
         inputs: the (checked) inputs, Tensor[B, ...] each.
         target: the call's target (resolved here on the clean outputs).
         args: additional forward arguments.
-        to_layer_input: the layer's input instead of its output.
+        to_layer_input: the layer's inputs instead of its outputs.
         summation: sum over channels (False: per-channel ``alpha_k * A_k``).
         grad_kwargs: keywords of ``torch.autograd.grad`` (``create_graph=True``: the map is
             differentiable w.r.t. the model parameters).
 
     Returns:
-        (Tensor[B, 1, *layer dims] (Tensor[B, K, ...] without summation), the resolved target).
+        (per layer Tensor: Tensor[B, 1, *its dims] (Tensor[B, K, ...] without summation),
+        the resolved target).
     """
     grad_kwargs = dict(grad_kwargs or {})
     create_graph = bool(grad_kwargs.get("create_graph", False))
     leaves = tuple(x.detach() for x in inputs)
     with torch.enable_grad(), capture_layers([layer], grad=True, inputs=to_layer_input,
-                                              view=view) as cap:
+                                              view=view, multi=True) as cap:
         out = run_forward(forward_func, leaves, args)
-        (act,) = cap.check([layer], "layer")
+        (acts,) = cap.check([layer], "layer")
         resolved = resolve(target, out)
         scores = resolved(out)
         if not scores.requires_grad:
             raise ValueError("the model output does not depend on the layer")
-        (grad,) = torch.autograd.grad(scores.sum(), [act], allow_unused=True, **grad_kwargs)
-    if grad is None:
+        grads = torch.autograd.grad(scores.sum(), list(acts), allow_unused=True, **grad_kwargs)
+    if all(g is None for g in grads):
         raise ValueError("the model output does not depend on the layer's output")
-    if not create_graph:
-        act = act.detach()
-    alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 \
-        else grad
-    attr = (alpha * act).sum(1, keepdim=True) if summation else alpha * act
-    return attr, resolved
+    attrs = []
+    for act, grad in zip(acts, grads):
+        grad = torch.zeros_like(act) if grad is None else grad
+        if not create_graph:
+            act = act.detach()
+        alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 \
+            else grad
+        attrs.append((alpha * act).sum(1, keepdim=True) if summation else alpha * act)
+    return tuple(attrs), resolved
 
 
 class LayerGradCam(GradientAttribution):
@@ -111,7 +116,8 @@ class LayerGradCam(GradientAttribution):
                 ``grad_kwargs={"create_graph": True}``). Default: False
 
         Returns:
-            Tensor[B, 1, *layer spatial dims] (Tensor[B, K, ...] without summation).
+            Tensor[B, 1, *layer spatial dims] (Tensor[B, K, ...] without summation); a tuple
+            of them, one per Tensor, for a layer with several outputs (or inputs).
         """
         _, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
         kw = dict(grad_kwargs or {})
@@ -119,6 +125,8 @@ class LayerGradCam(GradientAttribution):
             kw["create_graph"] = True
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
-        attr, _ = layer_grad_cam(forward, view, self.layer, inp, target, args,
-                                 attribute_to_layer_input, attr_dim_summation, kw)
-        return F.relu(attr) if relu_attributions else attr
+        attrs, _ = layer_grad_cam(forward, view, self.layer, inp, target, args,
+                                  attribute_to_layer_input, attr_dim_summation, kw)
+        if relu_attributions:
+            attrs = tuple(F.relu(a) for a in attrs)
+        return attrs if len(attrs) > 1 else attrs[0]

@@ -120,8 +120,9 @@ class NoiseTunnel(CaptumAttribution):
             draw_baseline_from_distrib: draw each sample's baseline from the rows of
                 ``baselines``. Default: False
             **kwargs: passed to the wrapped ``attribute`` (target, additional_forward_args,
-                baselines, n_steps, create_graph, ...); per-example Tensors are expanded per
-                sample. ``create_graph=True`` keeps the result differentiable w.r.t. the model
+                baselines, feature_mask, n_steps, create_graph, ...); per-example Tensors
+                (masks with a first dim > 1 too, as Captum) are expanded per sample.
+                ``create_graph=True`` keeps the result differentiable w.r.t. the model
                 parameters.
 
         Returns:
@@ -230,6 +231,11 @@ class NoiseTunnel(CaptumAttribution):
     def _expand_kwargs(kwargs: dict, inp: Inputs, n: int, from_distrib: bool,
                        gen: torch.Generator | None) -> dict:
         kw = dict(kwargs)
+        if isinstance(kw.get("feature_mask"), (torch.Tensor, tuple)):  # as Captum: per-sample masks
+            fm = kw["feature_mask"]
+            ms = tuple(m.repeat_interleave(n, dim=0) if isinstance(m, torch.Tensor) and m.dim()
+                       and m.shape[0] > 1 else m for m in (fm if isinstance(fm, tuple) else (fm,)))
+            kw["feature_mask"] = ms if isinstance(fm, tuple) else ms[0]
         if "additional_forward_args" in kw and kw["additional_forward_args"] is not None:
             kw["additional_forward_args"] = expand_args(
                 format_args(kw["additional_forward_args"]), n, interleave=True)

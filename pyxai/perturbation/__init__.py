@@ -5,5 +5,7 @@ from pyxai.perturbation.ablation import FeatureAblation, Occlusion
 from pyxai.perturbation.extremal import ExtremalPerturbation
 from pyxai.perturbation.meaningful import MeaningfulPerturbation
 from pyxai.perturbation.rise import RISE
+from pyxai.perturbation.shapley import ShapleyValueSampling
 
-__all__ = ["ExtremalPerturbation", "FeatureAblation", "MeaningfulPerturbation", "Occlusion", "RISE"]
+__all__ = ["ExtremalPerturbation", "FeatureAblation", "MeaningfulPerturbation", "Occlusion", "RISE",
+           "ShapleyValueSampling"]

@@ -11,34 +11,68 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pyxai.engine.checks import check_finite, check_inputs, check_output_batch, expand_like
+from pyxai.engine.checks import check_finite, check_output_batch, expand_like
 from pyxai.engine.targets import ResolvedTarget, resolve_target
 
 
-def format_inputs(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], bool]:
-    """``(tuple of input tensors, was_tuple)``; every tensor is validated (float, finite, same B)."""
+class CaptumArgumentError(ValueError, AssertionError):
+    """A bad argument where Captum asserts: a ValueError, and also an AssertionError (what Captum
+    raises for it), so code catching Captum's error catches pyxai's."""
+
+
+class CaptumTypeError(TypeError, AssertionError):
+    """An argument of the wrong type where Captum asserts: a TypeError, and also an
+    AssertionError (what Captum raises for it)."""
+
+
+class AggregateOutputError(CaptumArgumentError):
+    """The model's output does not grow with its batch (Captum's aggregated-output mode) where
+    one row per input row is needed."""
+
+
+def format_inputs(
+    inputs: torch.Tensor | Sequence[torch.Tensor], same_batch: bool = True
+) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """``(tuple of input tensors, was_tuple)``.
+
+    As Captum: floating-point, integer or bool Tensors of any rank >= 1 (floats must be finite);
+    with ``same_batch=False`` they may have different first dims or be empty (sparse inputs of a
+    model that aggregates its batch), else all have inputs[0]'s non-empty batch.
+    """
     was_tuple = isinstance(inputs, tuple)
     xs = tuple(inputs) if was_tuple else (inputs,)
     if not xs:
         raise ValueError("inputs is an empty tuple")
     names = [f"inputs[{i}]" if was_tuple else "inputs" for i in range(len(xs))]
     for x, name in zip(xs, names):
-        check_inputs(x, name=name, ndims=tuple(range(2, 11)))
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.is_complex():
+            raise TypeError(f"{name} must be a real (float, integer or bool) tensor, got {x.dtype}")
+        if x.dim() == 0:
+            raise ValueError(f"{name} must have a batch dimension, got a 0-d tensor")
+        if x.is_floating_point():
+            check_finite(x, name)
     b = xs[0].shape[0]
-    for x, name in zip(xs, names):
-        if x.shape[0] != b:
-            raise ValueError(f"{name} has {x.shape[0]} samples but inputs[0] has {b}")
+    if same_batch:
+        if b == 0:
+            raise ValueError(f"{names[0]} is an empty batch (shape {tuple(xs[0].shape)})")
+        for x, name in zip(xs, names):
+            if x.shape[0] != b:
+                raise ValueError(f"{name} has {x.shape[0]} samples but inputs[0] has {b}")
     return xs, was_tuple
 
 
 def format_baselines(baselines: Any, xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """One baseline per input, expanded (a view) to the input's shape.
+    """One baseline per input, expanded (a view) to the input's shape, in the dtype Captum's
+    ``x * (1 - mask) + baseline * mask`` gives: ``torch.result_type(x, baseline)`` (an integer
+    input with a float baseline ablates to float, a bool input with the default 0 to int64).
 
     Accepts Captum's forms: None (0), a scalar or tensor (single input), or a tuple of scalars and
     tensors; a tensor has the input's shape, or a first dim of 1, or any shape broadcastable to it.
     """
-    if baselines is None:
-        baselines = (0.0,) * len(xs)
+    if baselines is None:  # as Captum: 0, False for a bool input
+        baselines = tuple(False if x.dtype == torch.bool else 0 for x in xs)
     if not isinstance(baselines, tuple):
         baselines = (baselines,)
     if len(baselines) != len(xs):
@@ -47,10 +81,16 @@ def format_baselines(baselines: Any, xs: tuple[torch.Tensor, ...]) -> tuple[torc
         )
     out = []
     for i, (b, x) in enumerate(zip(baselines, xs)):
-        if isinstance(b, bool) or not isinstance(b, (int, float, torch.Tensor)):
+        if not isinstance(b, (bool, int, float, torch.Tensor)) or (
+                isinstance(b, bool) and x.dtype != torch.bool):
             raise TypeError(f"baselines[{i}] must be a number or a Tensor, got {type(b).__name__}")
-        check_finite(b, f"baselines[{i}]")  # once per call, not per chunk
-        out.append(expand_like(b, x, f"baselines[{i}]", "the input of shape"))
+        if not isinstance(b, bool):
+            check_finite(b, f"baselines[{i}]")  # once per call, not per chunk
+        dtype = torch.result_type(x, b)
+        if isinstance(b, torch.Tensor):
+            b = b.to(dtype)
+        out.append(expand_like(b, x.to(dtype) if dtype != x.dtype else x, f"baselines[{i}]",
+                               "the input of shape"))
     return tuple(out)
 
 
@@ -86,15 +126,31 @@ class ExpandingForward:
         return self.forward_func(*xs, *self._cache[n])
 
 
+def as_output(outputs: Any) -> torch.Tensor:
+    """The model's output as a Tensor: an int or float is a 0-d Tensor of int64 / float64
+    (Captum's conversion of Python numbers)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, (int, float)) and not isinstance(outputs, bool):
+        return torch.tensor(outputs, dtype=torch.int64 if isinstance(outputs, int)
+                            else torch.float64)
+    raise TypeError(f"forward_func must return a Tensor, an int or a float, got "
+                    f"{type(outputs).__name__}")
+
+
+def is_aggregated(outputs: torch.Tensor, batch: int) -> bool:
+    """Captum's aggregated-output mode: the output is not one row per sample (a scalar, or a
+    fixed-size Tensor for the whole batch)."""
+    return outputs.dim() == 0 or outputs.shape[0] != batch
+
+
 def initial_scores(
     forward: Callable, xs: tuple[torch.Tensor, ...], target: Any
 ) -> tuple[torch.Tensor, ResolvedTarget]:
     """Model scores Tensor[B] on the unperturbed inputs (one forward, as Captum) and the target
     resolved on them (any Captum form, see :mod:`pyxai.engine.targets`)."""
     with torch.inference_mode():
-        outputs = forward(*xs)
-    if isinstance(outputs, (int, float)):
-        outputs = torch.tensor([outputs])
+        outputs = as_output(forward(*xs))
     check_output_batch(outputs, xs[0].shape[0])
     resolved = resolve_target(target, outputs)
     return resolved(outputs), resolved

@@ -18,10 +18,11 @@ import torch
 
 from pyxai.engine.accumulators import ItemScores
 from pyxai.engine.base import CaptumAttribution
-from pyxai.engine.checks import check_same_device
+from pyxai.engine.checks import check_output_batch, check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
 from pyxai.engine.view import forward_view
+from pyxai.gradient._common import resolve
 from pyxai.ops.occlusion import (
     check_windows,
     occlusion_accumulate,
@@ -29,11 +30,14 @@ from pyxai.ops.occlusion import (
     window_counts,
 )
 from pyxai.perturbation._captum import (
+    AggregateOutputError,
+    CaptumArgumentError,
     ExpandingForward,
+    as_output,
     format_args,
     format_baselines,
     format_inputs,
-    initial_scores,
+    is_aggregated,
 )
 
 TensorOrTuple = torch.Tensor | tuple[torch.Tensor, ...]
@@ -49,10 +53,11 @@ def _check_ppe(perturbations_per_eval: int) -> int:
 
 
 def _format_call(
-    forward_func: Callable, inputs: TensorOrTuple, perturbations_per_eval: int, baselines: Any
+    forward_func: Callable, inputs: TensorOrTuple, perturbations_per_eval: int, baselines: Any,
+    same_batch: bool = True,
 ) -> tuple[tuple[torch.Tensor, ...], bool, int, tuple[torch.Tensor, ...]]:
     """The checked common arguments of ``attribute()``: (inputs, was_tuple, ppe, baselines)."""
-    xs, was_tuple = format_inputs(inputs)
+    xs, was_tuple = format_inputs(inputs, same_batch)
     for x in xs:
         check_same_device(forward_func, x)
     ppe = _check_ppe(perturbations_per_eval)
@@ -62,18 +67,60 @@ def _format_call(
 def _run_drops(
     forward_func: Callable, xs: tuple[torch.Tensor, ...], target: Any, args: Any,
     n_items: int, make_chunk: Callable[[int, int], tuple[torch.Tensor, ...]],
-    perturbations_per_eval: int, show_progress: bool, desc: str,
+    perturbations_per_eval: int, show_progress: bool, desc: str, allow_aggregate: bool = False,
 ) -> torch.Tensor:
-    """Output drops Tensor[n_items, B]: f(x)[target] - f(perturbation k)[target]."""
+    """Output drops Tensor[n_items, R]: f(x)[target] - f(perturbation k)[target].
+
+    R is B (one score per sample), or, for a model that aggregates its batch (Captum's
+    aggregated-output mode, ``allow_aggregate``: a scalar or a fixed-size output for the whole
+    batch), the number of output elements; that mode needs ``perturbations_per_eval == 1``.
+    """
     b = xs[0].shape[0]
     forward = ExpandingForward(forward_view(forward_func), format_args(args), b)
-    base_scores, resolved = initial_scores(forward, xs, target)
-    drops = ItemScores(n_items, base_scores, base=base_scores)
-    runner = PerturbationRunner(
-        forward, batch_size=perturbations_per_eval * b, show_progress=show_progress
-    )
-    runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
-    return drops.result()
+    with torch.inference_mode():
+        out0 = as_output(forward(*xs))
+    if not is_aggregated(out0, b):
+        resolved = resolve(target, out0)  # any target form, also a NoiseTunnel's
+        base_scores = resolved(out0)
+        drops = ItemScores(n_items, base_scores, base=base_scores)
+        runner = PerturbationRunner(
+            forward, batch_size=perturbations_per_eval * b, show_progress=show_progress
+        )
+        runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
+        return drops.result()
+    if not allow_aggregate:
+        check_output_batch(out0, b)
+    if perturbations_per_eval != 1:
+        raise AggregateOutputError(
+            f"forward_func returned shape {tuple(out0.shape)} for a batch of {b}: an output "
+            "that does not grow with the batch (aggregated) needs perturbations_per_eval=1, got "
+            f"{perturbations_per_eval}"
+        )
+    if target is not None:
+        raise ValueError("target must be None when forward_func aggregates the batch (returned "
+                         f"shape {tuple(out0.shape)} for a batch of {b}): return the score to "
+                         "explain from forward_func")
+    base = out0.reshape(1, -1)
+    drops = base.new_zeros(n_items, base.shape[1])
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_items, desc=desc, unit="pert")
+    try:
+        with torch.inference_mode():
+            for k in range(n_items):
+                out = as_output(forward(*make_chunk(k, k + 1)))
+                if out.numel() != base.shape[1]:
+                    raise ValueError(f"forward_func returned {out.numel()} values for a "
+                                     f"perturbed batch but {base.shape[1]} for the inputs")
+                drops[k] = base[0] - out.reshape(-1).to(base.dtype)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return drops
 
 
 def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -135,7 +182,8 @@ class FeatureAblation(CaptumAttribution):
         Returns:
             Tensor (or tuple) shaped like the inputs, of the model output's dtype.
         """
-        xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval, baselines)
+        xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval,
+                                                 baselines, same_batch=False)
         masks = self._format_mask(feature_mask, xs)
         # feature ids in Captum's order: sorted per input, inputs in order, first appearance wins
         ids_per_input = [torch.unique(m) for m in masks]
@@ -157,19 +205,32 @@ class FeatureAblation(CaptumAttribution):
                     continue
                 sel = idv[start:stop].reshape((k,) + (1,) * x.dim())
                 ablate = m[None] == sel  # [k, *mask shape]
-                out.append(torch.where(ablate, base[None], x[None]).reshape(k * x.shape[0],
-                                                                           *x.shape[1:]))
+                out.append(torch.where(ablate, base[None], x[None].to(base.dtype))
+                           .reshape(k * x.shape[0], *x.shape[1:]))
             return tuple(out)
 
         drops = _run_drops(self.forward_func, xs, target, additional_forward_args, n, make_chunk,
-                           ppe, show_progress, "FeatureAblation")
-        # each element takes the drop of its own feature: a gather of drops[position of id, b]
+                           ppe, show_progress, "Feature Ablation attribution",
+                           allow_aggregate=True)
+        # drops: [n, R] (R = B, or the output size of an aggregating model). Each element takes
+        # the drop of its own feature: attribution [R, *input dims] = drops[position of id, r]
         sorted_ids, perm = torch.sort(ids)  # ids[i] is at position i, so sorted_ids[j] -> perm[j]
+        r = drops.shape[1]
         attrs = []
-        for x, m in zip(xs, masks):
+        for i, (x, m) in enumerate(zip(xs, masks)):
+            shape = (r, *x.shape[1:])
+            if x.numel() == 0 or m.numel() == 0:
+                attrs.append(drops.new_zeros(shape))
+                continue
+            if m.shape[0] not in (1, r):
+                raise ValueError(
+                    f"feature_mask{f'[{i}]' if len(xs) > 1 else ''} has {m.shape[0]} rows but "
+                    f"the attribution has {r} (one per output of a model that aggregates the "
+                    "batch): give the mask a first dim of 1"
+                )
             pos = perm.to(m.device)[torch.searchsorted(sorted_ids.to(m.device), m.contiguous())]
-            pos = pos.expand(x.shape).reshape(x.shape[0], -1).to(drops.device)
-            attrs.append(torch.gather(drops.T, 1, pos).reshape(x.shape))
+            pos = pos.expand(shape).reshape(r, -1).to(drops.device)
+            attrs.append(torch.gather(drops.T, 1, pos).reshape(shape))
         return tuple(attrs) if was_tuple else attrs[0]
 
     @staticmethod
@@ -179,10 +240,10 @@ class FeatureAblation(CaptumAttribution):
         """Feature masks padded to the inputs' rank (Captum's default: one id per scalar)."""
         if feature_mask is None:
             masks, start = [], 0
-            for x in xs:
-                numel = math.prod(x.shape[1:])
+            for x in xs:  # as Captum: ids shaped like x[0:1] (none for an empty input)
+                numel = math.prod(x[0:1].shape)
                 masks.append(torch.arange(start, start + numel, device=x.device)
-                             .reshape((1,) + tuple(x.shape[1:])))
+                             .reshape(x[0:1].shape))
                 start += numel
             return tuple(masks)
         ms = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
@@ -261,7 +322,7 @@ class Occlusion(CaptumAttribution):
         """
         xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval, baselines)
         windows, strides_ = self._format_windows(sliding_window_shapes, strides, xs)
-        n_per = [math.prod(window_counts(x.shape[1:], w, s))
+        n_per = [math.prod(window_counts(x.shape[1:], w, s)) if w else 1
                  for x, w, s in zip(xs, windows, strides_)]
         offsets = [sum(n_per[:i]) for i in range(len(xs))]
         total = sum(n_per)
@@ -275,19 +336,25 @@ class Occlusion(CaptumAttribution):
                 if lo >= hi:
                     out.append(_repeat(x, k))
                     continue
+                x = x.to(base.dtype)  # as Captum: an int input with a float baseline -> float
                 parts = []
                 if lo > start:
                     parts.append(_repeat(x, lo - start))
-                parts.append(occlusion_perturb(x, w, s, lo - off, hi - lo, base, backend=backend))
+                if w:
+                    parts.append(occlusion_perturb(x, w, s, lo - off, hi - lo, base,
+                                                   backend=backend))
+                else:  # the one 0-d window: the whole (scalar) row
+                    parts.append(base)
                 if hi < stop:
                     parts.append(_repeat(x, stop - hi))
                 out.append(torch.cat(parts) if len(parts) > 1 else parts[0])
             return tuple(out)
 
         drops = _run_drops(self.forward_func, xs, target, additional_forward_args, total,
-                           make_chunk, ppe, show_progress, "Occlusion")
+                           make_chunk, ppe, show_progress, "Occlusion attribution")
         attrs = tuple(
             occlusion_accumulate(drops[off : off + n], x.shape[1:], w, s, backend=backend)
+            if w else drops[off].reshape(x.shape)
             for x, w, s, off, n in zip(xs, windows, strides_, offsets, n_per)
         )
         return attrs if was_tuple else attrs[0]
@@ -297,15 +364,18 @@ class Occlusion(CaptumAttribution):
         sliding_window_shapes: Any, strides: Any, xs: tuple[torch.Tensor, ...]
     ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
         """Captum's formats for windows and strides, validated per input."""
+        if sliding_window_shapes == () and len(xs) == 1:
+            sliding_window_shapes = ((),)
         if not isinstance(sliding_window_shapes, tuple) or not sliding_window_shapes:
             raise TypeError(
                 "sliding_window_shapes must be a tuple of ints (one per dim after the batch) or a "
                 f"tuple of such tuples, got {sliding_window_shapes!r}"
             )
-        if isinstance(sliding_window_shapes[0], int):
+        if isinstance(sliding_window_shapes[0], int) and not isinstance(
+                sliding_window_shapes[0], bool):
             sliding_window_shapes = (sliding_window_shapes,)
         if len(sliding_window_shapes) != len(xs):
-            raise ValueError(
+            raise CaptumArgumentError(
                 f"sliding_window_shapes has {len(sliding_window_shapes)} entries but there are "
                 f"{len(xs)} inputs"
             )
@@ -314,12 +384,12 @@ class Occlusion(CaptumAttribution):
         if len(xs) == 1 and not (isinstance(strides, tuple) and len(strides) == 1):
             strides = (strides,)
         if not isinstance(strides, tuple) or len(strides) != len(xs):
-            raise ValueError(f"strides must give one entry per input ({len(xs)}), got {strides!r}")
+            raise CaptumArgumentError(f"strides must give one entry per input ({len(xs)}), got {strides!r}")
         windows, strides_out = [], []
         for i, (x, w, s) in enumerate(zip(xs, sliding_window_shapes, strides)):
             nd = x.dim() - 1
             if not isinstance(w, Sequence) or len(w) != nd:
-                raise ValueError(
+                raise CaptumArgumentError(
                     f"sliding_window_shapes for input {i} is {w!r} but must be a tuple of {nd} "
                     f"ints for an input of shape {tuple(x.shape)}"
                 )
@@ -327,10 +397,17 @@ class Occlusion(CaptumAttribution):
                 raise TypeError(f"strides for input {i} must be an int or a tuple, got {s!r}")
             s = (s,) * nd if isinstance(s, int) else tuple(s)
             if len(s) != nd:
-                raise ValueError(
+                raise CaptumArgumentError(
                     f"strides for input {i} is {s} but must be an int or a tuple of {nd} ints"
                 )
-            _, w_, s_ = check_windows(x.shape[1:], w, s)
+            if nd == 0:  # Captum's 0-d windows on a Tensor[B]: each sample's scalar at once
+                windows.append(())
+                strides_out.append(())
+                continue
+            try:
+                _, w_, s_ = check_windows(x.shape[1:], w, s)
+            except ValueError as e:
+                raise CaptumArgumentError(f"input {i}: {e}") from None
             windows.append(w_)
             strides_out.append(s_)
         return windows, strides_out

@@ -1,0 +1,188 @@
+"""Benchmarks of the Captum methods pyxai added: pyxai vs Captum on the same model, batch and
+seeds (parity checked first), vs the floor.
+
+Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval mode.
+
+* deconvolution: batch 4, 224x224 (quick: batch 2, 32x32). Floor: one forward + input-gradient
+  backward of the batch.
+* gradient_shap: 16 samples (quick 4), a distribution of 4 baselines, stdev 0.1. Floor: forward +
+  backward of the ``B * n_samples`` rows in one chunk (what both libraries run). Same NumPy and
+  torch seeds before pyxai and Captum, so their numbers are equal.
+* layer_activation: layer3 of a batch of 8, 224x224 (quick: batch 2, 32x32). Floor: one plain
+  forward.
+* shapley_sampling: batch 2, 64x64, a 4 x 4 grid of features, 4 permutations (quick: 32x32, a
+  2 x 2 grid, 2 permutations), perturbations_per_eval 16. Floor: the bare forwards (the baseline,
+  the inputs and one per permutation step) at the same batch size. Same torch seed before both.
+* layer_ig / layer_conductance: layer2, 16 steps (quick 4), internal_batch_size 2 B, batch 4
+  224x224 (quick 2, 32x32). Floor: forward + input-gradient backward of the path's rows in the
+  same chunks (the layer methods need the same passes).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pyxai.benchmark.core import Case, forward_floor, random_resnet18, register
+
+
+def _setup(b: int, size: int, device: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return random_resnet18().to(device), torch.randn(b, 3, size, size, generator=g).to(device)
+
+
+def _grad_floor(model: torch.nn.Module, x: torch.Tensor, rows: int) -> Callable[[], None]:
+    chunk = x[:1].expand(rows, *x.shape[1:]).contiguous()
+
+    def run() -> None:
+        z = chunk.clone().requires_grad_()
+        with torch.enable_grad():
+            torch.autograd.grad(model(z)[:, 0].sum(), z)
+
+    return run
+
+
+@register("deconvolution")
+def deconvolution_cases(quick: bool, device: str) -> list[Case]:
+    import pyxai
+
+    b, size = (2, 32) if quick else (4, 224)
+    model, x = _setup(b, size, device)
+
+    def captum() -> torch.Tensor:
+        from captum.attr import Deconvolution
+
+        return Deconvolution(model).attribute(x.clone().requires_grad_(), target=3)
+
+    return [Case(
+        name=f"resnet18 {size}x{size} b={b}",
+        impls={"pyxai": lambda: pyxai.Deconvolution(model).attribute(x, target=3),
+               "floor": _grad_floor(model, x, b), "captum": captum},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes="floor = forward + input-gradient backward of the batch",
+    )]
+
+
+@register("gradient_shap")
+def gradient_shap_cases(quick: bool, device: str) -> list[Case]:
+    import pyxai
+
+    b, size, n = (2, 32, 4) if quick else (2, 224, 16)
+    model, x = _setup(b, size, device)
+    dist = torch.randn(4, *x.shape[1:], generator=torch.Generator().manual_seed(2)).to(device)
+    kw = dict(baselines=dist, n_samples=n, stdevs=0.1, target=3)
+
+    def seeded(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            np.random.seed(0)
+            torch.manual_seed(0)
+            return fn()
+
+        return run
+
+    def captum() -> torch.Tensor:
+        from captum.attr import GradientShap
+
+        return GradientShap(model).attribute(x, **kw)
+
+    return [Case(
+        name=f"resnet18 {size}x{size} b={b}, {n} samples",
+        impls={"pyxai": seeded(lambda: pyxai.GradientShap(model).attribute(x, **kw)),
+               "floor": _grad_floor(model, x, b * n), "captum": seeded(captum)},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes=f"floor = forward + input-gradient backward of {b * n} rows in one chunk",
+    )]
+
+
+@register("layer_activation")
+def layer_activation_cases(quick: bool, device: str) -> list[Case]:
+    import pyxai
+
+    b, size = (2, 32) if quick else (8, 224)
+    model, x = _setup(b, size, device)
+
+    def captum() -> torch.Tensor:
+        from captum.attr import LayerActivation
+
+        return LayerActivation(model, model.layer3).attribute(x)
+
+    def floor() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return [Case(
+        name=f"resnet18 {size}x{size} b={b}, layer3",
+        impls={"pyxai": lambda: pyxai.LayerActivation(model, model.layer3).attribute(x),
+               "floor": floor, "captum": captum},
+        parity=[("pyxai", "captum", 1e-6)], device=device, notes="floor = one plain forward",
+    )]
+
+
+@register("shapley_sampling")
+def shapley_cases(quick: bool, device: str) -> list[Case]:
+    import pyxai
+    from pyxai.registry import _grid_mask
+
+    b, size, n, cells = (2, 32, 2, 2) if quick else (2, 64, 4, 4)
+    model, x = _setup(b, size, device)
+    mask = _grid_mask(x, cells)
+    kw = dict(target=3, feature_mask=mask, n_samples=n)
+    rows = b * (2 + n * cells**2)
+
+    def ours() -> torch.Tensor:
+        torch.manual_seed(0)
+        return pyxai.ShapleyValueSampling(model).attribute(x, perturbations_per_eval=16, **kw)
+
+    def captum() -> torch.Tensor:
+        from captum.attr import ShapleyValueSampling
+
+        torch.manual_seed(0)
+        return ShapleyValueSampling(model).attribute(x, perturbations_per_eval=16, **kw)
+
+    return [Case(
+        name=f"resnet18 {size}x{size} b={b}, {cells**2} features, {n} permutations",
+        impls={"pyxai": ours, "floor": forward_floor(model, x, rows, 16 * b), "captum": captum},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes=f"floor = {rows} bare forwards in chunks of {16 * b} rows",
+    )]
+
+
+def _layer_ig_case(cls: str, quick: bool, device: str) -> Case:
+    import pyxai
+
+    b, size, steps = (2, 32, 4) if quick else (4, 224, 16)
+    model, x = _setup(b, size, device)
+    points = steps + 1 if cls == "LayerConductance" else steps
+    kw = dict(target=3, n_steps=steps, internal_batch_size=2 * b)
+
+    def captum() -> torch.Tensor:
+        import captum.attr
+
+        return getattr(captum.attr, cls)(model, model.layer2).attribute(x, **kw)
+
+    def floor() -> None:  # forward + backward of every path point, in the same chunks
+        for i in range(0, points * b, 2 * b):
+            z = x[:1].expand(min(2 * b, points * b - i), *x.shape[1:]).clone().requires_grad_()
+            with torch.enable_grad():
+                torch.autograd.grad(model(z)[:, 0].sum(), z)
+
+    return Case(
+        name=f"resnet18 {size}x{size} b={b}, layer2, {steps} steps",
+        impls={"pyxai": lambda: getattr(pyxai, cls)(model, model.layer2).attribute(x, **kw),
+               "floor": floor, "captum": captum},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes=f"floor = forward + input-gradient backward of {points * b} rows in chunks of "
+              f"{2 * b}",
+    )
+
+
+@register("layer_ig")
+def layer_ig_cases(quick: bool, device: str) -> list[Case]:
+    return [_layer_ig_case("LayerIntegratedGradients", quick, device)]
+
+
+@register("layer_conductance")
+def layer_conductance_cases(quick: bool, device: str) -> list[Case]:
+    return [_layer_ig_case("LayerConductance", quick, device)]

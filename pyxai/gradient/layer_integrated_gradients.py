@@ -1,0 +1,178 @@
+"""LayerIntegratedGradients, drop-in for ``captum.attr.LayerIntegratedGradients``.
+
+Integrated gradients of a layer's output (or input): the layer's values at the baselines and at
+the inputs are recorded, and the model is run on the inputs with the layer's values replaced by
+the points of the straight path between them (a hook on the layer of a
+:class:`~pyxai.engine.view.ModelView`, never on the user's module). Steps are batched as in
+:class:`pyxai.IntegratedGradients` (``internal_batch_size // B`` steps per forward).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from pyxai.engine.hooks import capture_layers, check_layers, model_view
+from pyxai.engine.view import ModelView
+from pyxai.gradient._common import (
+    GradientAttribution,
+    Inputs,
+    expand_args,
+    format_call,
+    resolve,
+    resolve_none,
+    run_forward,
+)
+from pyxai.gradient.integrated_gradients import approximation_parameters, format_baselines
+
+
+@contextlib.contextmanager
+def replaced_layer(layer: nn.Module, view: ModelView | None, values: list,
+                   to_input: bool) -> Iterator[None]:
+    """While inside, ``layer`` (on the view; the layer itself for a plain callable) outputs
+    (receives, ``to_input``) ``values[0]``: a tuple of Tensors, one per Tensor it produces
+    (receives)."""
+    target = view[layer] if view is not None else layer
+
+    def out_hook(module: nn.Module, args: tuple, out: object) -> object:
+        new = values[0]
+        return new[0] if isinstance(out, torch.Tensor) else type(out)(new)
+
+    def in_hook(module: nn.Module, args: tuple) -> tuple:
+        it = iter(values[0])
+        return tuple(next(it) if isinstance(a, torch.Tensor) else a for a in args)
+
+    handle = (target.register_forward_pre_hook(in_hook) if to_input
+              else target.register_forward_hook(out_hook))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class LayerIntegratedGradients(GradientAttribution):
+    """Integrated gradients with respect to a layer's output (or input).
+
+    Args:
+        forward_func: model or callable (the layer must run once inside it).
+        layer: a module of the model whose output (input) is attributed.
+        device_ids: accepted for Captum compatibility (unused).
+        multiply_by_inputs: multiply by ``layer(inputs) - layer(baselines)``. Default: True
+
+    Examples::
+
+        >>> lig = pyxai.LayerIntegratedGradients(model, model.layer2)
+        >>> attr = lig.attribute(x, target=3, n_steps=32)   # shaped like layer2's output
+    """
+
+    _convergence_delta = True
+
+    def __init__(self, forward_func: Callable[..., torch.Tensor], layer: nn.Module,
+                 device_ids: Any = None, multiply_by_inputs: bool = True) -> None:
+        super().__init__(forward_func)
+        if isinstance(layer, list):
+            raise TypeError("LayerIntegratedGradients takes one layer in pyxai (Captum's list of "
+                            "layers is not supported yet)")
+        self.layer = check_layers(forward_func, [layer], "layer")[0]
+        self.device_ids = device_ids
+        self._multiply_by_inputs = multiply_by_inputs
+
+    def _layer_values(self, forward: Callable, view: ModelView | None, xs: Inputs, args: tuple,
+                      to_input: bool) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad(), capture_layers([self.layer], grad=False, inputs=to_input,
+                                             view=view, multi=True) as cap:
+            forward(*xs, *args)
+        return cap.check([self.layer], "layer")[0]
+
+    def attribute(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, ...],
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        grad_kwargs: dict | None = None,
+    ) -> Any:
+        """Layer integrated gradients.
+
+        Args:
+            inputs: Tensor[B, ...] or a tuple of them (integer inputs too, e.g. token ids of an
+                embedding layer).
+            baselines: as :meth:`pyxai.IntegratedGradients.attribute` (of the model inputs; the
+                layer's values at them are the path's start). Default: None
+            target: as :meth:`pyxai.Saliency.attribute`. Default: None
+            additional_forward_args: extra forward arguments (Tensors repeated per step).
+                Default: None
+            n_steps: integration points. Default: 50
+            method: as :meth:`pyxai.IntegratedGradients.attribute`. Default: "gausslegendre"
+            internal_batch_size: model inputs per forward (``internal_batch_size // B`` steps).
+                Default: None (all steps at once)
+            return_convergence_delta: also return Tensor[B]
+                ``sum(attr) - (f(inputs) - f(baselines))``. Default: False
+            attribute_to_layer_input: the layer's input instead of its output. Default: False
+            grad_kwargs: extra keywords for ``torch.autograd.grad``. Default: None
+
+        Returns:
+            Attributions shaped like the layer's output (input): a Tensor, or a tuple for a
+            layer with several; and the deltas when asked.
+        """
+        _, inp, args = format_call(self.forward_func, inputs, additional_forward_args,
+                                   floating=False)
+        bases = format_baselines(baselines, inp)
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
+            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
+        sizes, alphas = approximation_parameters(method, n_steps)
+        b = inp[0].shape[0]
+        if internal_batch_size is None:
+            per = n_steps
+        else:
+            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
+                raise ValueError(f"internal_batch_size must be a positive int, got "
+                                 f"{internal_batch_size!r}")
+            per = max(1, int(internal_batch_size) // b)
+        view = model_view(self.forward_func)
+        forward = view.module if view is not None else self.forward_func
+        starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
+                       torch.full_like(x, bl) for x, bl in zip(inp, bases))
+        target = resolve_none(forward, inp, target, args)
+        ends = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
+        begins = self._layer_values(forward, view, starts, args, attribute_to_layer_input)
+        weights = torch.tensor(sizes).float().to(ends[0].device)  # as Captum: float32 sizes
+        total = [torch.zeros_like(e) for e in ends]
+        current: list = [None]
+        resolved = None
+        with replaced_layer(self.layer, view, current, attribute_to_layer_input):
+            for s0 in range(0, n_steps, per):
+                s1 = min(n_steps, s0 + per)
+                n = s1 - s0
+                scaled = tuple(torch.cat([lo + a * (hi - lo) for a in alphas[s0:s1]])
+                               .requires_grad_() for lo, hi in zip(begins, ends))
+                current[0] = scaled
+                xs = tuple(torch.cat([x.detach()] * n) for x in inp)
+                with torch.enable_grad():
+                    out = run_forward(forward, xs, expand_args(args, n))
+                    if resolved is None:
+                        resolved = resolve(target, out[:b])
+                    grads = torch.autograd.grad(resolved(out).sum(), scaled, allow_unused=True,
+                                                **(grad_kwargs or {}))
+                for i, (g, e) in enumerate(zip(grads, ends)):
+                    if g is not None:
+                        w = weights[s0:s1].view(n, *([1] * e.dim()))
+                        total[i] = total[i] + (g.reshape(n, *e.shape) * w).sum(0)
+        attrs = tuple(t * (e - s) for t, e, s in zip(total, ends, begins)) \
+            if self._multiply_by_inputs else tuple(total)
+        result = attrs if len(attrs) > 1 else attrs[0]
+        if not return_convergence_delta:
+            return result
+        with torch.no_grad():
+            f1 = resolved(run_forward(forward, inp, args))
+            f0 = resolved(run_forward(forward, starts, args))
+        summed = sum(a.reshape(b, -1).sum(1) for a in attrs)
+        return result, summed - (f1 - f0)
