@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -120,9 +122,12 @@ def test_averaged_transforms(name, guided, blur, rng, encoders):
 
 def test_averaged_transforms_noise(rng, encoders):
     """With add_noise the interior path images get N(0, sigma^2), sigma = 0.15 / (max - min) as
-    coded; the saliency equals the reference run on that same path."""
+    coded; the saliency equals the reference run on that same path. In float64: with noise this
+    large the float32 gradients of a cosine close to 1 differ by up to 1 % of the map's maximum
+    between batchings (measured; float64 agrees to 1e-15)."""
     enc, _, _ = encoders("simclr")
-    x1, x2 = pairs("simclr", rng)
+    enc = copy.deepcopy(enc).double()
+    x1, x2 = (x.double() for x in pairs("simclr", rng))
     x1 = x1 * 0.5  # max - min < 1: sigma = 0.15 / range is *larger* than 0.15
     at = S.AveragedTransforms(enc, add_noise=True, seed=3)
     path = at.path(x1, x2)
