@@ -1,5 +1,7 @@
 """Bundled demo data: the procedural shapes data set with ground-truth object masks."""
 
+from pyxai.data.clever_hans import cue_tag, shapes_cued
 from pyxai.data.shapes import SHAPE_CLASSES, shapes
 
 __all__ = ["SHAPE_CLASSES", "shapes"]
+__all__ += ["shapes_cued", "cue_tag"]

@@ -1,0 +1,122 @@
+"""A sparse symmetric eigen-solver in torch: thick-restart Lanczos (CPU and CUDA).
+
+``eigsh(matrix, k, which)`` returns what ``scipy.sparse.linalg.eigsh(matrix, k, which=which)`` returns
+(ARPACK's implicitly restarted Lanczos): the ``k`` wanted eigenvalues in ascending order and their
+eigenvectors. Only matrix-vector products with ``matrix`` are needed, so a sparse ``Tensor[N, N]``
+(CSR or COO) never becomes dense: memory is ``N x (ncv + 1)`` for the Krylov basis plus the matrix.
+
+Algorithm (Wu & Simon's thick restart): extend an orthonormal Krylov basis to ``ncv`` vectors with
+full re-orthogonalisation (classical Gram-Schmidt done twice), take the Ritz pairs of the projected
+matrix ``T = Vᵀ M V``, stop when the wanted Ritz residuals ``|β s_last|`` are below ``tol`` (relative
+to the largest Ritz value), otherwise keep the best ``ncv / 2`` Ritz vectors plus the residual
+direction and extend again. A breakdown (an invariant subspace, e.g. a disconnected graph) continues
+from a fresh random direction orthogonal to the basis.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["eigsh"]
+
+_WHICH = ("LM", "LA", "SA")
+
+
+def _order(theta: Tensor, which: str) -> Tensor:
+    """Indices of the Ritz values ``theta`` from most to least wanted."""
+    if which == "LM":
+        return theta.abs().argsort(descending=True, stable=True)
+    if which == "LA":
+        return theta.argsort(descending=True, stable=True)
+    return theta.argsort(stable=True)
+
+
+def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
+    """``w`` minus its projection on the orthonormal columns of ``basis`` (twice), and the coefficients."""
+    h = basis.T @ w
+    w = w - basis @ h
+    h2 = basis.T @ w
+    return w - basis @ h2, h + h2
+
+
+def eigsh(
+    matrix: Tensor,
+    k: int,
+    which: str = "LM",
+    tol: float = 1e-10,
+    ncv: int | None = None,
+    max_restarts: int = 2000,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """``k`` eigenpairs of a real symmetric (sparse or dense) ``matrix``, like ``scipy`` ``eigsh``.
+
+    Args:
+        matrix (Tensor[N, N]): real symmetric, sparse (CSR/COO) or dense, float32/float64, any device.
+        k (int): number of eigenpairs, ``1 <= k < N``.
+        which (str, optional): ``"LM"`` largest magnitude, ``"LA"`` largest, ``"SA"`` smallest
+            algebraic. Default: "LM"
+        tol (float, optional): convergence threshold on the Ritz residual norms, relative to the
+            largest Ritz value in magnitude. Default: 1e-10
+        ncv (int, optional): Krylov basis size, ``k < ncv <= N``. Default: ``min(N, max(2k + 1, 20))``
+            (ARPACK's default)
+        max_restarts (int, optional): restarts before giving up with a RuntimeError. Default: 2000
+        seed (int, optional): seed of the random start vector (CPU generator). Default: 0
+
+    Returns:
+        tuple(Tensor, Tensor): eigenvalues Tensor[k] ascending, eigenvectors Tensor[N, k] (columns,
+        unit norm), in ``matrix``'s dtype and device.
+    """
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"matrix must be square Tensor[N, N], got shape {tuple(matrix.shape)}")
+    n = matrix.shape[0]
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, N) = [1, {n}), got {k}")
+    ncv = min(n, max(2 * k + 1, 20)) if ncv is None else ncv
+    if not k < ncv <= n:
+        raise ValueError(f"ncv must be in (k, N] = ({k}, {n}], got {ncv}")
+    dtype, device = matrix.dtype, matrix.device
+    gen = torch.Generator().manual_seed(seed)
+
+    def random_direction() -> Tensor:
+        return torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+
+    basis = torch.zeros(n, ncv + 1, dtype=dtype, device=device)
+    t = torch.zeros(ncv, ncv, dtype=dtype, device=device)
+    v = random_direction()
+    basis[:, 0] = v / v.norm()
+    kept = 0
+    keep = min(ncv - 1, k + (ncv - k) // 2)
+    for _ in range(max_restarts):
+        beta = torch.zeros((), dtype=dtype, device=device)
+        for j in range(kept, ncv):
+            w = matrix @ basis[:, j]
+            w, h = _orthogonalise(w, basis[:, : j + 1])
+            t[: j + 1, j] = h
+            beta = w.norm()
+            scale = t[: j + 1, : j + 1].abs().max().clamp(min=torch.finfo(dtype).tiny)
+            if bool(beta <= 1e3 * torch.finfo(dtype).eps * scale):  # invariant subspace found
+                w, _ = _orthogonalise(random_direction(), basis[:, : j + 1])
+                beta = torch.zeros((), dtype=dtype, device=device)
+                basis[:, j + 1] = w / w.norm()
+            else:
+                basis[:, j + 1] = w / beta
+        sym = torch.triu(t) + torch.triu(t, 1).T
+        theta, s = torch.linalg.eigh(sym)
+        order = _order(theta, which)
+        residual = (beta * s[-1, order[:k]]).abs()
+        if ncv == n or bool((residual <= tol * theta.abs().max()).all()):
+            wanted = order[:k]
+            wanted = wanted[theta[wanted].argsort()]
+            vectors = basis[:, :ncv] @ s[:, wanted]
+            return theta[wanted], vectors / vectors.norm(dim=0, keepdim=True)
+        # thick restart: the best `keep` Ritz vectors and the residual direction
+        chosen = order[:keep]
+        basis[:, :keep] = basis[:, :ncv] @ s[:, chosen]
+        basis[:, keep] = basis[:, ncv]
+        t.zero_()
+        t[range(keep), range(keep)] = theta[chosen]
+        kept = keep
+    raise RuntimeError(f"eigsh did not converge in {max_restarts} restarts (k={k}, ncv={ncv}, tol={tol})")
