@@ -19,7 +19,7 @@ from torch import Tensor
 from pyxai.spray import cluster as _cluster
 from pyxai.spray import display as _display
 from pyxai.spray.eigen import eigsh
-from pyxai.spray.knn import knn, knn_affinity, normalized_adjacency
+from pyxai.spray.knn import component_eigenvectors, components, knn, knn_affinity, normalized_adjacency
 from pyxai.spray.preprocess import VARIANTS, preprocess
 
 __all__ = ["SpRAy", "SpRAyResult", "check_attributions"]
@@ -206,8 +206,12 @@ class SpRAy:
     def spectral(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Eigenvalues Tensor[K] (``1 - λ``), row-normalised embedding Tensor[N, K], neighbours Tensor[N, k]."""
         neighbours = knn(rows, self.n_neighbors)
-        adjacency = normalized_adjacency(knn_affinity(neighbours, dtype=rows.dtype))
-        values, vectors = eigsh(adjacency, self.n_eigval, which=self.which, tol=self.tol, seed=self.seed)
+        affinity = knn_affinity(neighbours, dtype=rows.dtype)
+        adjacency = normalized_adjacency(affinity)
+        ones = component_eigenvectors(affinity, components(affinity))  # eigenvalue 1, once per component
+        known = (torch.ones(ones.shape[1], dtype=rows.dtype, device=rows.device), ones)
+        values, vectors = eigsh(adjacency, self.n_eigval, which=self.which, tol=self.tol, seed=self.seed,
+                                known=known)
         embedding = vectors / vectors.norm(dim=1, keepdim=True)
         return 1.0 - values, embedding, neighbours
 

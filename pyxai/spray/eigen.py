@@ -11,6 +11,12 @@ matrix ``T = Vᵀ M V``, stop when the wanted Ritz residuals ``|β s_last|`` are
 to the largest Ritz value), otherwise keep the best ``ncv / 2`` Ritz vectors plus the residual
 direction and extend again. A breakdown (an invariant subspace, e.g. a disconnected graph) continues
 from a fresh random direction orthogonal to the basis.
+
+A single-vector Krylov method sees only one vector of a repeated eigenvalue, so known eigenpairs
+can be passed in (``known``): the search then runs in their orthogonal complement and the results
+are merged. SpRAy passes the eigenvalue-1 eigenvectors ``D^1/2 1_c`` of each connected component of
+the k-NN graph, whose multiplicity is the number of components (ARPACK finds those copies only
+through rounding noise).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ def eigsh(
     ncv: int | None = None,
     max_restarts: int = 2000,
     seed: int = 0,
+    known: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``k`` eigenpairs of a real symmetric (sparse or dense) ``matrix``, like ``scipy`` ``eigsh``.
 
@@ -62,6 +69,8 @@ def eigsh(
             (ARPACK's default)
         max_restarts (int, optional): restarts before giving up with a RuntimeError. Default: 2000
         seed (int, optional): seed of the random start vector (CPU generator). Default: 0
+        known (tuple of Tensor[c] and Tensor[N, c], optional): exact eigenpairs already known
+            (orthonormal vectors); the search runs orthogonally to them. Default: None
 
     Returns:
         tuple(Tensor, Tensor): eigenvalues Tensor[k] ascending, eigenvectors Tensor[N, k] (columns,
@@ -74,14 +83,40 @@ def eigsh(
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, N) = [1, {n}), got {k}")
-    ncv = min(n, max(2 * k + 1, 20)) if ncv is None else ncv
-    if not k < ncv <= n:
-        raise ValueError(f"ncv must be in (k, N] = ({k}, {n}], got {ncv}")
     dtype, device = matrix.dtype, matrix.device
+    known_values = torch.zeros(0, dtype=dtype, device=device)
+    known_vectors = torch.zeros(n, 0, dtype=dtype, device=device)
+    if known is not None:
+        known_values, known_vectors = known[0].to(device, dtype), known[1].to(device, dtype)
+    free = n - known_vectors.shape[1]
+    if free <= 1:
+        return _select(known_values, known_vectors, k, which)
+    search = min(k, free - 1)
+    ncv = min(free, max(2 * search + 1, 20)) if ncv is None else min(ncv, free)
+    if not search < ncv <= n:
+        raise ValueError(f"ncv must be in (k, N] = ({k}, {n}], got {ncv}")
     gen = torch.Generator().manual_seed(seed)
 
     def random_direction() -> Tensor:
-        return torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        v = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        return _orthogonalise(v, known_vectors)[0]
+
+    values, vectors = _lanczos(matrix, search, which, tol, ncv, max_restarts, random_direction, known_vectors)
+    return _select(torch.cat([known_values, values]), torch.cat([known_vectors, vectors], dim=1), k, which)
+
+
+def _select(values: Tensor, vectors: Tensor, k: int, which: str) -> tuple[Tensor, Tensor]:
+    """The ``k`` most wanted pairs, in ascending order of value."""
+    wanted = _order(values, which)[:k]
+    wanted = wanted[values[wanted].argsort(stable=True)]
+    return values[wanted], vectors[:, wanted]
+
+
+def _lanczos(matrix: Tensor, k: int, which: str, tol: float, ncv: int, max_restarts: int,
+             random_direction, deflate: Tensor) -> tuple[Tensor, Tensor]:
+    """Thick-restart Lanczos in the orthogonal complement of the columns of ``deflate``."""
+    n = matrix.shape[0]
+    dtype, device = matrix.dtype, matrix.device
 
     basis = torch.zeros(n, ncv + 1, dtype=dtype, device=device)
     t = torch.zeros(ncv, ncv, dtype=dtype, device=device)
@@ -92,7 +127,7 @@ def eigsh(
     for _ in range(max_restarts):
         beta = torch.zeros((), dtype=dtype, device=device)
         for j in range(kept, ncv):
-            w = matrix @ basis[:, j]
+            w = _orthogonalise(matrix @ basis[:, j], deflate)[0]
             w, h = _orthogonalise(w, basis[:, : j + 1])
             t[: j + 1, j] = h
             beta = w.norm()
@@ -107,7 +142,7 @@ def eigsh(
         theta, s = torch.linalg.eigh(sym)
         order = _order(theta, which)
         residual = (beta * s[-1, order[:k]]).abs()
-        if ncv == n or bool((residual <= tol * theta.abs().max()).all()):
+        if ncv == n - deflate.shape[1] or bool((residual <= tol * theta.abs().max()).all()):
             wanted = order[:k]
             wanted = wanted[theta[wanted].argsort()]
             vectors = basis[:, :ncv] @ s[:, wanted]

@@ -10,6 +10,8 @@ explicitly (CoRelAy relies on it sorting first, which exact duplicates break).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -60,4 +62,35 @@ def normalized_adjacency(affinity: Tensor) -> Tensor:
     scale = degree.rsqrt()
     out = torch.sparse_coo_tensor(idx, values * scale[idx[0]] * scale[idx[1]], affinity.shape,
                                   check_invariants=False)
-    return out.coalesce().to_sparse_csr()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": matvec is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return out.coalesce().to_sparse_csr()
+
+
+def components(affinity: Tensor) -> Tensor:
+    """Connected-component label of each node of a sparse COO graph: Tensor[N] int64, labels 0..c-1.
+
+    Min-label propagation along the edges with pointer jumping, all in torch (any device).
+    """
+    n = affinity.shape[0]
+    src, dst = affinity.indices()
+    labels = torch.arange(n, device=src.device)
+    while True:
+        new = labels.scatter_reduce(0, src, labels[dst], reduce="amin")
+        new = new[new]  # pointer jumping: follow the label's own label
+        if bool((new == labels).all()):
+            break
+        labels = new
+    return torch.unique(labels, return_inverse=True)[1]
+
+
+def component_eigenvectors(affinity: Tensor, labels: Tensor) -> Tensor:
+    """The eigenvalue-1 eigenvectors of ``D^-1/2 A D^-1/2``: ``D^1/2 1_c`` per component, unit norm,
+    Tensor[N, c] (the component's mass ``D`` is its nodes' degrees)."""
+    idx, values = affinity.indices(), affinity.values()
+    degree = torch.zeros(affinity.shape[0], dtype=values.dtype, device=values.device)
+    degree.index_add_(0, idx[0], values)
+    count = int(labels.max()) + 1
+    out = torch.zeros(affinity.shape[0], count, dtype=values.dtype, device=values.device)
+    out[torch.arange(affinity.shape[0], device=values.device), labels] = degree.sqrt()
+    return out / out.norm(dim=0, keepdim=True)
