@@ -32,7 +32,10 @@ class Tiny(nn.Module):
 def _setup(rng):
     model = Tiny().double().eval()
     x = torch.rand(2, 3, 8, 8, generator=rng, dtype=torch.float64)
-    y = torch.tensor([0, 2])
+    # per sample, the class whose Grad-CAM map has the most mass (a random net can give all-zero maps)
+    cams = torch.stack([pyxai.LayerGradCam(model, model.layer3).attribute(x, c, relu_attributions=True)
+                        .sum((1, 2, 3)) for c in range(3)], dim=1)
+    y = cams.argmax(1)
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
     mask[:, :, 2:6, 1:5] = True
     return model, x, y, mask
