@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "explain",
     "bench",
+    "spray",
 )
 
 

@@ -151,6 +151,8 @@ class SpRAy:
         dtype: torch.dtype = torch.float64,
         tol: float = 1e-10,
     ) -> None:
+        if not isinstance(n_clusters, (int, Sequence)):
+            raise TypeError(f"n_clusters must be an int or a sequence of ints, got {type(n_clusters).__name__}")
         counts = [n_clusters] if isinstance(n_clusters, int) else list(n_clusters)
         if not counts:
             raise ValueError("n_clusters must name at least one cluster count")

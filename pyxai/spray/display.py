@@ -14,14 +14,14 @@ from torch import Tensor
 __all__ = ["tsne", "umap"]
 
 
-def tsne(embedding: Tensor, seed: int = 0, perplexity: float = 30.0) -> Tensor:
-    """t-SNE of Tensor[N, K] -> Tensor[N, 2] float32."""
+def tsne(embedding: Tensor, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000) -> Tensor:
+    """t-SNE of Tensor[N, K] -> Tensor[N, 2] float32 (``max_iter``: sklearn's, >= 250)."""
     from sklearn.manifold import TSNE
 
     data = embedding.detach().to("cpu", torch.float64).numpy()
     perplexity = min(perplexity, max(1.0, (data.shape[0] - 1) / 3))
     est = TSNE(n_components=2, perplexity=perplexity, early_exaggeration=12.0, init="random",
-               metric="euclidean", random_state=seed)
+               metric="euclidean", random_state=seed, max_iter=max_iter)
     return torch.from_numpy(np.asarray(est.fit_transform(data), dtype=np.float32))
 
 
