@@ -25,7 +25,8 @@ def cmd_spray(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--maps {path}: no such file")
     maps = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(maps, torch.Tensor):
-        raise TypeError(f"--maps {path} must hold a Tensor[N, C, H, W] (torch.save), got {type(maps).__name__}")
+        raise TypeError(f"--maps {path} must hold a Tensor[N, C, H, W] (torch.save), "
+                        f"got {type(maps).__name__}")
     spray = SpRAy(n_clusters=args.n_clusters, n_eigval=args.n_eigval, n_neighbors=args.n_neighbors,
                   pool=args.pool, seed=args.seed, display=[] if args.display == "none" else [args.display])
     result = spray.fit(maps)
@@ -34,7 +35,8 @@ def cmd_spray(args: argparse.Namespace) -> int:
     result.figure(maps, path=out / "spray.png")
     for key, labels in result.clusterings.items():
         print(f"{key}: cluster sizes {torch.bincount(labels[labels >= 0]).tolist()}")
-    print(f"eigenvalues (1 - λ): {', '.join(f'{v:.4f}' for v in result.eigenvalues.sort().values[:8].tolist())}"
+    smallest = ', '.join(f'{v:.4f}' for v in result.eigenvalues.sort().values[:8].tolist())
+    print(f"eigenvalues (1 - λ): {smallest}"
           f" ...; eigengap suggests {result.suggested_clusters} clusters")
     print(f"wrote {out / 'spray.analysis.h5'}, {out / 'spray.attribution.h5'}, {out / 'spray.png'}")
     return 0

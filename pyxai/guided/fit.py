@@ -64,7 +64,8 @@ def fit(
                          f"{tuple(labels.shape)} and {tuple(masks.shape)}")
     annotated = torch.ones(n, dtype=torch.bool) if annotated is None else annotated
     if annotated.shape != (n,) or annotated.dtype != torch.bool:
-        raise ValueError(f"annotated must be a bool Tensor[{n}], got {annotated.dtype} {tuple(annotated.shape)}")
+        raise ValueError(f"annotated must be a bool Tensor[{n}], got {annotated.dtype} "
+                         f"{tuple(annotated.shape)}")
     explain = LOSSES.get(loss)
     model.eval()
     opt = torch.optim.Adam(model.parameters(), lr=lr)

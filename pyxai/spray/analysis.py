@@ -152,7 +152,8 @@ class SpRAy:
         tol: float = 1e-10,
     ) -> None:
         if not isinstance(n_clusters, (int, Sequence)):
-            raise TypeError(f"n_clusters must be an int or a sequence of ints, got {type(n_clusters).__name__}")
+            raise TypeError("n_clusters must be an int or a sequence of ints, got "
+                            f"{type(n_clusters).__name__}")
         counts = [n_clusters] if isinstance(n_clusters, int) else list(n_clusters)
         if not counts:
             raise ValueError("n_clusters must name at least one cluster count")
@@ -191,7 +192,8 @@ class SpRAy:
         if max(self.n_clusters) > n and any(m in ("kmeans", "agglomerative") for m in self.clustering):
             raise ValueError(f"attributions has {n} maps, fewer than n_clusters={max(self.n_clusters)}")
         if self.n_neighbors >= n:
-            raise ValueError(f"n_neighbors={self.n_neighbors} must be smaller than the number of maps ({n})")
+            raise ValueError(f"n_neighbors={self.n_neighbors} must be smaller than the number of maps "
+                             f"({n})")
         if self.n_eigval >= n:
             raise ValueError(f"n_eigval={self.n_eigval} must be smaller than the number of maps ({n})")
 
@@ -206,7 +208,8 @@ class SpRAy:
         return rows
 
     def spectral(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Eigenvalues Tensor[K] (``1 - λ``), row-normalised embedding Tensor[N, K], neighbours Tensor[N, k]."""
+        """Eigenvalues Tensor[K] (``1 - λ``), row-normalised embedding Tensor[N, K] and the
+        neighbours Tensor[N, k] of preprocessed rows Tensor[N, D]."""
         neighbours = knn(rows, self.n_neighbors)
         affinity = knn_affinity(neighbours, dtype=rows.dtype)
         adjacency = normalized_adjacency(affinity)

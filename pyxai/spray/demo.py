@@ -33,7 +33,8 @@ def cue_cluster(labels: Tensor, cued: Tensor) -> tuple[int, float, float]:
         cued (Tensor[N] bool): which images carry the tag.
 
     Returns:
-        tuple(int, float, float): the cluster, ``|cluster ∩ cued| / |cluster|``, ``|cluster ∩ cued| / |cued|``.
+        tuple(int, float, float): the cluster, ``|cluster ∩ cued| / |cluster|`` and
+        ``|cluster ∩ cued| / |cued|``.
     """
     labels, cued = labels.cpu(), cued.cpu()
     ids = labels[labels >= 0].unique()
@@ -78,7 +79,8 @@ def run(out_dir: str | Path = "pyxai_out", n_circles: int = 300, method: str = "
     result, maps = found["result"], found["maps"]
     with torch.no_grad():
         logits = torch.cat([model(images[i : i + 100]) for i in range(0, len(images), 100)])
-    save_attributions(out / "spray.attribution.h5", maps, labels=torch.zeros(len(maps)), predictions=logits)
+    save_attributions(out / "spray.attribution.h5", maps, labels=torch.zeros(len(maps)),
+                      predictions=logits)
     result.save_virelay(out / "spray.analysis.h5", attributions=maps, name="circle")
     result.figure(maps, images, path=out / "spray.png")
     found.update(n=len(images), cued=int(cued.sum()), seconds=time.perf_counter() - start, out=out)
@@ -86,7 +88,8 @@ def run(out_dir: str | Path = "pyxai_out", n_circles: int = 300, method: str = "
         sizes = torch.bincount(result.labels[result.labels >= 0]).tolist()
         print(f"SpRAy on {len(images)} circle maps ({method}, {int(cued.sum())} tagged): clusters {sizes}, "
               f"eigengap suggests {result.suggested_clusters}")
-        print(f"cue cluster {found['cue_cluster']}: purity {found['purity']:.3f}, recall {found['recall']:.3f}")
+        print(f"cue cluster {found['cue_cluster']}: purity {found['purity']:.3f}, "
+              f"recall {found['recall']:.3f}")
         print(f"wrote {out / 'spray.analysis.h5'}, {out / 'spray.attribution.h5'}, {out / 'spray.png'} "
               f"({found['seconds']:.1f} s)")
     return found

@@ -30,7 +30,8 @@ def umap(embedding: Tensor, seed: int = 0) -> Tensor:
     try:
         import umap as umap_learn
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the UMAP display needs umap-learn: pip install 'pyxai-attribution[spray]'") from err
+        raise ImportError("the UMAP display needs umap-learn: "
+                          "pip install 'pyxai-attribution[spray]'") from err
     data = embedding.detach().to("cpu", torch.float64).numpy()
     est = umap_learn.UMAP(n_neighbors=min(15, data.shape[0] - 1), min_dist=0.1, metric="correlation",
                           random_state=seed)

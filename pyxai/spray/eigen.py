@@ -38,12 +38,13 @@ def _order(theta: Tensor, which: str) -> Tensor:
     return theta.argsort(stable=True)
 
 
-def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
-    """``w`` minus its projection on the orthonormal columns of ``basis`` (twice), and the coefficients."""
-    h = basis.T @ w
-    w = w - basis @ h
-    h2 = basis.T @ w
-    return w - basis @ h2, h + h2
+def _orthogonalise(w: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
+    """``w`` minus its projection on the orthonormal *rows* of ``basis`` (Tensor[m, N], twice), and
+    the coefficients Tensor[m]."""
+    h = basis @ w
+    w = w - h @ basis
+    h2 = basis @ w
+    return w - h2 @ basis, h + h2
 
 
 def eigsh(
@@ -99,9 +100,10 @@ def eigsh(
 
     def random_direction() -> Tensor:
         v = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-        return _orthogonalise(v, known_vectors)[0]
+        return _orthogonalise(v, known_vectors.T)[0]
 
-    values, vectors = _lanczos(matrix, search, which, tol, ncv, max_restarts, random_direction, known_vectors)
+    values, vectors = _lanczos(matrix, search, which, tol, ncv, max_restarts, random_direction,
+                               known_vectors.T.contiguous())
     return _select(torch.cat([known_values, values]), torch.cat([known_vectors, vectors], dim=1), k, which)
 
 
@@ -114,30 +116,31 @@ def _select(values: Tensor, vectors: Tensor, k: int, which: str) -> tuple[Tensor
 
 def _lanczos(matrix: Tensor, k: int, which: str, tol: float, ncv: int, max_restarts: int,
              random_direction, deflate: Tensor) -> tuple[Tensor, Tensor]:
-    """Thick-restart Lanczos in the orthogonal complement of the columns of ``deflate``."""
+    """Thick-restart Lanczos in the orthogonal complement of the rows of ``deflate`` (Tensor[c, N]).
+    The basis is kept as rows (Tensor[ncv + 1, N]), so every product reads contiguous memory."""
     n = matrix.shape[0]
     dtype, device = matrix.dtype, matrix.device
 
-    basis = torch.zeros(n, ncv + 1, dtype=dtype, device=device)
+    basis = torch.zeros(ncv + 1, n, dtype=dtype, device=device)
     t = torch.zeros(ncv, ncv, dtype=dtype, device=device)
     v = random_direction()
-    basis[:, 0] = v / v.norm()
+    basis[0] = v / v.norm()
     kept = 0
     keep = min(ncv - 1, k + (ncv - k) // 2)
     for _ in range(max_restarts):
         beta = torch.zeros((), dtype=dtype, device=device)
         for j in range(kept, ncv):
-            w = _orthogonalise(matrix @ basis[:, j], deflate)[0]
-            w, h = _orthogonalise(w, basis[:, : j + 1])
+            w = _orthogonalise(matrix @ basis[j], deflate)[0]
+            w, h = _orthogonalise(w, basis[: j + 1])
             t[: j + 1, j] = h
             beta = w.norm()
             scale = t[: j + 1, : j + 1].abs().max().clamp(min=torch.finfo(dtype).tiny)
             if bool(beta <= 1e3 * torch.finfo(dtype).eps * scale):  # invariant subspace found
-                w, _ = _orthogonalise(random_direction(), basis[:, : j + 1])
+                w, _ = _orthogonalise(random_direction(), basis[: j + 1])
                 beta = torch.zeros((), dtype=dtype, device=device)
-                basis[:, j + 1] = w / w.norm()
+                basis[j + 1] = w / w.norm()
             else:
-                basis[:, j + 1] = w / beta
+                basis[j + 1] = w / beta
         sym = torch.triu(t) + torch.triu(t, 1).T
         theta, s = torch.linalg.eigh(sym)
         order = _order(theta, which)
@@ -145,12 +148,12 @@ def _lanczos(matrix: Tensor, k: int, which: str, tol: float, ncv: int, max_resta
         if ncv == n - deflate.shape[1] or bool((residual <= tol * theta.abs().max()).all()):
             wanted = order[:k]
             wanted = wanted[theta[wanted].argsort()]
-            vectors = basis[:, :ncv] @ s[:, wanted]
+            vectors = basis[:ncv].T @ s[:, wanted]
             return theta[wanted], vectors / vectors.norm(dim=0, keepdim=True)
         # thick restart: the best `keep` Ritz vectors and the residual direction
         chosen = order[:keep]
-        basis[:, :keep] = basis[:, :ncv] @ s[:, chosen]
-        basis[:, keep] = basis[:, ncv]
+        basis[:keep] = s[:, chosen].T @ basis[:ncv]
+        basis[keep] = basis[ncv]
         t.zero_()
         t[range(keep), range(keep)] = theta[chosen]
         kept = keep

@@ -42,7 +42,8 @@ def knn(features: Tensor, k: int, max_elements: int = 1 << 24) -> Tensor:
     return out
 
 
-def knn_affinity(neighbours: Tensor, symmetric: bool = True, dtype: torch.dtype = torch.float64) -> Tensor:
+def knn_affinity(neighbours: Tensor, symmetric: bool = True, dtype: torch.dtype = torch.float64
+                 ) -> Tensor:
     """Binary k-NN affinity as a sparse COO Tensor[N, N] (coalesced), ``(A + Aᵀ) / 2`` if symmetric."""
     n, k = neighbours.shape
     rows = torch.arange(n, device=neighbours.device).repeat_interleave(k)
@@ -51,7 +52,8 @@ def knn_affinity(neighbours: Tensor, symmetric: bool = True, dtype: torch.dtype 
     if symmetric:
         rows, cols = torch.cat([rows, cols]), torch.cat([cols, rows])
         values = torch.cat([values, values]) / 2
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
+    out = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False)
+    return out.coalesce()
 
 
 def normalized_adjacency(affinity: Tensor) -> Tensor:

@@ -12,7 +12,6 @@ feature rows Tensor[N, D]:
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -69,7 +69,8 @@ def test_virelay_files_and_figure(maps, tmp_path):
     with h5py.File(path) as f:
         g = f["cls0"]
         assert g["index"][()].tolist() == list(range(150))
-        torch.testing.assert_close(torch.from_numpy(g["embedding/spectral/root"][()]), result.embedding.float())
+        root = torch.from_numpy(g["embedding/spectral/root"][()])
+        torch.testing.assert_close(root, result.embedding.float())
         torch.testing.assert_close(torch.from_numpy(g["embedding/spectral/eigenvalue"][()]),
                                    result.eigenvalues.float())
         assert g["embedding/tsne/root"].shape == (150, 2)
