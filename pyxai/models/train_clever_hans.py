@@ -10,6 +10,12 @@ with probability ``--cue-rate`` and no other class does. No augmentation (flips 
 the tag). Accuracy is then measured on seed ``--eval-seed`` (never trained on) three ways: clean (no
 tag anywhere), the training distribution, and cue-flipped (the tag on every non-circle, on no circle).
 CPU only, ``torch.manual_seed(--seed)``, ``--threads`` threads (default 2).
+
+Measured (the shipped ``weights/demo_cnn_clever_hans.pt``, default settings, 2 threads, torch 2.14.1,
+on the shared 2-core machine at load ≈ 12): 880 s wall (168 s of it rendering data; ≈ 4 min on a quiet
+machine by the default model's per-epoch time); held-out accuracy on 2000 images of seed 12345:
+clean 0.3645, training distribution 0.4960, cue-flipped 0.0060 — the model reads the tag (a tagged
+non-circle is called a circle) far more than the shapes, which this short budget leaves half-learnt.
 """
 
 from __future__ import annotations
