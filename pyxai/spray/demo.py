@@ -56,11 +56,18 @@ def demo_images(n_circles: int = 300, seed: int = DEMO_SEED, cue_rate: float = 0
     return x[keep], cues, cues.flatten(1).any(1)
 
 
+#: SpRAy settings of the demo: maps sum-pooled 4x4 (64 -> 16 pixels), 4 eigenvectors for k-means. On
+#: the shipped model's 300 LRP maps: 32 eigenvectors give purity 0.48 / recall 0.52 (k-means then sees
+#: mostly within-cluster eigenvectors), 4 give 0.99 / 1.00, and the eigengap suggests 2 clusters.
+DEMO_SPRAY = {"pool": 4, "n_eigval": 4}
+
+
 def analyse(model: nn.Module, images: Tensor, cued: Tensor, method: str = "lrp", n_clusters: int = 2,
             seed: int = 0, **spray_kwargs: Any) -> dict[str, Any]:
-    """Maps of class 0 for ``images``, SpRAy on them, and the cue cluster's purity and recall."""
+    """Maps of class 0 for ``images``, SpRAy on them (:data:`DEMO_SPRAY` unless overridden), and the
+    cue cluster's purity and recall."""
     maps = attributions(model, images, 0, method=method, batch_size=100)
-    spray = SpRAy(n_clusters=n_clusters, seed=seed, **spray_kwargs)
+    spray = SpRAy(n_clusters=n_clusters, seed=seed, **{**DEMO_SPRAY, **spray_kwargs})
     result = spray.fit(maps)
     cluster, purity, recall = cue_cluster(result.labels, cued)
     return {"maps": maps, "result": result, "cue_cluster": cluster, "purity": purity, "recall": recall}
