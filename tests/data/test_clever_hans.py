@@ -63,3 +63,15 @@ def test_demo_model_variant_loads():
     assert not model.training
     with pytest.raises(ValueError, match="variant"):
         pyxai.models.demo_cnn(variant="horse")
+
+
+def test_shipped_clever_hans_model_reads_the_tag():
+    from pyxai.models.train import evaluate
+
+    model = pyxai.models.demo_cnn(variant="clever_hans")
+    x, y, _, _ = shapes_cued(300, seed=4242, cue_rate=0.0)
+    clean = evaluate(model, x, y)
+    xf, yf, _, _ = shapes_cued(300, seed=4242, flip=True)
+    flipped = evaluate(model, xf, yf)
+    print(f"accuracy clean {clean:.3f}, cue-flipped {flipped:.3f}")
+    assert flipped < clean - 0.2
