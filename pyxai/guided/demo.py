@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     annotated = torch.arange(args.images) < args.annotated
     base = demo_cnn(variant="clever_hans")
     rows = {"before": measure(base, tests, circles)}
+    print(f"before: {rows['before']}", flush=True)
     for loss in args.losses:
         model = copy.deepcopy(base)
         mask = ~obj if loss == "rrr" else obj
         fit(model, x, y, mask, annotated=annotated, loss=loss, weight=WEIGHTS[loss], epochs=args.epochs,
             lr=args.lr, batch_size=32, seed=0)
         rows[loss] = measure(model, tests, circles)
-        print(f"{loss}: done, {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"{loss}: done, {time.perf_counter() - start:.0f} s: {rows[loss]}", flush=True)
     print("\n| model | clean acc | cue-flipped acc | SpRAy cue-cluster purity | recall | relevance on tag |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
