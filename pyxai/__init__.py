@@ -4,7 +4,7 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 (``pyxai.native_status()`` says which are available).
 """
 
-from pyxai import data, metrics, models, rules
+from pyxai import data, guided, metrics, models, rules, spray
 from pyxai._native import native_status
 from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pyxai.gradient import (
@@ -58,3 +58,4 @@ from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
 
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
             "LayerIntegratedGradients", "LayerConductance"]
+__all__ += ["spray", "guided"]

@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "video",
     "explain_dataset",
     "similarity",
+    "spray",
 )
 
 

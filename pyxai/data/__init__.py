@@ -5,3 +5,8 @@ from pyxai.data.shapes import SHAPE_CLASSES, shapes
 
 __all__ = ["SHAPE_CLASSES", "shapes"]
 __all__ += ["MOTION_CLASSES", "moving_shapes"]
+from pyxai.data.clever_hans import cue_tag, shapes_cued
+from pyxai.data.shapes import SHAPE_CLASSES, shapes
+
+__all__ = ["SHAPE_CLASSES", "shapes"]
+__all__ += ["shapes_cued", "cue_tag"]

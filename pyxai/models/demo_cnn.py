@@ -26,6 +26,15 @@ __all__ = ["BasicBlock", "DemoCNN", "demo_cnn", "WEIGHTS_PATH"]
 #: Where the pretrained weights of :func:`demo_cnn` live inside the package.
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "demo_cnn.pt"
 
+#: Weights of each :func:`demo_cnn` variant and the command that trains them.
+VARIANTS = {
+    "default": (WEIGHTS_PATH, "python -m pyxai.models.train"),
+    "clever_hans": (
+        WEIGHTS_PATH.parent / "demo_cnn_clever_hans.pt",
+        "python -m pyxai.models.train_clever_hans",
+    ),
+}
+
 WIDTHS = (24, 48, 96)
 
 
@@ -127,13 +136,17 @@ class DemoCNN(nn.Module):
         return self.fc(x)
 
 
-def demo_cnn(pretrained: bool = True) -> DemoCNN:
+def demo_cnn(pretrained: bool = True, variant: str = "default") -> DemoCNN:
     """The bundled demo CNN for :func:`pyxai.data.shapes` images, in eval mode.
 
     Args:
         pretrained (bool, optional): load the weights shipped in the package
             (``pyxai/models/weights/demo_cnn.pt``, trained by ``python -m pyxai.models.train``);
             ``False`` gives a randomly initialised model. Default: True
+        variant (str, optional): ``"default"``, or ``"clever_hans"``: the same architecture trained
+            on :func:`pyxai.data.shapes_cued` (circles mostly carry a corner tag), which reads the
+            tag (``weights/demo_cnn_clever_hans.pt``, ``python -m pyxai.models.train_clever_hans``).
+            Default: "default"
 
     Returns:
         DemoCNN: Tensor[B, 3, 64, 64] in [0, 1] -> logits Tensor[B, len(SHAPE_CLASSES)].
@@ -144,13 +157,16 @@ def demo_cnn(pretrained: bool = True) -> DemoCNN:
         >>> images, labels, masks = pyxai.data.shapes(4, seed=12345)
         >>> model(images).argmax(1)
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    weights, command = VARIANTS[variant]
     model = DemoCNN()
     if pretrained:
-        if not WEIGHTS_PATH.is_file():
+        if not weights.is_file():
             raise FileNotFoundError(
-                f"demo_cnn weights not found at {WEIGHTS_PATH}; reinstall pyxai or train them with "
-                "`python -m pyxai.models.train`"
+                f"demo_cnn weights not found at {weights}; reinstall pyxai or train them with "
+                f"`{command}`"
             )
-        state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     return model.eval()
