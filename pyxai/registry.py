@@ -130,3 +130,22 @@ def build(name: str, model: nn.Module | Callable, layer: nn.Module | None = None
           **overrides: Any) -> Explain:
     """``get(name).build(model, layer, **overrides)``."""
     return get(name).build(model, layer, **overrides)
+
+
+def _defaults(m: Method) -> str:
+    """``k=v`` of a method's constructor and ``attribute()`` defaults (size-dependent ones named)."""
+    parts = [f"{k}={v}" for k, v in m.init.items()]
+    if callable(m.call):
+        parts.append("attribute(): size-dependent defaults")
+    else:
+        parts += [f"{k}={v}" for k, v in m.call.items()]
+    if m.layer:
+        parts.append(f"{m.layer}=<auto>")
+    return ", ".join(parts) or "the class defaults"
+
+
+def help_text(indent: str = "  ") -> str:
+    """Every method with its description and defaults, one per line, for ``--help`` listings."""
+    width = max(map(len, METHODS))
+    return "\n".join(f"{indent}{m.name:<{width}}  {m.description} [{_defaults(m)}]"
+                     for m in (METHODS[n] for n in names()))

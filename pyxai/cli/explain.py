@@ -1,55 +1,135 @@
 """``pyxai explain``: explain images (default: the bundled demo model and images).
 
-    pyxai explain                           # bundled demo model + images, every method, overlays + table
-    pyxai explain cat.jpg --model torchvision:resnet50 --weights resnet50.pth --method gradcam
+    pyxai explain                                     # bundled demo model + images, every method
+    pyxai explain photos/ --model torchvision:resnet50 --weights resnet50.pth --method gradcam --report
+    pyxai explain cat.jpg --model torchvision:vit_b_16 --weights vit.pth --target "tabby"
+
+Writes one labelled PNG per image (input row + one overlay row per method), the method x image grid,
+optionally a self-contained HTML report, and prints the table (time per method, pointing game,
+deletion, insertion) and the predictions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
+import shlex
+import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from pyxai import registry
-from pyxai.engine.view import ModelView
+from pyxai.cli._device import check_device
+from pyxai.cli._inputs import batches, image_paths
+from pyxai.cli._layers import target_layer
+from pyxai.cli._preprocess import InputSpec, input_spec, parse_target
+from pyxai.cli._progress import bar
+
+#: images per grid figure (a wider grid would be unreadable)
+GRID_COLUMNS = 8
 
 # ------------------------------------------------------------------------------------------------
-# helpers
+# the model
 
 
-def _last_feature_layer(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """The last module (in execution order) whose output is a 4-D or 5-D feature map.
+def _read_state_dict(weights: str) -> dict[str, torch.Tensor]:
+    """A state_dict from a ``--weights`` file; ValueError (one line) for anything else."""
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"weights file not found: {weights}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower() or "global" in str(exc).lower():
+            raise ValueError(f"--weights {weights} holds a whole pickled model (torch.save(model)), "
+                             "which pyxai does not unpickle: save model.state_dict() instead") from None
+        raise ValueError(f"--weights {weights} is not a PyTorch weights file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises anything on a non-PyTorch file
+        raise ValueError(f"--weights {weights} is not a PyTorch weights file "
+                         f"({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"--weights {weights} does not hold a state_dict (a dict of tensors)")
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
 
-    The probing hooks go on a :class:`~pyxai.engine.view.ModelView`, never on ``model``.
-    """
-    order: list[torch.nn.Module] = []
-    view = ModelView(model)
-    for mod in model.modules():
-        if mod is model:
-            continue
 
-        def hook(m: torch.nn.Module, inp: tuple, out: object, orig: torch.nn.Module = mod) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and out.shape[-1] > 1:
-                order.append(orig)
+def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: str, weights: str) -> None:
+    """``model.load_state_dict(state)`` with a one-line error naming what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
-        view[mod].register_forward_hook(hook)  # dropped with the view
-    with torch.no_grad():
-        view(x[:1])
-    if not order:
-        raise ValueError("the model has no module with a 4-D/5-D output to use as target layer")
-    last = order[-1]
-    # prefer the outermost module that produced that output (e.g. a residual block, not its ReLU)
-    for m in reversed(order):
-        if any(c is last for c in m.modules()):
-            last = m
-    return last
+        parts = [f"{len(missing)} missing keys: {few(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected keys: {few(unexpected)}" if unexpected else "",
+                 (f"shape of {shapes[0]}: {tuple(state[shapes[0]].shape)} in the file, "
+                  f"{tuple(own[shapes[0]].shape)} in the model") if shapes else ""]
+        raise ValueError(f"--weights {weights} does not fit {spec} (weights of another architecture?): "
+                         + "; ".join(p for p in parts if p))
+    model.load_state_dict(state)
+
+
+_NOT_CLASSIFIERS = {"video": "a video model: use `pyxai video`",
+                    "detection": "a detection model", "segmentation": "a segmentation model",
+                    "optical_flow": "an optical-flow model", "quantization": "a quantized model"}
+
+
+def _load_user_model(spec: str, weights: str | None) -> torch.nn.Module:
+    """The model of ``--model spec`` (``demo``, ``torchvision:<name>``, ``timm:<name>``) with its
+    ``--weights`` (a state_dict file), in eval mode. ValueError (one line) for anything unusable."""
+    if spec == "demo":
+        from pyxai.models import demo_cnn
+
+        model = demo_cnn(pretrained=weights is None)
+    elif spec.startswith("torchvision:"):
+        name = spec.split(":", 1)[1]
+        try:
+            import torchvision
+        except ImportError:
+            raise ValueError("torchvision is not installed (pip install torchvision)") from None
+        if name not in torchvision.models.list_models():
+            raise ValueError(f"unknown torchvision model {name!r}")
+        if name not in torchvision.models.list_models(module=torchvision.models):
+            module = torchvision.models.get_model_builder(name).__module__.split(".")
+            kind = next((v for k, v in _NOT_CLASSIFIERS.items() if k in module), "not an image classifier")
+            raise ValueError(f"{spec} is {kind}; pyxai explain takes image classifiers")
+        model = torchvision.models.get_model(name, weights=None)
+    elif spec.startswith("timm:"):
+        name = spec.split(":", 1)[1]
+        try:
+            import timm
+        except ImportError:
+            raise ValueError("timm is not installed (pip install timm)") from None
+        if name not in timm.list_models():
+            raise ValueError(f"unknown timm model {name!r}")
+        model = timm.create_model(name, pretrained=False)
+    else:
+        raise ValueError(f"unknown model {spec!r}: use 'demo', 'torchvision:<name>' or 'timm:<name>'")
+    if weights:
+        _load_state(model, _read_state_dict(weights), spec, weights)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# maps and metrics
 
 
 def _heat(attr: torch.Tensor) -> torch.Tensor:
-    """Tensor[B, C, H, W] attribution -> Tensor[B, H, W] in [0, 1] for display and pointing."""
+    """Tensor[B, C, H, W] attribution -> Tensor[B, H, W] in [0, 1] (magnitude) for the metrics."""
     a = attr.detach().float()
     if a.dim() == 5:  # video: average over time
         a = a.mean(2)
@@ -59,161 +139,251 @@ def _heat(attr: torch.Tensor) -> torch.Tensor:
     return (a - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def _demo_metrics(model: torch.nn.Module, x: torch.Tensor, heat: torch.Tensor,
-                  masks: torch.Tensor, target: torch.Tensor) -> dict:
-    """Pointing-game hits (tolerance 4 px: TorchRay's 15 px at 224 scaled to 64x64) and RISE's
-    deletion / insertion mean AUC (softmax probability of the target) of the displayed maps."""
+def _metrics(model: torch.nn.Module, x: torch.Tensor, heat: torch.Tensor, masks: torch.Tensor | None,
+             target: torch.Tensor, batch_size: int) -> dict[str, Any]:
+    """Pointing-game hits (TorchRay's 15 px at 224 scaled to the input) when masks are known, and
+    RISE's deletion / insertion mean AUC (softmax probability of the target) of the maps."""
     from pyxai import metrics
 
     def probs(z: torch.Tensor) -> torch.Tensor:
-        return model(z).softmax(1)
+        with torch.no_grad():
+            return torch.cat([model(c).softmax(1) for c in z.split(batch_size)])
 
-    return {
-        "pointing": int(metrics.pointing_game(heat, masks, tolerance=4, on_empty="miss").sum()),
-        "deletion": float(metrics.deletion(probs, x, heat, target=target).mean()),
-        "insertion": float(metrics.insertion(probs, x, heat, target=target).mean()),
-    }
-
-
-def _jet(v: torch.Tensor) -> torch.Tensor:
-    """Jet colormap: Tensor[H, W] in [0, 1] -> Tensor[3, H, W]."""
-    r = (1.5 - (4 * v - 3).abs()).clamp(0, 1)
-    g = (1.5 - (4 * v - 2).abs()).clamp(0, 1)
-    b = (1.5 - (4 * v - 1).abs()).clamp(0, 1)
-    return torch.stack([r, g, b])
+    out: dict[str, Any] = {}
+    if masks is not None:
+        tol = max(1, round(15 * x.shape[-1] / 224))
+        out["pointing"] = int(metrics.pointing_game(heat, masks, tolerance=tol, on_empty="miss").sum())
+    out["deletion"] = float(metrics.deletion(probs, x, heat, target=target).mean())
+    out["insertion"] = float(metrics.insertion(probs, x, heat, target=target).mean())
+    return out
 
 
-def _save_overlays(images: torch.Tensor, heat: torch.Tensor, path: Path, scale: int = 3) -> None:
-    """One PNG: a row of images, a row of heat-map overlays."""
-    from PIL import Image
-
-    imgs = images.detach().float().cpu()
-    if imgs.shape[1] != 3:
-        imgs = imgs[:, :1].expand(-1, 3, -1, -1)
-    lo = imgs.flatten(1).min(1).values[:, None, None, None]
-    hi = imgs.flatten(1).max(1).values[:, None, None, None]
-    imgs = (imgs - lo) / (hi - lo).clamp_min(1e-12)
-    over = torch.stack([0.5 * i + 0.5 * _jet(h) for i, h in zip(imgs, heat.cpu())])
-    grid = torch.cat([torch.cat(list(imgs), 2), torch.cat(list(over), 2)], 1)
-    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
+# ------------------------------------------------------------------------------------------------
+# the run
 
 
-def _load_user_model(spec: str, weights: str | None) -> torch.nn.Module:
-    if spec == "demo":
-        from pyxai.models import demo_cnn
-
-        return demo_cnn(pretrained=True)
-    if not spec.startswith("torchvision:"):
-        raise ValueError(f"unknown model {spec!r}: use 'demo' or 'torchvision:<name>'")
-    name = spec.split(":", 1)[1]
-    try:
-        import torchvision
-    except ImportError:
-        raise ValueError("torchvision is not installed (pip install torchvision)") from None
-    if name not in torchvision.models.list_models():
-        raise ValueError(f"unknown torchvision model {name!r}")
-    model = torchvision.models.get_model(name, weights=None)
-    if weights:
-        if not Path(weights).is_file():
-            raise ValueError(f"weights file not found: {weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    return model.eval()
+def _out_dir(out: str | None, overwrite: bool) -> Path:
+    """``--out``: a fresh ``pyxai_out/run-<time>`` by default; an existing non-empty folder only with
+    ``--overwrite``."""
+    if out is None:
+        base = Path("pyxai_out") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+        return path
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} exists and is not empty: pass --overwrite or another --out")
+    return path
 
 
-def _load_images(paths: list[str], size: int) -> torch.Tensor:
-    from PIL import Image
+def _inputs(args: argparse.Namespace, spec: InputSpec
+            ) -> tuple[list[str], torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(names, images Tensor[N, 3, S, S] in [0, 1], true labels or None, masks or None)."""
+    if args.images:
+        paths = image_paths(args.images)
+        imgs = torch.cat([x for _, x in batches(paths, spec.size, spec.resize, args.batch_size)])
+        return [str(p) for p in paths], imgs, None, None
+    from pyxai.data import shapes
 
-    out = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise ValueError(f"image file not found: {p}")
-        try:
-            img = Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)
-        except OSError as exc:
-            raise ValueError(f"cannot read image {p}: {exc}") from None
-        t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-        out.append(t.reshape(size, size, 3).permute(2, 0, 1).float() / 255)
-    return torch.stack(out)
+    if args.model != "demo":
+        raise ValueError("give image files or folders for a model other than the demo")
+    imgs, labels, masks = shapes(args.n, seed=args.seed, size=spec.size)
+    return [f"shapes[{i}]" for i in range(args.n)], imgs, labels, masks
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def _class(i: int, classes: tuple[str, ...] | None) -> str:
+    return classes[i] if classes and 0 <= i < len(classes) else str(i)
+
+
+def _check_args(args: argparse.Namespace) -> list[str]:
     wanted = args.method or registry.names()
     for name in wanted:
         registry.get(name)  # unknown names fail here, before any model is loaded
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    masks = None
-    if args.images:
-        if args.model == "demo":
-            size = 64
-        else:
-            size = args.size
-        model = _load_user_model(args.model, args.weights)
-        x = _load_images(args.images, size)
-        if args.model != "demo":  # ImageNet normalisation for torchvision models
-            mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-            std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-            x = (x - mean) / std
-    else:
-        from pyxai.data import SHAPE_CLASSES, shapes
-        from pyxai.models import demo_cnn
+    for flag in ("batch_size", "n"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    return list(dict.fromkeys(wanted))
 
-        model = _load_user_model(args.model, args.weights) if args.model != "demo" else demo_cnn()
-        x, labels, masks = shapes(args.n, seed=args.seed)
-        print(f"demo: {args.n} images of pyxai.data.shapes(seed={args.seed}); classes "
-              f"{[SHAPE_CLASSES[int(i)] for i in labels]}")
-    layer = _last_feature_layer(model, x)
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    wanted = _check_args(args)
+    device = check_device(args.device)
+    out = _out_dir(args.out, args.overwrite)
+    model = _load_user_model(args.model, args.weights).to(device)
+    spec = input_spec(args.model, model, args.size)
+    fixed_target = parse_target(args.target, spec.classes)
+    names, shown, labels, masks = _inputs(args, spec)
+    x = spec.normalise(shown).to(device)
+    bs = args.batch_size
     with torch.no_grad():
-        target = model(x).argmax(1)
+        probs = torch.cat([model(c).softmax(1) for c in x.split(bs)])
+    if fixed_target is not None and not 0 <= fixed_target < probs.shape[1]:
+        raise ValueError(f"--target {fixed_target} is out of range: the model has {probs.shape[1]} classes")
+    pred = probs.argmax(1)
+    target = pred if fixed_target is None else torch.full_like(pred, fixed_target)
+    layer = reshape = None
+    layer_desc = "-"
+    if any(registry.get(n).needs_layer for n in wanted):
+        layer, reshape, layer_desc = target_layer(model, x)
+    if not args.quiet:
+        print(f"{len(names)} image(s), {args.model} at {spec.size}x{spec.size}, methods: {', '.join(wanted)}"
+              f"; CAM layer: {layer_desc}; writing to {out}/", file=sys.stderr)
+
+    maps: dict[str, torch.Tensor] = {}
     rows = []
+    progress = bar(len(wanted) * len(range(0, len(names), bs)), "explain", args.quiet, unit="batch")
     for name in wanted:
         method = registry.get(name)
-        explain = method.build(model, layer if method.needs_layer else None)
-        t0 = time.perf_counter()
-        attr = explain(x, target)
-        dt = time.perf_counter() - t0
-        if attr.dim() >= 4 and attr.shape[-2:] != x.shape[-2:]:
-            attr = torch.nn.functional.interpolate(attr.float(), size=x.shape[-2:], mode="bilinear")
-        heat = _heat(attr)
-        png = out / f"{name}.png"
-        _save_overlays(x, heat, png)
-        row = {"method": name, "ms": dt * 1e3, "png": str(png)}
-        if masks is not None:
-            row.update(_demo_metrics(model, x, heat, masks, target))
+        extra = {"reshape_transform": reshape} if (method.needs_layer and reshape is not None) else {}
+        explain = method.build(model, layer if method.needs_layer else None, **extra)
+        progress.set_description(name)
+        parts, dt = [], 0.0
+        for xb, tb in zip(x.split(bs), target.split(bs)):
+            t0 = time.perf_counter()
+            attr = explain(xb, tb)
+            dt += time.perf_counter() - t0
+            if attr.dim() == 5:  # (B, A, 1, H, W) of the extremal methods: the first area
+                attr = attr[:, 0]
+            if attr.shape[-2:] != x.shape[-2:]:
+                attr = torch.nn.functional.interpolate(attr.float(), size=x.shape[-2:], mode="bilinear")
+            parts.append(attr.detach().float().cpu())
+            progress.update(1)
+        maps[name] = torch.cat(parts)
+        row: dict[str, Any] = {"method": name, "ms": dt * 1e3}
+        if masks is not None or args.metrics:
+            row.update(_metrics(model, x, _heat(maps[name]).to(device), masks, target, bs))
         rows.append(row)
-    metric_head = "pointing deletion insertion " if masks is not None else ""
-    head = f"{'method':<22} {'time ms':>9} " + metric_head + " overlay"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        point = (f"{r['pointing']:>3}/{x.shape[0]:<4} {r['deletion']:8.3f} {r['insertion']:9.3f} "
-                 if masks is not None else "")
-        print(f"{r['method']:<22} {r['ms']:9.1f} {point} {r['png']}")
-    if masks is not None:
-        print("pointing: hits within 4 px of the object (pyxai.metrics.pointing_game); deletion "
-              "(lower is better) / insertion (higher) mean AUC of the softmax probability, RISE "
-              "protocol (pyxai.metrics)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    progress.close()
+
+    score = probs.gather(1, target[:, None])[:, 0]
+    image_rows = [{"image": n, "true": _class(int(labels[i]), spec.classes) if labels is not None else "-",
+                   "predicted": _class(int(pred[i]), spec.classes), "p(pred)": f"{float(probs[i, pred[i]]):.3f}",
+                   "target": _class(int(target[i]), spec.classes), "p(target)": f"{float(score[i]):.3f}"}
+                  for i, n in enumerate(names)]
+    titles = [(f"true {r['true']}\n" if r["true"] != "-" else "") + f"{r['target']} {r['p(target)']}"
+              for r in image_rows]
+    _write_outputs(args, out, names, shown, maps, titles, rows, image_rows, spec, layer_desc)
+    _print_tables(rows, image_rows, len(names), masks is not None, out)
     return 0
 
 
+def _write_outputs(args: argparse.Namespace, out: Path, names: list[str], shown: torch.Tensor,
+                   maps: dict[str, torch.Tensor], titles: list[str], rows: list[dict],
+                   image_rows: list[dict], spec: InputSpec, layer_desc: str) -> None:
+    """One PNG per image, the grid PNG(s), the JSON table and the HTML report."""
+    from pyxai import viz
+    from pyxai.viz import report
+
+    out.mkdir(parents=True, exist_ok=True)
+    stems: dict[str, int] = {}
+    for i, n in enumerate(names):
+        stem = Path(n).stem if args.images else f"image{i:03d}"
+        k = stems[stem] = stems.get(stem, 0) + 1
+        png = out / (f"{stem}.png" if k == 1 else f"{stem}-{k}.png")
+        fig = viz.grid(shown[i:i + 1], {m: v[i:i + 1] for m, v in maps.items()}, labels=[titles[i]])
+        png.write_bytes(viz.figure_png(fig, dpi=120))
+        image_rows[i]["png"] = png.name
+    grids = []
+    for j, start in enumerate(range(0, len(names), GRID_COLUMNS)):
+        sl = slice(start, start + GRID_COLUMNS)
+        fig = viz.grid(shown[sl], {m: v[sl] for m, v in maps.items()}, labels=titles[sl])
+        dpi = min(100, int(report.PAGE_WIDTH / fig.get_size_inches()[0]))
+        png = viz.figure_png(fig, dpi=dpi)
+        name = "grid.png" if len(names) <= GRID_COLUMNS else f"grid-{j + 1}.png"
+        (out / name).write_bytes(png)
+        grids.append((f"images {start + 1}-{min(len(names), start + GRID_COLUMNS)}: rows are methods; "
+                      "title: true class (demo), explained class and its softmax probability; "
+                      "red/blue = positive/negative evidence (signed maps), jet = magnitude", png))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"methods": rows, "images": image_rows}, indent=1))
+    if args.report:
+        settings = {"command": "pyxai explain " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+                    "model": args.model, "weights": args.weights or "(bundled)" if args.model == "demo"
+                    else args.weights or "(random init)",
+                    "input": f"short side resized to {spec.resize}, centre crop {spec.size}x{spec.size}",
+                    "normalisation": f"mean {spec.mean}, std {spec.std}" if spec.mean else "none ([0, 1])",
+                    "target": args.target or "predicted class", "CAM layer": layer_desc,
+                    "batch size": args.batch_size, "device": args.device, "torch": torch.__version__,
+                    "date": datetime.now().isoformat(timespec="seconds")}
+        settings.update({f"method {m}": f"{registry.get(m).description} [{registry._defaults(registry.get(m))}]"
+                         for m in maps})
+        cols = ["method", "time ms"] + [c for c in ("pointing", "deletion", "insertion") if c in rows[0]]
+        table = [{"method": r["method"], "time ms": f"{r['ms']:.1f}",
+                  **{c: (f"{r[c]}/{len(names)}" if c == "pointing" else f"{r[c]:.3f}")
+                     for c in cols[2:]}} for r in rows]
+        page = report.render("pyxai explain", settings, table, cols, image_rows,
+                             ["image", "true", "predicted", "p(pred)", "target", "p(target)", "png"],
+                             grids, notes=_NOTES if len(cols) > 2 else "")
+        (out / "report.html").write_text(page, encoding="utf-8")
+
+
+_NOTES = ("pointing: hits within 15 px at 224 (scaled) of the object (pyxai.metrics.pointing_game); "
+          "deletion (lower is better) / insertion (higher) mean AUC of the softmax probability of the "
+          "target, RISE protocol (pyxai.metrics)")
+
+
+def _print_tables(rows: list[dict], image_rows: list[dict], n: int, pointing: bool, out: Path) -> None:
+    metric = "deletion" in rows[0]
+    head = f"{'method':<22} {'time ms':>9}" + (" pointing" if pointing else "") + \
+        (" deletion insertion" if metric else "")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        line = f"{r['method']:<22} {r['ms']:9.1f}"
+        if pointing:
+            line += f" {r['pointing']:>4}/{n:<4}"
+        if metric:
+            line += f" {r['deletion']:8.3f} {r['insertion']:9.3f}"
+        print(line)
+    if metric:
+        print(_NOTES)
+    print()
+    print(f"{'image':<32} {'true':<12} {'predicted':<16} {'p':>6}  {'target':<16} {'p':>6}  png")
+    for r in image_rows:
+        print(f"{r['image'][-32:]:<32} {r['true'][:12]:<12} {r['predicted'][:16]:<16} {r['p(pred)']:>6}  "
+              f"{r['target'][:16]:<16} {r['p(target)']:>6}  {out / r['png']}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``explain`` sub-command to the ``pyxai`` parser."""
-    e = sub.add_parser("explain", help="explain images (default: the bundled demo)")
-    e.add_argument("images", nargs="*", help="image files (default: bundled demo images)")
-    e.add_argument("--model", default="demo", help="'demo' or 'torchvision:<name>'")
-    e.add_argument("--weights", help="state_dict file for --model")
-    e.add_argument("--method", action="append", help="method name (repeatable; default: all)")
-    e.add_argument("--out", default="pyxai_out", help="folder for overlay PNGs")
-    e.add_argument("--size", type=int, default=224, help="input size for user images")
-    e.add_argument("--n", type=int, default=8, help="number of demo images")
-    e.add_argument("--seed", type=int, default=2024, help="seed of the demo images")
-    e.add_argument("--json", help="also write the table as JSON")
+    e = sub.add_parser(
+        "explain", help="explain images (default: the bundled demo)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Explain images with every method (or --method ...): one labelled PNG per image, "
+                    "the method x image grid, the table of time / pointing game / deletion / insertion "
+                    "and the predictions; --report writes a self-contained HTML page.",
+        epilog="methods (registry name, what it is [defaults]):\n" + registry.help_text())
+    e.add_argument("images", nargs="*",
+                   help="image files, folders (searched recursively) or globs ('photos/**/*.jpg'), "
+                        "sorted; default: the bundled demo images. Animated GIFs and videos: use "
+                        "`pyxai video`")
+    e.add_argument("--model", default="demo",
+                   help="'demo' (default), 'torchvision:<name>' or 'timm:<name>' (random weights "
+                        "unless --weights)")
+    e.add_argument("--weights", help="a state_dict file (torch.save(model.state_dict())) for --model")
+    e.add_argument("--method", action="append", help="method name (repeatable; default: all, see below)")
+    e.add_argument("--target", help="class to explain: an index, or a class name (demo shapes, "
+                                    "ImageNet names of torchvision models); default: the predicted class")
+    e.add_argument("--out", help="output folder; default: a fresh pyxai_out/run-<date-time>. An existing "
+                                 "non-empty folder needs --overwrite")
+    e.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    e.add_argument("--report", action="store_true", help="also write report.html (one file, images "
+                                                         "embedded)")
+    e.add_argument("--size", type=int,
+                   help="input side: the short side is resized (to size x 256/224, as torchvision's "
+                        "ImageNet weights' transforms do; demo: to size) and the centre size x size "
+                        "is cropped, keeping the aspect ratio. Default: the model's (demo 64, "
+                        "torchvision: its weights' crop size, ViT: its fixed image size)")
+    e.add_argument("--batch-size", type=int, default=8, help="images per explainer call (default 8)")
+    e.add_argument("--metrics", action="store_true",
+                   help="deletion / insertion for user images too (always on for the demo)")
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    e.add_argument("--n", type=int, default=8, help="number of demo images (default 8)")
+    e.add_argument("--seed", type=int, default=2024, help="seed of the demo images (default 2024)")
+    e.add_argument("--json", help="also write the tables as JSON to this file")
+    e.add_argument("--quiet", action="store_true", help="no progress bar or run summary")
     e.set_defaults(fn=cmd_explain)

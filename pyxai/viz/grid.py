@@ -56,8 +56,11 @@ def grid(images: torch.Tensor, maps_by_method: dict[str, torch.Tensor], labels: 
     if labels is not None and len(labels) != b:
         raise ValueError(f"labels has {len(labels)} entries for {b} images")
     rows = len(maps_by_method) + 1
-    fig = Figure(figsize=(cell_inches * b + 1.6, cell_inches * rows + 0.3 * (labels is not None)))
-    axes = fig.subplots(rows, b, squeeze=False)
+    fig = Figure(figsize=(cell_inches * b + 1.3, cell_inches * rows + 0.3 * (labels is not None)))
+    grid_axes = fig.subplots(rows, b + 1, squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0] * b + [0.07], "wspace": 0.08})
+    axes, bar_axes = grid_axes[:, :b], grid_axes[:, b]
+    bar_axes[0].axis("off")
     size = tuple(imgs.shape[-2:])
     for j in range(b):
         axes[0, j].imshow(to_numpy(imgs[j].expand(3, -1, -1).permute(1, 2, 0).clamp(0, 1)))
@@ -71,8 +74,7 @@ def grid(images: torch.Tensor, maps_by_method: dict[str, torch.Tensor], labels: 
             axes[i, j].imshow(to_numpy(overlay(imgs[j], reduced[j], alpha=alpha, signed=signed)))
         axes[i, 0].set_ylabel(name, fontsize=8)
         cmap = _colorbar_cmap(SIGNED_CMAP if signed else UNSIGNED_CMAP)
-        bar = fig.colorbar(ScalarMappable(Normalize(-1 if signed else 0, 1), cmap), ax=list(axes[i]),
-                           fraction=0.02, pad=0.01)
+        bar = fig.colorbar(ScalarMappable(Normalize(-1 if signed else 0, 1), cmap), cax=bar_axes[i])
         bar.set_ticks([-1, 0, 1] if signed else [0, 1])
         bar.set_ticklabels(["-max", "0", "+max"] if signed else ["0", "max"])
         bar.ax.tick_params(labelsize=6)
