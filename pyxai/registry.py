@@ -132,7 +132,7 @@ def build(name: str, model: nn.Module | Callable, layer: nn.Module | None = None
     return get(name).build(model, layer, **overrides)
 
 
-def _defaults(m: Method) -> str:
+def defaults(m: Method) -> str:
     """``k=v`` of a method's constructor and ``attribute()`` defaults (size-dependent ones named)."""
     parts = [f"{k}={v}" for k, v in m.init.items()]
     if callable(m.call):
@@ -147,5 +147,5 @@ def _defaults(m: Method) -> str:
 def help_text(indent: str = "  ") -> str:
     """Every method with its description and defaults, one per line, for ``--help`` listings."""
     width = max(map(len, METHODS))
-    return "\n".join(f"{indent}{m.name:<{width}}  {m.description} [{_defaults(m)}]"
+    return "\n".join(f"{indent}{m.name:<{width}}  {m.description} [{defaults(m)}]"
                      for m in (METHODS[n] for n in names()))

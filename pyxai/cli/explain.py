@@ -260,33 +260,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
     progress.close()
 
     score = probs.gather(1, target[:, None])[:, 0]
-    image_rows = [{"image": n, "true": _class(int(labels[i]), spec.classes) if labels is not None else "-",
-                   "predicted": _class(int(pred[i]), spec.classes), "p(pred)": f"{float(probs[i, pred[i]]):.3f}",
+    image_rows = [{"image": n,
+                   "true": _class(int(labels[i]), spec.classes) if labels is not None else "-",
+                   "predicted": _class(int(pred[i]), spec.classes),
+                   "p(pred)": f"{float(probs[i, pred[i]]):.3f}",
                    "target": _class(int(target[i]), spec.classes), "p(target)": f"{float(score[i]):.3f}"}
                   for i, n in enumerate(names)]
     titles = [(f"true {r['true']}\n" if r["true"] != "-" else "") + f"{r['target']} {r['p(target)']}"
               for r in image_rows]
-    _write_outputs(args, out, names, shown, maps, titles, rows, image_rows, spec, layer_desc)
+    grids = _write_pngs(args, out, names, shown, maps, titles, image_rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"methods": rows, "images": image_rows}, indent=1))
+    if args.report:
+        _write_report(args, out / "report.html", grids, rows, image_rows, spec, layer_desc)
     _print_tables(rows, image_rows, len(names), masks is not None, out)
     return 0
 
 
-def _write_outputs(args: argparse.Namespace, out: Path, names: list[str], shown: torch.Tensor,
-                   maps: dict[str, torch.Tensor], titles: list[str], rows: list[dict],
-                   image_rows: list[dict], spec: InputSpec, layer_desc: str) -> None:
-    """One PNG per image, the grid PNG(s), the JSON table and the HTML report."""
+def _write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: torch.Tensor,
+                maps: dict[str, torch.Tensor], titles: list[str], image_rows: list[dict]
+                ) -> list[tuple[str, bytes]]:
+    """One PNG per image (its name goes into ``image_rows``) and the grid PNG(s), returned as
+    (caption, PNG bytes) no wider than the report page."""
     from pyxai import viz
     from pyxai.viz import report
 
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
     stems: dict[str, int] = {}
     for i, n in enumerate(names):
         stem = Path(n).stem if args.images else f"image{i:03d}"
         k = stems[stem] = stems.get(stem, 0) + 1
-        png = out / (f"{stem}.png" if k == 1 else f"{stem}-{k}.png")
+        png = out / "images" / (f"{stem}.png" if k == 1 else f"{stem}-{k}.png")
         fig = viz.grid(shown[i:i + 1], {m: v[i:i + 1] for m, v in maps.items()}, labels=[titles[i]])
         png.write_bytes(viz.figure_png(fig, dpi=120))
-        image_rows[i]["png"] = png.name
+        image_rows[i]["png"] = str(png.relative_to(out))
     grids = []
     for j, start in enumerate(range(0, len(names), GRID_COLUMNS)):
         sl = slice(start, start + GRID_COLUMNS)
@@ -298,27 +305,32 @@ def _write_outputs(args: argparse.Namespace, out: Path, names: list[str], shown:
         grids.append((f"images {start + 1}-{min(len(names), start + GRID_COLUMNS)}: rows are methods; "
                       "title: true class (demo), explained class and its softmax probability; "
                       "red/blue = positive/negative evidence (signed maps), jet = magnitude", png))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"methods": rows, "images": image_rows}, indent=1))
-    if args.report:
-        settings = {"command": "pyxai explain " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
-                    "model": args.model, "weights": args.weights or "(bundled)" if args.model == "demo"
-                    else args.weights or "(random init)",
-                    "input": f"short side resized to {spec.resize}, centre crop {spec.size}x{spec.size}",
-                    "normalisation": f"mean {spec.mean}, std {spec.std}" if spec.mean else "none ([0, 1])",
-                    "target": args.target or "predicted class", "CAM layer": layer_desc,
-                    "batch size": args.batch_size, "device": args.device, "torch": torch.__version__,
-                    "date": datetime.now().isoformat(timespec="seconds")}
-        settings.update({f"method {m}": f"{registry.get(m).description} [{registry._defaults(registry.get(m))}]"
-                         for m in maps})
-        cols = ["method", "time ms"] + [c for c in ("pointing", "deletion", "insertion") if c in rows[0]]
-        table = [{"method": r["method"], "time ms": f"{r['ms']:.1f}",
-                  **{c: (f"{r[c]}/{len(names)}" if c == "pointing" else f"{r[c]:.3f}")
-                     for c in cols[2:]}} for r in rows]
-        page = report.render("pyxai explain", settings, table, cols, image_rows,
-                             ["image", "true", "predicted", "p(pred)", "target", "p(target)", "png"],
-                             grids, notes=_NOTES if len(cols) > 2 else "")
-        (out / "report.html").write_text(page, encoding="utf-8")
+    return grids
+
+
+def _write_report(args: argparse.Namespace, path: Path, grids: list[tuple[str, bytes]], rows: list[dict],
+                  image_rows: list[dict], spec: InputSpec, layer_desc: str) -> None:
+    """The self-contained HTML report: tables, grids, settings."""
+    from pyxai.viz import report
+
+    default_weights = "(bundled)" if args.model == "demo" else "(random init)"
+    settings = {"command": "pyxai explain " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+                "model": args.model, "weights": args.weights or default_weights,
+                "input": f"short side resized to {spec.resize}, centre crop {spec.size}x{spec.size}",
+                "normalisation": f"mean {spec.mean}, std {spec.std}" if spec.mean else "none ([0, 1])",
+                "target": args.target or "predicted class", "CAM layer": layer_desc,
+                "batch size": args.batch_size, "device": args.device, "torch": torch.__version__,
+                "date": datetime.now().isoformat(timespec="seconds")}
+    settings.update({f"method {r['method']}": f"{registry.get(r['method']).description} "
+                     f"[{registry.defaults(registry.get(r['method']))}]" for r in rows})
+    cols = ["method", "time ms"] + [c for c in ("pointing", "deletion", "insertion") if c in rows[0]]
+    table = [{"method": r["method"], "time ms": f"{r['ms']:.1f}",
+              **{c: (f"{r[c]}/{len(image_rows)}" if c == "pointing" else f"{r[c]:.3f}")
+                 for c in cols[2:]}} for r in rows]
+    page = report.render("pyxai explain", settings, table, cols, image_rows,
+                         ["image", "true", "predicted", "p(pred)", "target", "p(target)", "png"],
+                         grids, notes=_NOTES if len(cols) > 2 else "")
+    path.write_text(page, encoding="utf-8")
 
 
 _NOTES = ("pointing: hits within 15 px at 224 (scaled) of the object (pyxai.metrics.pointing_game); "
