@@ -52,7 +52,8 @@ def test_whole_model_and_text_file_as_weights(tmp_path, rng, capsys):
            "is not a PyTorch weights file")
     _fails(capsys, ["explain", str(img), "--weights", str(tmp_path / "none.pt")], "weights file not found")
     torch.save({"a": 1}, tmp_path / "dict.pt")
-    _fails(capsys, ["explain", str(img), "--weights", str(tmp_path / "dict.pt")], "does not hold a state_dict")
+    _fails(capsys, ["explain", str(img), "--weights", str(tmp_path / "dict.pt")],
+           "does not hold a state_dict")
 
 
 def test_models_that_explain_does_not_take(tmp_path, rng, capsys):
