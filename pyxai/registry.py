@@ -43,6 +43,8 @@ class Method:
         layer: the constructor keyword that takes the target layer (``"target_layers"`` takes a
             list), or None when the method needs no layer.
         wraps: the class's name of an inner explainer the class wraps (``NoiseTunnel(Saliency)``).
+        signed: the maps' sign means something (evidence for / against the target): pictures use
+            a colour map centred at zero; otherwise only their ranking counts (scaled min..max).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Method:
     call: dict[str, Any] | Callable[[torch.Tensor], dict[str, Any]] = field(default_factory=dict)
     layer: str | None = None
     wraps: str | None = None
+    signed: bool = False
 
     @property
     def needs_layer(self) -> bool:
@@ -87,12 +90,13 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("saliency", "Saliency", "gradient magnitude (Captum Saliency)"),
-    Method("inputxgradient", "InputXGradient", "input x gradient (Captum)"),
-    Method("integrated_gradients", "IntegratedGradients", "integrated gradients, 50 steps (Captum)"),
+    Method("inputxgradient", "InputXGradient", "input x gradient (Captum)", signed=True),
+    Method("integrated_gradients", "IntegratedGradients", "integrated gradients, 50 steps (Captum)",
+           signed=True),
     Method("smoothgrad", "NoiseTunnel", "SmoothGrad: NoiseTunnel(Saliency), 16 samples, stdev 0.1",
            call={"nt_type": "smoothgrad", "nt_samples": 16, "nt_samples_batch_size": 8,
                  "stdevs": 0.1}, wraps="Saliency"),
-    Method("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
+    Method("guided_backprop", "GuidedBackprop", "guided backprop (Captum)", signed=True),
     Method("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
     Method("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)",
            layer="target_layers"),
@@ -101,10 +105,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            init={"softmax": True}, layer="target_layer"),
     Method("rise", "RISE", "RISE, 1000 masks", init={"n_masks": 1000}),
     Method("occlusion", "Occlusion", "Occlusion, windows of 1/8 the image, stride 1/16",
-           call=lambda x: {**_occlusion_windows(x), "perturbations_per_eval": 16}),
+           call=lambda x: {**_occlusion_windows(x), "perturbations_per_eval": 16}, signed=True),
     Method("sobol", "SobolAttribution", "Sobol total-order indices, grid 8, 16 designs",
            init={"nb_design": 16}),
-    Method("lrp", "LRP", "LRP, epsilon_plus_flat composite"),
+    Method("lrp", "LRP", "LRP, epsilon_plus_flat composite", signed=True),
     Method("extremal", "ExtremalPerturbation",
            "extremal perturbation (TorchRay), area 10 %, 300 steps",
            init={"areas": (0.1,), "max_iter": 300}),

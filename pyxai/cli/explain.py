@@ -286,25 +286,27 @@ def _write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: to
     from pyxai.viz import report
 
     (out / "images").mkdir(parents=True, exist_ok=True)
+    signed = {m: registry.get(m).signed for m in maps}
     stems: dict[str, int] = {}
     for i, n in enumerate(names):
         stem = Path(n).stem if args.images else f"image{i:03d}"
         k = stems[stem] = stems.get(stem, 0) + 1
         png = out / "images" / (f"{stem}.png" if k == 1 else f"{stem}-{k}.png")
-        fig = viz.grid(shown[i:i + 1], {m: v[i:i + 1] for m, v in maps.items()}, labels=[titles[i]])
+        fig = viz.grid(shown[i:i + 1], {m: v[i:i + 1] for m, v in maps.items()}, labels=[titles[i]],
+                       signed=signed)
         png.write_bytes(viz.figure_png(fig, dpi=120))
         image_rows[i]["png"] = str(png.relative_to(out))
     grids = []
     for j, start in enumerate(range(0, len(names), GRID_COLUMNS)):
         sl = slice(start, start + GRID_COLUMNS)
-        fig = viz.grid(shown[sl], {m: v[sl] for m, v in maps.items()}, labels=titles[sl])
+        fig = viz.grid(shown[sl], {m: v[sl] for m, v in maps.items()}, labels=titles[sl], signed=signed)
         dpi = min(100, int(report.PAGE_WIDTH / fig.get_size_inches()[0]))
         png = viz.figure_png(fig, dpi=dpi)
         name = "grid.png" if len(names) <= GRID_COLUMNS else f"grid-{j + 1}.png"
         (out / name).write_bytes(png)
         grids.append((f"images {start + 1}-{min(len(names), start + GRID_COLUMNS)}: rows are methods; "
                       "title: true class (demo), explained class and its softmax probability; "
-                      "red/blue = positive/negative evidence (signed maps), jet = magnitude", png))
+                      "signed maps (LRP, gradients x input, occlusion): red for, blue against the target; others: jet from low to high", png))
     return grids
 
 

@@ -23,7 +23,8 @@ def _colorbar_cmap(name: str) -> Any:
 
 
 def grid(images: torch.Tensor, maps_by_method: dict[str, torch.Tensor], labels: list[str] | None = None,
-         alpha: float = 0.5, cell_inches: float = 1.6, input_label: str = "input") -> Any:
+         alpha: float = 0.5, cell_inches: float = 1.6, input_label: str = "input",
+         signed: dict[str, bool] | None = None) -> Any:
     """A figure with one column per image and one row per method (plus the input row on top).
 
     Args:
@@ -33,9 +34,11 @@ def grid(images: torch.Tensor, maps_by_method: dict[str, torch.Tensor], labels: 
         alpha: weight of the colour map in each overlay. Default: 0.5.
         cell_inches: size of one cell. Default: 1.6.
         input_label: the legend of the input row. Default: ``"input"``.
+        signed: method name -> whether its maps are signed (see :mod:`pyxai.viz.overlay`).
+            Default: signed when a map of the row has negative values.
 
     Each method row carries its name on the left and a colour bar on the right: ``-max .. 0 .. +max``
-    on ``bwr`` for signed maps, ``0 .. max`` on ``jet`` otherwise (each image scaled to its own max).
+    on ``bwr`` for signed maps, ``low .. high`` on ``jet`` otherwise (each image scaled on its own).
 
     Returns:
         a ``matplotlib.figure.Figure`` (not attached to pyplot).
@@ -69,14 +72,15 @@ def grid(images: torch.Tensor, maps_by_method: dict[str, torch.Tensor], labels: 
     axes[0, 0].set_ylabel(input_label, fontsize=8)
     for i, (name, maps) in enumerate(maps_by_method.items(), start=1):
         reduced = [reduce_map(maps[j].detach().cpu(), size) for j in range(b)]
-        signed = any(is_signed(m) for m in reduced)
+        row_signed = (signed or {}).get(name)
+        row_signed = any(is_signed(m) for m in reduced) if row_signed is None else row_signed
         for j in range(b):
-            axes[i, j].imshow(to_numpy(overlay(imgs[j], reduced[j], alpha=alpha, signed=signed)))
+            axes[i, j].imshow(to_numpy(overlay(imgs[j], reduced[j], alpha=alpha, signed=row_signed)))
         axes[i, 0].set_ylabel(name, fontsize=8)
-        cmap = _colorbar_cmap(SIGNED_CMAP if signed else UNSIGNED_CMAP)
-        bar = fig.colorbar(ScalarMappable(Normalize(-1 if signed else 0, 1), cmap), cax=bar_axes[i])
-        bar.set_ticks([-1, 0, 1] if signed else [0, 1])
-        bar.set_ticklabels(["-max", "0", "+max"] if signed else ["0", "max"])
+        cmap = _colorbar_cmap(SIGNED_CMAP if row_signed else UNSIGNED_CMAP)
+        bar = fig.colorbar(ScalarMappable(Normalize(-1 if row_signed else 0, 1), cmap), cax=bar_axes[i])
+        bar.set_ticks([-1, 0, 1] if row_signed else [0, 1])
+        bar.set_ticklabels(["-max", "0", "+max"] if row_signed else ["low", "high"])
         bar.ax.tick_params(labelsize=6)
     for ax in axes.flat:
         ax.set_xticks([])

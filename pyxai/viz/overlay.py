@@ -1,8 +1,9 @@
 """Heat-map overlays on images and video frames (tensors in, float or uint8 RGB out).
 
-One rule for every picture pyxai draws: a map with negative values is *signed* and drawn on Zennit's
-``bwr`` map centred at zero (red: evidence for the target, blue: against), scaled by ``max|map|``;
-a non-negative map is scaled by its maximum and drawn on ``jet``.
+One rule for every picture pyxai draws: a *signed* map (by default: one with negative values; the
+CLI uses the registry's ``Method.signed``) is drawn on Zennit's ``bwr`` map centred at zero (red:
+evidence for the target, blue: against), scaled by ``max|map|``; an unsigned map is scaled to
+[0, 1] (by its maximum when it is non-negative) and drawn on ``jet``.
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ def is_signed(m: torch.Tensor) -> bool:
 def scale_map(m: torch.Tensor, signed: bool | None = None) -> tuple[torch.Tensor, bool]:
     """Tensor[H, W] -> (values in [0, 1] for the colour map, signed?).
 
-    Signed: ``0.5 + 0.5 * m / max|m|`` (0 lands on the centre); unsigned: ``m / max(m)``.
+    Signed: ``0.5 + 0.5 * m / max|m|`` (0 lands on the centre); unsigned: ``m / max(m)`` for a
+    non-negative map, ``(m - min) / (max - min)`` otherwise (only the ranking is shown).
     """
     signed = is_signed(m) if signed is None else signed
-    peak = m.abs().max().clamp_min(1e-12)
-    return ((0.5 + 0.5 * m / peak) if signed else (m / peak).clamp(0, 1)), signed
+    if signed:
+        return 0.5 + 0.5 * m / m.abs().max().clamp_min(1e-12), True
+    lo = m.min().clamp_max(0)
+    return ((m - lo) / (m.max() - lo).clamp_min(1e-12)).clamp(0, 1), False
 
 
 def overlay(image: Any, attr: Any, alpha: float = 0.5, signed: bool | None = None,

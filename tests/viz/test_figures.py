@@ -61,7 +61,7 @@ def test_grid_layout_labels_and_colorbars(rng):
     bars = [ax for ax in fig.axes if ax not in image_axes and ax.axison]
     assert len(bars) == 2
     assert [t.get_text() for t in bars[1].get_yticklabels()] == ["-max", "0", "+max"]
-    assert [t.get_text() for t in bars[0].get_yticklabels()] == ["0", "max"]
+    assert [t.get_text() for t in bars[0].get_yticklabels()] == ["low", "high"]
     # the input row shows the un-normalised image itself; the lrp row its signed overlay
     np.testing.assert_allclose(image_axes[0].get_images()[0].get_array(), imgs[0].permute(1, 2, 0))
     np.testing.assert_allclose(image_axes[7].get_images()[0].get_array(),
@@ -72,3 +72,20 @@ def test_grid_layout_labels_and_colorbars(rng):
         viz.grid(imgs, maps, labels=["a", "b"])
     with pytest.raises(ValueError, match="3 maps"):
         viz.grid(imgs, {"x": torch.rand(2, 1, 4, 4)})
+
+
+def test_scale_map_unsigned_with_negatives_and_grid_override(rng):
+    m = torch.randn(6, 7, generator=rng)
+    v, signed = viz.scale_map(m, signed=False)
+    assert not signed and v.min() == 0 and v.max() == 1
+    torch.testing.assert_close(v, (m - m.min()) / (m.max() - m.min()))
+    pos = m.abs()
+    torch.testing.assert_close(viz.scale_map(pos)[0], pos / pos.max())  # zero stays zero
+    v, signed = viz.scale_map(m)
+    assert signed and torch.allclose(v[m == 0], torch.tensor(0.5)) if (m == 0).any() else signed
+    imgs = torch.rand(2, 3, 8, 8, generator=rng)
+    rise_like = torch.randn(2, 1, 8, 8, generator=rng) - 5  # all negative scores: not evidence
+    fig = viz.grid(imgs, {"rise": rise_like}, signed={"rise": False})
+    cells = [ax for ax in fig.axes if ax.get_images()]
+    np.testing.assert_allclose(cells[2].get_images()[0].get_array(),
+                               viz.overlay(imgs[0], rise_like[0], signed=False).numpy(), atol=1e-6)
