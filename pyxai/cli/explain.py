@@ -306,7 +306,8 @@ def _write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: to
         (out / name).write_bytes(png)
         grids.append((f"images {start + 1}-{min(len(names), start + GRID_COLUMNS)}: rows are methods; "
                       "title: true class (demo), explained class and its softmax probability; "
-                      "signed maps (LRP, gradients x input, occlusion): red for, blue against the target; others: jet from low to high", png))
+                      "signed maps (LRP, gradients x input, occlusion): red for, blue against the "
+                      "target; others: jet from low to high", png))
     return grids
 
 
