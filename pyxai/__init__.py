@@ -4,7 +4,7 @@ Every explainer has a pure-PyTorch reference path and, where it pays, native C++
 (``pyxai.native_status()`` says which are available).
 """
 
-from pyxai import data, metrics, models, rules
+from pyxai import data, metrics, models, rules, viz
 from pyxai._native import native_status
 from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pyxai.gradient import (
@@ -33,3 +33,4 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
+__all__ += ["viz"]
