@@ -1,8 +1,9 @@
 """What a model expects: input size, resize, normalisation and class names (no download).
 
 For ``torchvision:<name>`` these come from the metadata of the model's default weights enum
-(``crop_size``, ``resize_size``, ``mean``, ``std``, ``categories``), which ships with torchvision; a
-ViT's fixed ``image_size`` is enforced. The demo model takes 64 x 64 images in [0, 1], unnormalised.
+(``crop_size``, ``resize_size``, ``mean``, ``std``, ``categories``), which ships with torchvision;
+for ``timm:<name>`` from the model's ``pretrained_cfg`` (``input_size``, ``crop_pct``, ``mean``,
+``std``); a ViT's fixed image size is enforced. The demo model takes 64 x 64 images in [0, 1], unnormalised.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def input_spec(spec: str, model: torch.nn.Module, size: int | None) -> InputSpec
             classes = tuple(meta.meta.get("categories") or ()) or None
         except (ValueError, AttributeError, TypeError, IndexError):
             pass
+    elif spec.startswith("timm:"):
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        mean, std = tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std))
+        crop = int(cfg.get("input_size", (3, crop, crop))[-1])
+        resize = round(crop / float(cfg.get("crop_pct", crop / resize)))
     s = size or need or crop
     out_features = _num_classes(model)
     if classes is not None and out_features is not None and out_features != len(classes):

@@ -112,6 +112,27 @@ def test_vit_cam_uses_the_token_layer_and_equals_grad_cam(rng):
     torch.testing.assert_close(ours[:, 0], torch.from_numpy(ref), atol=1e-4, rtol=1e-4)
 
 
+def test_timm_vit_token_layer_size_and_normalisation(rng):
+    timm = pytest.importorskip("timm")
+    gradcam = pytest.importorskip("pytorch_grad_cam")
+    from pyxai.cli._layers import target_layer
+    from pyxai.cli._preprocess import input_spec
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                              num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32, generator=rng)
+    layer, reshape, _ = target_layer(model, x)
+    assert layer is model.blocks[-1].norm1
+    ours = pyxai.registry.build("gradcam", model, layer, reshape_transform=reshape)(x, 3)
+    ref = gradcam.GradCAM(model, [layer], reshape_transform=reshape)(
+        x, [gradcam.utils.model_targets.ClassifierOutputTarget(3)] * 2)
+    torch.testing.assert_close(ours[:, 0], torch.from_numpy(ref), atol=1e-4, rtol=1e-4)
+    spec = input_spec("timm:vit_tiny_patch16_224", model, None)
+    assert spec.size == 32 and spec.mean == tuple(model.pretrained_cfg["mean"])
+    with pytest.raises(ValueError, match="needs 32x32 inputs"):
+        input_spec("timm:vit_tiny_patch16_224", model, 64)
+
+
 def test_cnn_and_swin_layers_are_4d_feature_maps(rng):
     torchvision = pytest.importorskip("torchvision")
     from pyxai.cli._layers import target_layer
