@@ -266,8 +266,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                    "p(pred)": f"{float(probs[i, pred[i]]):.3f}",
                    "target": _class(int(target[i]), spec.classes), "p(target)": f"{float(score[i]):.3f}"}
                   for i, n in enumerate(names)]
-    titles = [(f"true {r['true']}\n" if r["true"] != "-" else "") + f"{r['target']} {r['p(target)']}"
-              for r in image_rows]
+    titles = [(f"true {r['true']}\n" if r["true"] != "-" else "")
+              + f"target {r['target']} p={r['p(target)']}" for r in image_rows]
     grids = _write_pngs(args, out, names, shown, maps, titles, image_rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"methods": rows, "images": image_rows}, indent=1))
@@ -305,7 +305,7 @@ def _write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: to
         name = "grid.png" if len(names) <= GRID_COLUMNS else f"grid-{j + 1}.png"
         (out / name).write_bytes(png)
         grids.append((f"images {start + 1}-{min(len(names), start + GRID_COLUMNS)}: rows are methods; "
-                      "title: true class (demo), explained class and its softmax probability; "
+                      "title: true class (demo), the explained target class and its softmax probability; "
                       "signed maps (LRP, gradients x input, occlusion): red for, blue against the "
                       "target; others: jet from low to high", png))
     return grids
