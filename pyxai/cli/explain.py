@@ -230,8 +230,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if any(registry.get(n).needs_layer for n in wanted):
         layer, reshape, layer_desc = target_layer(model, x)
     if not args.quiet:
-        print(f"{len(names)} image(s), {args.model} at {spec.size}x{spec.size}, methods: {', '.join(wanted)}"
-              f"; CAM layer: {layer_desc}; writing to {out}/", file=sys.stderr)
+        random = " (random weights: no --weights)" if args.model != "demo" and not args.weights else ""
+        print(f"{len(names)} image(s), {args.model}{random} at {spec.size}x{spec.size}, methods: "
+              f"{', '.join(wanted)}; CAM layer: {layer_desc}; writing to {out}/", file=sys.stderr)
 
     maps: dict[str, torch.Tensor] = {}
     rows = []
