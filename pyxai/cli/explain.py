@@ -200,6 +200,11 @@ def _class(i: int, classes: tuple[str, ...] | None) -> str:
 
 
 def _check_args(args: argparse.Namespace) -> list[str]:
+    try:
+        import matplotlib  # noqa: F401 - the figures need it; say so before any work
+    except ImportError:
+        raise ValueError("pyxai explain draws its figures with matplotlib: pip install matplotlib "
+                         "(or pip install 'pyxai-attribution[viz]')") from None
     wanted = args.method or registry.names()
     for name in wanted:
         registry.get(name)  # unknown names fail here, before any model is loaded
@@ -219,8 +224,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     names, shown, labels, masks = _inputs(args, spec)
     x = spec.normalise(shown).to(device)
     bs = args.batch_size
-    with torch.no_grad():
-        probs = torch.cat([model(c).softmax(1) for c in x.split(bs)])
+    try:
+        with torch.no_grad():
+            probs = torch.cat([model(c).softmax(1) for c in x.split(bs)])
+    except RuntimeError as exc:  # e.g. an input too small for the model's pooling
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{args.model} fails on {spec.size}x{spec.size} inputs ({first}); "
+                         "try another --size") from None
     if fixed_target is not None and not 0 <= fixed_target < probs.shape[1]:
         raise ValueError(f"--target {fixed_target} is out of range: the model has {probs.shape[1]} classes")
     pred = probs.argmax(1)

@@ -64,6 +64,8 @@ def test_models_that_explain_does_not_take(tmp_path, rng, capsys):
     _fails(capsys, ["explain", str(img), "--model", "keras:x"], "unknown model 'keras:x'")
     _fails(capsys, ["explain", str(img), "--model", "torchvision:vit_b_16", "--size", "112"],
            "needs 224x224 inputs", "--size 224")
+    _fails(capsys, ["explain", str(img), "--model", "torchvision:alexnet", "--size", "16"],
+           "fails on 16x16 inputs", "another --size")
     assert not (tmp_path / "pyxai_out").exists()
 
 
