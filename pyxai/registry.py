@@ -148,8 +148,9 @@ def defaults(m: Method) -> str:
     return ", ".join(parts) or "the class defaults"
 
 
-def help_text(indent: str = "  ") -> str:
-    """Every method with its description and defaults, one per line, for ``--help`` listings."""
+def help_text(indent: str = "  ", only: list[str] | None = None) -> str:
+    """Every method (or those in ``only``) with its description and defaults, one per line, for
+    ``--help`` listings."""
     width = max(map(len, METHODS))
     return "\n".join(f"{indent}{m.name:<{width}}  {m.description} [{defaults(m)}]"
-                     for m in (METHODS[n] for n in names()))
+                     for m in (METHODS[n] for n in names() if only is None or n in only))

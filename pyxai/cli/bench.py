@@ -38,10 +38,13 @@ class _Help(argparse.RawDescriptionHelpFormatter):
     def format_help(self) -> str:
         from pyxai.benchmark import core
 
-        extra = sorted(set(core.load_all()) - set(registry.names()))
-        return (super().format_help() + "\nworkloads of the method registry (name, defaults of "
-                "`pyxai explain`; bench runs its own fixed shapes):\n" + registry.help_text()
-                + "\nother workloads: " + ", ".join(extra)
+        workloads = set(core.load_all())
+        shared = sorted(workloads & set(registry.names()))
+        missing = sorted(set(registry.names()) - workloads)
+        return (super().format_help() + "\nworkloads named as the method registry (defaults of "
+                "`pyxai explain`; bench runs its own fixed shapes):\n" + registry.help_text(only=shared)
+                + "\nother workloads: " + ", ".join(sorted(workloads - set(shared)))
+                + "\nregistry methods without a bench workload: " + ", ".join(missing)
                 + "\naliases: " + ", ".join(f"{a} = {b}" for a, b in core.ALIASES.items()) + "\n")
 
 
