@@ -232,7 +232,8 @@ def _png(w: int, h: int) -> bytes:
 
 
 def _browser() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+    for name in ("chromium", "chromium-browser", "chromium-headless-shell", "google-chrome",
+                 "google-chrome-stable"):
         if shutil.which(name):
             return shutil.which(name)
     return None
@@ -241,19 +242,29 @@ def _browser() -> str | None:
 def test_report_renders_in_a_headless_browser(tmp_path):
     browser = _browser()
     if browser is None:
-        pytest.skip("no Chromium on this system (chromium, chromium-browser, google-chrome): the "
+        pytest.skip("no Chromium on this system (chromium, chromium-headless-shell, google-chrome): the "
                     "report's browser check needs one; the structural test above still runs")
     playwright = pytest.importorskip("playwright.sync_api")
     assert main(["explain", "--n", "2", "--method", "gradcam", "--out", str(tmp_path), "--report",
                  "--quiet"]) == 0
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, headless=True)
-        page = b.new_page(viewport={"width": 1280, "height": 900})
-        page.goto((tmp_path / "report.html").as_uri())
-        loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-        assert loaded and all(loaded)
-        overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        assert overflow
+        for width in (1280, 600):  # wide, and narrower than the page: images shrink, nothing overflows
+            page = b.new_page(viewport={"width": width, "height": 900})
+            page.goto((tmp_path / "report.html").as_uri())
+            loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            assert len(loaded) == 1 and all(loaded)  # the grid of one chunk
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            outside = page.evaluate("""() => {
+                const main = document.querySelector('main').getBoundingClientRect();
+                return Array.from(document.querySelectorAll('main *'))
+                    .filter(e => !e.closest('.scroll') || e.classList.contains('scroll'))
+                    .filter(e => e.getBoundingClientRect().right > main.right + 0.5)
+                    .map(e => e.tagName); }""")
+            assert outside == []
+            rows = page.evaluate("document.querySelectorAll('table')[0].rows.length")
+            assert rows == 2  # header + the one method
+            page.close()
         b.close()
 
 
