@@ -271,3 +271,28 @@ def test_report_renders_in_a_headless_browser(tmp_path):
 def test_explain_module_keeps_the_loader_name():
     model = explain._load_user_model("demo", None)
     assert isinstance(model, torch.nn.Module) and not model.training
+
+
+def test_input_spec_from_torchvision_weights_metadata():
+    torchvision = pytest.importorskip("torchvision")
+    from pyxai.cli._preprocess import input_spec, parse_target
+
+    model = torchvision.models.resnet18(weights=None)
+    spec = input_spec("torchvision:resnet18", model, None)
+    meta = torchvision.models.ResNet18_Weights.DEFAULT
+    t = meta.transforms()
+    assert (spec.size, spec.resize) == (t.crop_size[0], t.resize_size[0])
+    assert spec.mean == tuple(t.mean) and spec.classes == tuple(meta.meta["categories"])
+    small = input_spec("torchvision:resnet18", model, 112)
+    assert (small.size, small.resize) == (112, round(112 * t.resize_size[0] / t.crop_size[0]))
+    assert parse_target("goldfish", spec.classes) == 1 and parse_target("7", spec.classes) == 7
+    model.fc = torch.nn.Linear(512, 3)  # retrained head: the ImageNet names no longer apply
+    assert input_spec("torchvision:resnet18", model, None).classes is None
+    with pytest.raises(ValueError, match="has no class names"):
+        parse_target("goldfish", None)
+    demo = input_spec("demo", pyxai.models.demo_cnn(), None)
+    assert (demo.size, demo.resize, demo.mean) == (64, 64, None)
+    x = torch.rand(1, 3, 8, 8)
+    assert demo.normalise(x) is x
+    torch.testing.assert_close(spec.normalise(x), (x - torch.tensor(t.mean)[:, None, None])
+                               / torch.tensor(t.std)[:, None, None])
