@@ -214,6 +214,37 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def _explain_all(wanted: list[str], model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
+                 layer: torch.nn.Module | None, reshape: Any, bs: int, quiet: bool
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Every method on ``x`` (Tensor[N, C, S, S]) in batches of ``bs``, with a progress bar.
+
+    Returns (method -> maps Tensor[N, 1|C, S, S] on the CPU, method -> seconds in its calls).
+    """
+    maps: dict[str, torch.Tensor] = {}
+    times: dict[str, float] = {}
+    progress = bar(len(wanted) * len(range(0, x.shape[0], bs)), "explain", quiet, unit="batch")
+    for name in wanted:
+        method = registry.get(name)
+        extra = {"reshape_transform": reshape} if (method.needs_layer and reshape is not None) else {}
+        explain = method.build(model, layer if method.needs_layer else None, **extra)
+        progress.set_description(name)
+        parts, dt = [], 0.0
+        for xb, tb in zip(x.split(bs), target.split(bs)):
+            t0 = time.perf_counter()
+            attr = explain(xb, tb)
+            dt += time.perf_counter() - t0
+            if attr.dim() == 5:  # (B, A, 1, H, W) of the extremal methods: the first area
+                attr = attr[:, 0]
+            if attr.shape[-2:] != x.shape[-2:]:
+                attr = torch.nn.functional.interpolate(attr.float(), size=x.shape[-2:], mode="bilinear")
+            parts.append(attr.detach().float().cpu())
+            progress.update(1)
+        maps[name], times[name] = torch.cat(parts), dt
+    progress.close()
+    return maps, times
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     wanted = _check_args(args)
     device = check_device(args.device)
@@ -244,31 +275,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"{len(names)} image(s), {args.model}{random} at {spec.size}x{spec.size}, methods: "
               f"{', '.join(wanted)}; CAM layer: {layer_desc}; writing to {out}/", file=sys.stderr)
 
-    maps: dict[str, torch.Tensor] = {}
-    rows = []
-    progress = bar(len(wanted) * len(range(0, len(names), bs)), "explain", args.quiet, unit="batch")
+    maps, times = _explain_all(wanted, model, x, target, layer, reshape, bs, args.quiet)
+    rows: list[dict[str, Any]] = []
     for name in wanted:
-        method = registry.get(name)
-        extra = {"reshape_transform": reshape} if (method.needs_layer and reshape is not None) else {}
-        explain = method.build(model, layer if method.needs_layer else None, **extra)
-        progress.set_description(name)
-        parts, dt = [], 0.0
-        for xb, tb in zip(x.split(bs), target.split(bs)):
-            t0 = time.perf_counter()
-            attr = explain(xb, tb)
-            dt += time.perf_counter() - t0
-            if attr.dim() == 5:  # (B, A, 1, H, W) of the extremal methods: the first area
-                attr = attr[:, 0]
-            if attr.shape[-2:] != x.shape[-2:]:
-                attr = torch.nn.functional.interpolate(attr.float(), size=x.shape[-2:], mode="bilinear")
-            parts.append(attr.detach().float().cpu())
-            progress.update(1)
-        maps[name] = torch.cat(parts)
-        row: dict[str, Any] = {"method": name, "ms": dt * 1e3}
+        row: dict[str, Any] = {"method": name, "ms": times[name] * 1e3}
         if masks is not None or args.metrics:
             row.update(_metrics(model, x, _heat(maps[name]).to(device), masks, target, bs))
         rows.append(row)
-    progress.close()
 
     score = probs.gather(1, target[:, None])[:, 0]
     image_rows = [{"image": n,
