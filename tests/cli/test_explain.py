@@ -296,3 +296,17 @@ def test_input_spec_from_torchvision_weights_metadata():
     assert demo.normalise(x) is x
     torch.testing.assert_close(spec.normalise(x), (x - torch.tensor(t.mean)[:, None, None])
                                / torch.tensor(t.std)[:, None, None])
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    import sys
+
+    from pyxai.cli._progress import bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    on = bar(3, "explain")
+    assert not on.disable
+    on.close()
+    assert bar(3, "explain", quiet=True).disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert bar(3, "explain").disable  # piped / redirected: no bar
