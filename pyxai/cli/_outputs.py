@@ -19,8 +19,8 @@ GRID_COLUMNS = 8
 
 
 def write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: torch.Tensor,
-                maps: dict[str, torch.Tensor], titles: list[str], image_rows: list[dict]
-                ) -> list[tuple[str, bytes]]:
+               maps: dict[str, torch.Tensor], titles: list[str], image_rows: list[dict]
+               ) -> list[tuple[str, bytes]]:
     """One PNG per image (its name goes into ``image_rows``) and the grid PNG(s), returned as
     (caption, PNG bytes) no wider than the report page."""
     from pyxai import viz
@@ -53,7 +53,7 @@ def write_pngs(args: argparse.Namespace, out: Path, names: list[str], shown: tor
 
 
 def write_report(args: argparse.Namespace, path: Path, grids: list[tuple[str, bytes]], rows: list[dict],
-                  image_rows: list[dict], spec: InputSpec, layer_desc: str) -> None:
+                 image_rows: list[dict], spec: InputSpec, layer_desc: str) -> None:
     """The self-contained HTML report: tables, grids, settings."""
     from pyxai.viz import report
 
