@@ -1,18 +1,24 @@
 """pyxai: fast, faithful attribution for PyTorch vision models.
 
 Every explainer has a pure-PyTorch reference path and, where it pays, native C++/CUDA kernels
-(``pyxai.native_status()`` says which are available).
+(``pyxai.native_status()`` says which are available). Optional libraries (PyAV for video, Ray and
+Zarr for data sets, matplotlib for figures) are imported only when their feature is used.
 """
 
-from pyxai import data, guided, metrics, models, rules, spray
+from pyxai import data, dataset, guided, metrics, models, rules, similarity, spray, video, viz
 from pyxai._native import native_status
 from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pyxai.gradient import (
+    Deconvolution,
+    GradientShap,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
+    LayerActivation,
+    LayerConductance,
     LayerGradCam,
+    LayerIntegratedGradients,
     NoiseTunnel,
     Saliency,
 )
@@ -23,6 +29,7 @@ from pyxai.perturbation import (
     FeatureAblation,
     MeaningfulPerturbation,
     Occlusion,
+    ShapleyValueSampling,
 )
 from pyxai.sobol import SobolAttribution
 from pyxai.video import STEP
@@ -34,28 +41,6 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
-__all__ += ["STEP"]
-
-from pyxai import video  # noqa: E402  (PyAV is imported only when a file or stream is opened)
-
-__all__ += ["video"]
-
-from pyxai import dataset  # noqa: E402  (Ray and Zarr are imported only when a run starts)
-
-__all__ += ["dataset"]
-from pyxai import similarity  # noqa: E402  (two-image explainers: pyxai.similarity.*)
-
-__all__ += ["similarity"]
-
-from pyxai.gradient import (  # noqa: E402
-    Deconvolution,
-    GradientShap,
-    LayerActivation,
-    LayerConductance,
-    LayerIntegratedGradients,
-)
-from pyxai.perturbation import ShapleyValueSampling  # noqa: E402
-
+__all__ += ["STEP", "video", "dataset", "similarity", "spray", "guided", "viz"]
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
             "LayerIntegratedGradients", "LayerConductance"]
-__all__ += ["spray", "guided"]

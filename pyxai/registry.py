@@ -45,6 +45,8 @@ class Method:
         wraps: the class's name of an inner explainer the class wraps (``NoiseTunnel(Saliency)``).
         inputs: what the method explains: ``"image"`` (Tensor[B, C, H, W]; many also take clips)
             or ``"clip"`` (clip models only, Tensor[B, C, T, H, W]: STEP).
+        signed: the maps' sign means something (evidence for / against the target): pictures use
+            a colour map centred at zero; otherwise only their ranking counts (scaled min..max).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Method:
     layer: str | None = None
     wraps: str | None = None
     inputs: str = "image"
+    signed: bool = False
 
     @property
     def needs_layer(self) -> bool:
@@ -90,12 +93,13 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("saliency", "Saliency", "gradient magnitude (Captum Saliency)"),
-    Method("inputxgradient", "InputXGradient", "input x gradient (Captum)"),
-    Method("integrated_gradients", "IntegratedGradients", "integrated gradients, 50 steps (Captum)"),
+    Method("inputxgradient", "InputXGradient", "input x gradient (Captum)", signed=True),
+    Method("integrated_gradients", "IntegratedGradients", "integrated gradients, 50 steps (Captum)",
+           signed=True),
     Method("smoothgrad", "NoiseTunnel", "SmoothGrad: NoiseTunnel(Saliency), 16 samples, stdev 0.1",
            call={"nt_type": "smoothgrad", "nt_samples": 16, "nt_samples_batch_size": 8,
                  "stdevs": 0.1}, wraps="Saliency"),
-    Method("guided_backprop", "GuidedBackprop", "guided backprop (Captum)"),
+    Method("guided_backprop", "GuidedBackprop", "guided backprop (Captum)", signed=True),
     Method("gradcam", "GradCAM", "Grad-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
     Method("gradcampp", "GradCAMPlusPlus", "Grad-CAM++ (pytorch-grad-cam semantics)",
            layer="target_layers"),
@@ -104,10 +108,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            init={"softmax": True}, layer="target_layer"),
     Method("rise", "RISE", "RISE, 1000 masks", init={"n_masks": 1000}),
     Method("occlusion", "Occlusion", "Occlusion, windows of 1/8 the image, stride 1/16",
-           call=lambda x: {**_occlusion_windows(x), "perturbations_per_eval": 16}),
+           call=lambda x: {**_occlusion_windows(x), "perturbations_per_eval": 16}, signed=True),
     Method("sobol", "SobolAttribution", "Sobol total-order indices, grid 8, 16 designs",
            init={"nb_design": 16}),
-    Method("lrp", "LRP", "LRP, epsilon_plus_flat composite"),
+    Method("lrp", "LRP", "LRP, epsilon_plus_flat composite", signed=True),
     Method("extremal", "ExtremalPerturbation",
            "extremal perturbation (TorchRay), area 10 %, 300 steps",
            init={"areas": (0.1,), "max_iter": 300}),
@@ -149,13 +153,33 @@ def _grid_mask(x: torch.Tensor, cells: int = 8) -> torch.Tensor:
 
 
 METHODS.update({m.name: m for m in [
-    Method("deconvolution", "Deconvolution", "deconvnet (Captum Deconvolution)"),
+    Method("deconvolution", "Deconvolution", "deconvnet (Captum Deconvolution)", signed=True),
     Method("gradient_shap", "GradientShap",
            "GradientSHAP, 16 samples, zero baseline, stdev 0.1 (Captum)",
            call=lambda x: {"baselines": torch.zeros_like(x[:1]), "n_samples": 16,
-                           "stdevs": 0.1}),
+                           "stdevs": 0.1}, signed=True),
     Method("shapley_sampling", "ShapleyValueSampling",
            "Shapley value sampling on a 4 x 4 grid, 4 permutations (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 4), "n_samples": 4,
-                           "perturbations_per_eval": 16}),
+                           "perturbations_per_eval": 16}, signed=True),
 ]})
+
+
+def defaults(m: Method) -> str:
+    """``k=v`` of a method's constructor and ``attribute()`` defaults (size-dependent ones named)."""
+    parts = [f"{k}={v}" for k, v in m.init.items()]
+    if callable(m.call):
+        parts.append("attribute(): size-dependent defaults")
+    else:
+        parts += [f"{k}={v}" for k, v in m.call.items()]
+    if m.layer:
+        parts.append(f"{m.layer}=<auto>")
+    return ", ".join(parts) or "the class defaults"
+
+
+def help_text(indent: str = "  ", only: list[str] | None = None) -> str:
+    """Every method (or those in ``only``) with its description and defaults, one per line, for
+    ``--help`` listings."""
+    width = max(map(len, METHODS))
+    return "\n".join(f"{indent}{m.name:<{width}}  {m.description} [{defaults(m)}]"
+                     for m in (METHODS[n] for n in names() if only is None or n in only))

@@ -37,9 +37,31 @@ def test_registry_errors_and_entries():
 
 def test_cli_reads_the_registry(tmp_path, capsys):
     assert main(["explain", "--method", "gradcam", "--method", "saliency", "--n", "2",
-                 "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "gradcam.png").exists() and (tmp_path / "saliency.png").exists()
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("gradcam") < out.index("saliency") < out.index("predicted")
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["grid.png", "image000.png", "image001.png"]
     assert main(["explain", "--method", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["info"]) == 0
     assert ", ".join(registry.names()) in capsys.readouterr().out
+
+
+def test_help_text_lists_every_method_with_defaults():
+    text = registry.help_text()
+    lines = text.splitlines()
+    assert [ln.split()[0] for ln in lines] == registry.names()
+    assert "n_masks=1000" in lines[registry.names().index("rise")]
+    assert "target_layers=<auto>" in lines[registry.names().index("gradcam")]
+    assert registry.defaults(registry.get("saliency")) == "the class defaults"
+
+
+def test_bench_workloads_use_registry_names():
+    from pyxai.benchmark import core
+
+    workloads = core.load_all()
+    shared = set(workloads) & set(registry.names())
+    assert "integrated_gradients" in shared and "ig" not in workloads
+    assert core.ALIASES["ig"] in workloads
+    # every registry method with a bench workload is named the same; the rest are bench-only APIs
+    assert set(workloads) - shared <= {"crp", "feature_ablation", "metrics", "rise_adaptive"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import os
 import pkgutil
 import statistics
 import threading
@@ -31,6 +32,8 @@ import torch
 
 Registry = dict[str, Callable[..., list["Case"]]]
 REGISTRY: Registry = {}
+#: old workload names that still work (silently) -> their registry name (pyxai/registry.py)
+ALIASES: dict[str, str] = {"ig": "integrated_gradients"}
 
 
 @dataclass
@@ -276,12 +279,37 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines + [""] + notes)
 
 
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
+def noise_line(rows: list[dict]) -> str:
+    """How noisy the machine was: load averages, cores, and the spread ``(max - min) / median`` of
+    the repeated floor timings of ``rows`` (the same bare model work, so its spread is noise)."""
+    spreads = [(max(r["times_s"]) - min(r["times_s"])) / r["median_s"] for r in rows
+               if r.get("impl") == "floor" and len(r.get("times_s", ())) > 1 and r["median_s"] > 0]
+    load = load_average()
+    text = "noise: load average " + (" / ".join(f"{v:.2f}" for v in load) if load else "n/a")
+    text += f" (1/5/15 min, {os.cpu_count()} cores)"
+    if spreads:
+        text += (f"; floor spread (max-min)/median over repeats: median {statistics.median(spreads):.0%}, "
+                 f"worst {max(spreads):.0%} ({len(spreads)} floors)")
+    else:
+        text += "; floor spread: n/a (needs --repeat >= 2)"
+    return text
+
+
 def run_methods(
     methods: list[str], quick: bool = False, repeat: int = 3, device: str = "cpu",
     only: list[str] | None = None, json_path: str | None = None, echo: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run the named methods' cases; print a table per method; optionally write all rows as JSON."""
     registry = load_all()
+    methods = [ALIASES.get(m, m) for m in methods]
     unknown = [m for m in methods if m not in registry]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown}; known: {sorted(registry)}")
@@ -292,6 +320,7 @@ def run_methods(
             rows += run_case(case, repeat=repeat, only=only)
         echo(f"\n== {m} ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
         echo(format_table(rows))
+        echo(noise_line(rows))
         all_rows += [dict(r, method=m) for r in rows]
     if json_path:
         with open(json_path, "w") as f:

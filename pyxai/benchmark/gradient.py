@@ -9,9 +9,10 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
   run); quick = batch 2, 32x32, layer2 (128 masks). Floor: the bare forwards (one clean forward +
   one per mask per image, at the same batch size of 64). Score-CAM anchor: pytorch-grad-cam
   (``batch_size = 64``, parity checked); SIDU has no anchor (reference backend, parity checked).
-* ig: n_steps 32 (quick 8), internal_batch_size 64; smoothgrad: NoiseTunnel(Saliency) with 16
-  samples (quick 4), nt_samples_batch_size 8. Floor: forward + input-gradient backward of the same
-  rows in the same chunks. Anchor: Captum (parity checked; same RNG seed for the noise).
+* integrated_gradients: n_steps 32 (quick 8), internal_batch_size 64; smoothgrad:
+  NoiseTunnel(Saliency) with 16 samples (quick 4), nt_samples_batch_size 8. Floor: forward +
+  input-gradient backward of the same rows in the same chunks. Anchor: Captum
+  (parity checked; same RNG seed for the noise).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def _grad_setup(quick: bool, device: str):
     return _model(device), _inputs(b, size, device), b, size
 
 
-@register("ig")
+@register("integrated_gradients")
 def ig_cases(quick: bool, device: str) -> list[Case]:
     import pyxai
 

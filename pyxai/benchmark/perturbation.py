@@ -110,9 +110,9 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     import pyxai
 
     model = demo_model()
-    full = 1000 if quick else 8000
-    tol = 0.35 if quick else 0.05  # quick: only exercises the path (1,000 masks never reach 0.05)
-    n_img = 2 if quick else len(pyxai.data.SHAPE_CLASSES)
+    full = 500 if quick else 8000
+    tol = 0.35 if quick else 0.05  # quick: only exercises the path (500 masks never reach 0.05)
+    n_img = 1 if quick else len(pyxai.data.SHAPE_CLASSES)
     x, labels, _ = pyxai.data.shapes(n_img, seed=777)  # trained model on its own kind of images
     kw = dict(n_masks=full, batch_size=BATCH, seed=0)
     used: list[int] = []

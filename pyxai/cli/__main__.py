@@ -1,4 +1,4 @@
-"""``python -m pyxai.cli``: the same as the ``pyxai`` command."""
+"""``python -m pyxai.cli``: the ``pyxai`` command."""
 
 import sys
 

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import torch
 
-from pyxai.cli.explain import _heat, _last_feature_layer, _load_images, _load_user_model, _save_overlays
+from pyxai.cli._inputs import load_image
+from pyxai.cli.explain import _heat
+from pyxai.models.spec import last_feature_layer as _last_feature_layer
+from pyxai.models.spec import load_model as _load_user_model
 
 _DEMOS = ("demo_simclr", "demo_barlow_twins")
 
@@ -44,6 +47,17 @@ def demo_pairs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([v1, x[1:2]]), torch.cat([v2, x[2:3]])
 
 
+def _save_overlays(images: torch.Tensor, heat: torch.Tensor, path: Path, label: str) -> None:
+    """One PNG (pyxai.viz.grid): the images (img1, img2 of each pair) over their maps."""
+    from pyxai import viz
+
+    shown = images.detach().float()
+    shown = (shown - shown.amin((1, 2, 3), keepdim=True)) / (
+        shown.amax((1, 2, 3), keepdim=True) - shown.amin((1, 2, 3), keepdim=True)).clamp_min(1e-12)
+    titles = [f"pair {i // 2} img{i % 2 + 1}" for i in range(images.shape[0])]
+    path.write_bytes(viz.figure_png(viz.grid(shown, {label: heat[:, None]}, labels=titles)))
+
+
 def cmd_similarity(args: argparse.Namespace) -> int:
     from pyxai.metrics import pairwise_deletion, pairwise_insertion
     from pyxai.similarity import methods
@@ -59,7 +73,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
             raise ValueError(f"give images in pairs (a.jpg b.jpg ...), got {len(args.images)} files")
         models = [args.model or "demo_simclr"]
         size = 64 if models[0] in _DEMOS else args.size
-        x = _load_images(args.images, size)
+        x = torch.stack([load_image(Path(p), size, size) for p in args.images])
         if models[0] not in _DEMOS:  # ImageNet normalisation for torchvision models
             mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
             std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -87,7 +101,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
             png = out / f"{spec.replace(':', '_')}_{name}.png"
             images = torch.stack([x1, x2], 1).flatten(0, 1)  # img1, img2 of pair 0, then pair 1 ...
             heat = _heat(torch.stack([m1, m2], 1).flatten(0, 1))
-            _save_overlays(images, heat, png)
+            _save_overlays(images, heat, png, f"{spec} {name}")
             rows.append({"model": spec, "method": name, "ms": dt * 1e3, "deletion": dele,
                          "insertion": ins, "png": str(png)})
     head = f"{'model':<18} {'method':<28} {'time ms':>9} {'deletion':>9} {'insertion':>9}  overlay"

@@ -86,9 +86,9 @@ def cmd_video(args: argparse.Namespace) -> int:
 
         model, labels = demo_video_cnn(), list(MOTION_CLASSES)
     else:
-        from pyxai.cli.explain import _load_user_model
+        from pyxai.models.spec import load_model
 
-        model = _load_user_model(spec, args.weights)
+        model = load_model(spec, args.weights, kind="video")
         labels = None
         if spec == "demo":
             from pyxai.data import SHAPE_CLASSES

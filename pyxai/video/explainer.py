@@ -159,7 +159,7 @@ class VideoExplainer:
             else:
                 layer = self.layer
                 if self._method.needs_layer and layer is None:
-                    from pyxai.cli.explain import _last_feature_layer
+                    from pyxai.models.spec import last_feature_layer as _last_feature_layer
 
                     layer = _last_feature_layer(self.model, probe)
                 self._explain = self._method.build(self.model, layer, **self.method_kwargs)

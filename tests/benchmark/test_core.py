@@ -41,3 +41,24 @@ def test_registry_loads_every_family():
     assert reg, "no benchmark registered"
     for name, fn in reg.items():
         assert callable(fn), name
+
+
+def test_noise_line_reports_load_and_floor_spread():
+    rows = [{"impl": "floor", "median_s": 1.0, "times_s": [0.9, 1.0, 1.2]},
+            {"impl": "floor", "median_s": 2.0, "times_s": [2.0, 2.0, 2.2]},
+            {"impl": "pyxai", "median_s": 1.0, "times_s": [0.1, 5.0]}]
+    line = core.noise_line(rows)
+    assert line.startswith("noise: load average ")
+    assert "median 20%, worst 30% (2 floors)" in line  # spreads 0.3 and 0.1 -> median 0.2
+    assert "needs --repeat >= 2" in core.noise_line([{"impl": "floor", "median_s": 1.0, "times_s": [1.0]}])
+
+
+def test_old_names_are_silent_aliases(monkeypatch):
+    core.load_all()
+    x = torch.randn(10)
+    toy = core.Case(name="toy", impls={"pyxai": lambda: x * 2, "floor": lambda: None})
+    monkeypatch.setitem(core.REGISTRY, "integrated_gradients", lambda quick, device: [toy])
+    printed = []
+    rows = core.run_methods(["ig"], quick=True, repeat=2, echo=printed.append)
+    assert rows and all(r["method"] == "integrated_gradients" for r in rows)
+    assert printed[0].lstrip().startswith("== integrated_gradients") and "noise:" in printed[-1]

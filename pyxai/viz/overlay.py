@@ -1,0 +1,110 @@
+"""Heat-map overlays on images and video frames (tensors in, float or uint8 RGB out).
+
+One rule for every picture pyxai draws: a *signed* map (by default: one with negative values; the
+CLI uses the registry's ``Method.signed``) is drawn on Zennit's ``bwr`` map centred at zero (red:
+evidence for the target, blue: against), scaled by ``max|map|``; an unsigned map is scaled to
+[0, 1] (by its maximum when it is non-negative) and drawn on ``jet``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pyxai.viz._arrays import as_tensor, to_numpy
+from pyxai.viz.colormaps import colorize
+
+SIGNED_CMAP = "bwr"
+UNSIGNED_CMAP = "jet"
+
+
+def reduce_map(attr: Any, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An attribution as one Tensor[H, W]: channels summed (sign kept), time averaged, resized.
+
+    ``attr``: Tensor[H, W], [C, H, W] or [C, T, H, W]; ``size``: (H, W) to resize to (bilinear).
+    """
+    a = as_tensor(attr, "map").float()
+    if a.dim() == 4:
+        a = a.mean(1)
+    if a.dim() == 3:
+        a = a.sum(0)
+    if a.dim() != 2:
+        raise ValueError(f"map must be [H, W], [C, H, W] or [C, T, H, W]; got {tuple(a.shape)}")
+    if size is not None and tuple(a.shape) != tuple(size):
+        a = F.interpolate(a[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return a
+
+
+def is_signed(m: torch.Tensor) -> bool:
+    """True when the map has negative values (shown on the signed colour map)."""
+    return bool((m < 0).any())
+
+
+def scale_map(m: torch.Tensor, signed: bool | None = None) -> tuple[torch.Tensor, bool]:
+    """Tensor[H, W] -> (values in [0, 1] for the colour map, signed?).
+
+    Signed: ``0.5 + 0.5 * m / max|m|`` (0 lands on the centre); unsigned: ``m / max(m)`` for a
+    non-negative map, ``(m - min) / (max - min)`` otherwise (only the ranking is shown).
+    """
+    signed = is_signed(m) if signed is None else signed
+    if signed:
+        return 0.5 + 0.5 * m / m.abs().max().clamp_min(1e-12), True
+    lo = m.min().clamp_max(0)
+    return ((m - lo) / (m.max() - lo).clamp_min(1e-12)).clamp(0, 1), False
+
+
+def overlay(image: Any, attr: Any, alpha: float = 0.5, signed: bool | None = None,
+            colormap: str | None = None) -> torch.Tensor:
+    """Blend a map on an image: Tensor[C, H, W] in [0, 1] + map -> Tensor[H, W, 3] float in [0, 1].
+
+    Args:
+        image: the un-normalised image, Tensor[C, H, W] in [0, 1] (C = 1 or 3).
+        attr: the map (any layout :func:`reduce_map` takes); resized to the image.
+        alpha: weight of the colour map. Default: 0.5.
+        signed: force the signed / unsigned colour map. Default: from the map's values.
+        colormap: colour map name. Default: ``bwr`` for signed maps, ``jet`` otherwise.
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    img = as_tensor(image, "image").float()
+    if img.dim() != 3 or img.shape[0] not in (1, 3):
+        raise ValueError(f"image must be Tensor[C, H, W] with C = 1 or 3, got {tuple(img.shape)}")
+    if img.min() < 0 or img.max() > 1:
+        raise ValueError("image must lie in [0, 1] (pass the un-normalised image)")
+    rgb = img.expand(3, -1, -1).permute(1, 2, 0)
+    m = reduce_map(attr, tuple(img.shape[-2:]))
+    v, signed = scale_map(m, signed)
+    cmap = colormap or (SIGNED_CMAP if signed else UNSIGNED_CMAP)
+    if signed:  # colours on the grey image, so white (zero) stays neutral
+        rgb = rgb.mean(2, keepdim=True).expand(-1, -1, 3)
+    return (1 - alpha) * rgb + alpha * colorize(v, cmap)
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """Tensor[H, W, 3] float in [0, 1] -> ndarray[H, W, 3] uint8."""
+    return to_numpy((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def frame_overlay(frame: Any, attr: Any, text: str | None = None, alpha: float = 0.5,
+                  signed: bool | None = None, scale: int = 1) -> np.ndarray:
+    """One labelled video frame: Tensor[C, H, W] in [0, 1] + map + text -> ndarray[H*s, W*s, 3] uint8.
+
+    ``text`` (e.g. ``"gradcam  class 3  0.91"``) is written top-left on a dark band; ``scale``
+    enlarges the frame (nearest) before writing so small frames stay legible.
+    """
+    from PIL import Image, ImageDraw
+
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    pil = Image.fromarray(to_uint8(overlay(frame, attr, alpha=alpha, signed=signed)))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    if text:
+        draw = ImageDraw.Draw(pil)
+        box = draw.textbbox((2, 1), text)
+        draw.rectangle((0, 0, min(pil.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
+        draw.text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(pil).copy()
