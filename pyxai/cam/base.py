@@ -85,7 +85,8 @@ class BaseCAM(Explainer):
             target: the call's resolved target (scores any output rows: ``target(out, rows)``).
             activations: Tensor[B, K, ...] the layer's feature maps.
             grads: Tensor[B, K, ...] the target's gradient w.r.t. them (None without gradients).
-            forward: the model to run for more forwards (a view of the user's model).
+            forward: the model to run for more forwards: the call's
+                :class:`~pyxai.engine.view.ModelView` (callable like the model).
         """
         raise NotImplementedError
 
@@ -111,23 +112,32 @@ class BaseCAM(Explainer):
         return t
 
     def _capture(self, view: ModelView, x: torch.Tensor, target: Any, create_graph: bool,
-                 name: str) -> tuple[list, list, ResolvedTarget, torch.Tensor]:
-        """Forward (+ backward to the layers when the method uses gradients) on the view."""
+                 name: str, input_grad: bool = False
+                 ) -> tuple[list, list, ResolvedTarget, torch.Tensor, torch.Tensor | None]:
+        """Forward (+ backward to the layers when the method uses gradients) on the view.
+
+        Returns (activations, their gradients, the resolved target, the outputs, the gradient
+        w.r.t. the inputs when ``input_grad`` else None)."""
         grad = self.uses_gradients
         ctx = torch.enable_grad() if grad else torch.inference_mode()
         with ctx, capture_layers(self.target_layers, grad=grad, view=view) as cap:
+            if input_grad:
+                x = x.detach().requires_grad_()
             out = view.module(x)
             acts = cap.check(self.target_layers)
             if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
                 raise ValueError("the model must return a Tensor with one row per input")
             resolved = resolve_target(target, out.detach(), name=name)
             grads: list = [None] * len(acts)
+            x_grad = None
             if grad:
                 scores = resolved(out)
                 if not scores.requires_grad:
                     raise ValueError("the model output does not depend on target_layers")
-                grads = list(torch.autograd.grad(scores.sum(), acts, allow_unused=True,
+                wrt = [x, *acts] if input_grad else acts
+                grads = list(torch.autograd.grad(scores.sum(), wrt, allow_unused=True,
                                                  create_graph=create_graph))
+                x_grad = grads.pop(0) if input_grad else None
                 for i, g in enumerate(grads):
                     if g is None:
                         raise ValueError(
@@ -138,7 +148,7 @@ class BaseCAM(Explainer):
             acts = [a.detach() for a in acts]
         acts = [self._as_map(a, i, "output") for i, a in enumerate(acts)]
         grads = [None if g is None else self._as_map(g, i, "gradient") for i, g in enumerate(grads)]
-        return acts, grads, resolved, out if create_graph else out.detach()
+        return acts, grads, resolved, out if create_graph else out.detach(), x_grad
 
     def get_cam_image(
         self,
@@ -174,14 +184,14 @@ class BaseCAM(Explainer):
         x = self._check_call(inputs, create_graph)
         view = model_view(self.model)
         assert view is not None
-        acts, grads, resolved, out = self._capture(view, x, target, create_graph, name)
+        acts, grads, resolved, out, _ = self._capture(view, x, target, create_graph, name)
         cams = []
         for i, (a, g) in enumerate(zip(acts, grads)):
             if a.dim() != x.dim():
                 raise ValueError(
                     f"target_layers[{i}] gives a {a.dim()}-D map for a {x.dim()}-D input"
                 )
-            cam = self.get_cam_image(x, i, resolved, a, g, view.module, eigen_smooth)
+            cam = self.get_cam_image(x, i, resolved, a, g, view, eigen_smooth)
             cams.append(cam.clamp_min(0))
         return cams, out
 
