@@ -33,3 +33,18 @@ __all__ += ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", 
             "LayerGradCam", "GuidedGradCam", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "SIDU"]
 __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
+
+from pyxai.cam import (  # noqa: E402  (pytorch-grad-cam drop-ins, issue 16)
+    KPCA_CAM,
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    FullGrad,
+    GradCAMElementWise,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
+)
+
+__all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
+            "KPCA_CAM", "AblationCAM", "FullGrad"]

@@ -240,7 +240,7 @@ class BaseCAM(Explainer):
         if not aug_smooth:
             cam, outputs = self._maps(inputs, target, create_graph, name, eigen_smooth)
         else:
-            if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+            if self._check_call(inputs, create_graph).dim() != 4:
                 raise ValueError("aug_smooth needs image inputs Tensor[B, C, H, W]")
             maps = []
             for flip in (False, True):
