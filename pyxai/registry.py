@@ -112,6 +112,24 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "meaningful perturbation (Fong & Vedaldi 2017), 1 - mask, 300 steps"),
 ]}
 
+# pytorch-grad-cam's other CAMs (issue 16)
+METHODS.update({m.name: m for m in [
+    Method("xgradcam", "XGradCAM", "XGrad-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("hirescam", "HiResCAM", "HiResCAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("gradcam_elementwise", "GradCAMElementWise",
+           "Grad-CAM element-wise (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("layercam", "LayerCAM", "LayerCAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("eigencam", "EigenCAM", "EigenCAM: first principal component of the activations",
+           layer="target_layers"),
+    Method("eigengradcam", "EigenGradCAM", "EigenGradCAM: first principal component of G x A",
+           layer="target_layers"),
+    Method("kpcacam", "KPCA_CAM", "KPCA-CAM: first kernel principal component (sigmoid kernel)",
+           layer="target_layers"),
+    Method("ablationcam", "AblationCAM", "Ablation-CAM (pytorch-grad-cam semantics)",
+           layer="target_layers"),
+    Method("fullgrad", "FullGrad", "FullGrad (pytorch-grad-cam semantics; all bias layers)"),
+]})
+
 
 def names() -> list[str]:
     """Registered method names, sorted."""
