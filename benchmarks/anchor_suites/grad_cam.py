@@ -32,7 +32,7 @@ def main() -> None:
     root = extract(args.repo, ["tests", "examples/both.png"], args.rev)
     files = args.files or sorted(p.name for p in (root / "tests").glob("test_*.py"))
     extra = ["-k", args.k] if args.k else []
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent / "plugins"
     rows = []
     for f in files:
         res = {mode: run_suite(root, [f"tests/{f}"], here, "_grad_cam_plugin", mode, extra)
