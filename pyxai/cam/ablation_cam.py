@@ -9,13 +9,15 @@ layers), else ``min - 1e7`` compounded once per earlier row of pytorch-grad-cam'
 
 The ablations of all images run through the :class:`~pyxai.engine.runner.PerturbationRunner` in
 chunks of ``batch_size`` rows (any mix of images), on a view of the model: the view's copy of the
-target layer gets a forward hook returning the ablated activations; the user's modules are never
+target layer is swapped (in the view only) for a stand-in returning the ablated activations, so
+the layer itself is not recomputed, as in pytorch-grad-cam; the user's modules are never
 touched. Every chunk carries its perturbation indices, so no host sync per chunk.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -42,6 +44,35 @@ def ablation_values(activations: torch.Tensor, chunk: int) -> torch.Tensor:
         vals.append(v)
     table = torch.stack(vals, 1)
     return torch.where(low[:, None] == 0, torch.zeros_like(table), table)
+
+
+class _Ablated(nn.Module):
+    """Stands in for the target layer in the view: returns the ablated cached activations (the
+    layer itself is not recomputed, as pytorch-grad-cam's ``AblationLayer``)."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        return self.fn()
+
+
+@contextlib.contextmanager
+def _replaced(root: nn.Module, layer: nn.Module, stand_in: nn.Module) -> Iterator[None]:
+    """Swap ``layer`` (a module of the view ``root``) for ``stand_in`` in every parent holding
+    it, for the block."""
+    slots = [(parent, name) for parent in root.modules()
+             for name, child in parent._modules.items() if child is layer]
+    if not slots:
+        raise ValueError("the target layer is not a child module of the model")
+    try:
+        for parent, name in slots:
+            parent._modules[name] = stand_in
+        yield
+    finally:
+        for parent, name in slots:
+            parent._modules[name] = layer
 
 
 class AblationCAM(BaseCAM):
@@ -90,7 +121,7 @@ class AblationCAM(BaseCAM):
         layer = forward[self.target_layers[layer_index]]
         state: dict[str, torch.Tensor] = {}
 
-        def ablate(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        def ablated(*_: object) -> torch.Tensor:
             idx = state["idx"]
             img, ch = idx // k, idx % k
             new = acts[img].clone()
@@ -105,8 +136,7 @@ class AblationCAM(BaseCAM):
 
         with torch.inference_mode():
             clean = target(forward(inputs))  # [B] the scores without ablation
-        handle = layer.register_forward_hook(ablate)
-        try:
+        with _replaced(forward.module, layer, _Ablated(ablated)):
             scores = ChannelScores(target, b * k, k, clean.dtype, inputs.device)
             runner = PerturbationRunner(run, batch_size=self.batch_size,
                                         show_progress=self.show_progress)
@@ -116,6 +146,4 @@ class AblationCAM(BaseCAM):
                 return inputs[idx // k], idx
 
             runner.run(b * k, make_chunk, scores, rows_per_item=1, desc="AblationCAM")
-        finally:
-            handle.remove()
         return (clean[:, None] - scores.result()) / clean[:, None]
