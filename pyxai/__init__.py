@@ -7,7 +7,21 @@ Zarr for data sets, matplotlib for figures) are imported only when their feature
 
 from pyxai import data, dataset, guided, metrics, models, rules, similarity, spray, video, viz
 from pyxai._native import native_status
-from pyxai.cam import SIDU, GradCAM, GradCAMPlusPlus, ScoreCAM
+from pyxai.cam import (
+    KPCA_CAM,
+    SIDU,
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    FullGrad,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from pyxai.gradient import (
     Deconvolution,
     GradientShap,
@@ -44,3 +58,5 @@ __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 __all__ += ["STEP", "video", "dataset", "similarity", "spray", "guided", "viz"]
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
             "LayerIntegratedGradients", "LayerConductance"]
+__all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
+            "KPCA_CAM", "AblationCAM", "FullGrad"]

@@ -122,6 +122,24 @@ METHODS: dict[str, Method] = {m.name: m for m in [
                                                      "softmax": True}, inputs="clip"),
 ]}
 
+# pytorch-grad-cam's other CAMs (issue 16)
+METHODS.update({m.name: m for m in [
+    Method("xgradcam", "XGradCAM", "XGrad-CAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("hirescam", "HiResCAM", "HiResCAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("gradcam_elementwise", "GradCAMElementWise",
+           "Grad-CAM element-wise (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("layercam", "LayerCAM", "LayerCAM (pytorch-grad-cam semantics)", layer="target_layers"),
+    Method("eigencam", "EigenCAM", "EigenCAM: first principal component of the activations",
+           layer="target_layers"),
+    Method("eigengradcam", "EigenGradCAM", "EigenGradCAM: first principal component of G x A",
+           layer="target_layers"),
+    Method("kpcacam", "KPCA_CAM", "KPCA-CAM: first kernel principal component (sigmoid kernel)",
+           layer="target_layers"),
+    Method("ablationcam", "AblationCAM", "Ablation-CAM (pytorch-grad-cam semantics)",
+           layer="target_layers"),
+    Method("fullgrad", "FullGrad", "FullGrad (pytorch-grad-cam semantics; all bias layers)"),
+]})
+
 
 def names(inputs: str | None = None) -> list[str]:
     """Registered method names, sorted; ``inputs="image"`` / ``"clip"``: only the methods whose

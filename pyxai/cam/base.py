@@ -5,7 +5,8 @@ on the view's copies of the target layers, never on the user's modules), target 
 one target contract, :mod:`pyxai.engine.targets`), the backward (only down to the target layers:
 ``torch.autograd.grad`` w.r.t. the captured activations, no parameter gradients), the weighted sum
 and ReLU, per-map normalisation, resizing to the input and the multi-layer mean. A method
-overrides :meth:`BaseCAM.get_cam_weights` (Tensor[B, K] channel weights). Everything stays on the
+overrides :meth:`BaseCAM.get_cam_weights` (Tensor[B, K] channel weights) or
+:meth:`BaseCAM.get_cam_image` (the layer's map). Everything stays on the
 input's device; only ``__call__`` converts to NumPy, as pytorch-grad-cam returns. Nothing is kept
 between calls (pytorch-grad-cam's ``cam.outputs``: ``attribute(..., return_outputs=True)``).
 
@@ -23,11 +24,15 @@ import torch
 from torch import nn
 
 from pyxai.cam._resize import resize_cams, scale_cams
+from pyxai.cam.projection import project_2d
 from pyxai.engine.base import Explainer
 from pyxai.engine.checks import check_inputs, check_same_device
 from pyxai.engine.hooks import capture_layers, check_layers, model_view
 from pyxai.engine.targets import ResolvedTarget, resolve_target
 from pyxai.engine.view import ModelView
+
+#: aug_smooth's intensity factors (ttach ``Multiply``), each with and without a horizontal flip.
+AUG_FACTORS = (0.9, 1.0, 1.1)
 
 
 class BaseCAM(Explainer):
@@ -80,7 +85,8 @@ class BaseCAM(Explainer):
             target: the call's resolved target (scores any output rows: ``target(out, rows)``).
             activations: Tensor[B, K, ...] the layer's feature maps.
             grads: Tensor[B, K, ...] the target's gradient w.r.t. them (None without gradients).
-            forward: the model to run for more forwards (a view of the user's model).
+            forward: the model to run for more forwards: the call's
+                :class:`~pyxai.engine.view.ModelView` (callable like the model).
         """
         raise NotImplementedError
 
@@ -106,23 +112,32 @@ class BaseCAM(Explainer):
         return t
 
     def _capture(self, view: ModelView, x: torch.Tensor, target: Any, create_graph: bool,
-                 name: str) -> tuple[list, list, ResolvedTarget, torch.Tensor]:
-        """Forward (+ backward to the layers when the method uses gradients) on the view."""
+                 name: str, input_grad: bool = False
+                 ) -> tuple[list, list, ResolvedTarget, torch.Tensor, torch.Tensor | None]:
+        """Forward (+ backward to the layers when the method uses gradients) on the view.
+
+        Returns (activations, their gradients, the resolved target, the outputs, the gradient
+        w.r.t. the inputs when ``input_grad`` else None)."""
         grad = self.uses_gradients
         ctx = torch.enable_grad() if grad else torch.inference_mode()
         with ctx, capture_layers(self.target_layers, grad=grad, view=view) as cap:
+            if input_grad:
+                x = x.detach().requires_grad_()
             out = view.module(x)
             acts = cap.check(self.target_layers)
             if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
                 raise ValueError("the model must return a Tensor with one row per input")
             resolved = resolve_target(target, out.detach(), name=name)
             grads: list = [None] * len(acts)
+            x_grad = None
             if grad:
                 scores = resolved(out)
                 if not scores.requires_grad:
                     raise ValueError("the model output does not depend on target_layers")
-                grads = list(torch.autograd.grad(scores.sum(), acts, allow_unused=True,
+                wrt = [x, *acts] if input_grad else acts
+                grads = list(torch.autograd.grad(scores.sum(), wrt, allow_unused=True,
                                                  create_graph=create_graph))
+                x_grad = grads.pop(0) if input_grad else None
                 for i, g in enumerate(grads):
                     if g is None:
                         raise ValueError(
@@ -133,29 +148,50 @@ class BaseCAM(Explainer):
             acts = [a.detach() for a in acts]
         acts = [self._as_map(a, i, "output") for i, a in enumerate(acts)]
         grads = [None if g is None else self._as_map(g, i, "gradient") for i, g in enumerate(grads)]
-        return acts, grads, resolved, out if create_graph else out.detach()
+        return acts, grads, resolved, out if create_graph else out.detach(), x_grad
 
-    def _cams(self, inputs: torch.Tensor, target: Any, create_graph: bool, name: str
-              ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(per layer ``relu(sum_k w_k A_k)`` at layer size, the model outputs)."""
+    def get_cam_image(
+        self,
+        inputs: torch.Tensor,
+        layer_index: int,
+        target: ResolvedTarget,
+        activations: torch.Tensor,
+        grads: torch.Tensor | None,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        eigen_smooth: bool = False,
+    ) -> torch.Tensor:
+        """One layer's map before the ReLU: Tensor[B, *spatial] (``sum_k w_k A_k``, or with
+        ``eigen_smooth`` the first principal component of ``w_k A_k``). Methods whose map is not
+        a channel-weighted sum (HiResCAM, LayerCAM, EigenCAM...) override this."""
+        w = self.get_cam_weights(inputs, layer_index, target, activations, grads, forward)
+        w = w.to(activations.dtype)
+        if eigen_smooth:
+            return project_2d(w.reshape(*w.shape, *([1] * (activations.dim() - 2))) * activations)
+        return torch.einsum("bk,bk...->b...", w, activations)
+
+    def _check_call(self, inputs: torch.Tensor, create_graph: bool) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
             check_same_device(self.model, inputs)  # first: other checks would run on its device
         x = check_inputs(inputs, "input_tensor")
         if create_graph and not self.uses_gradients:
             raise ValueError(f"{type(self).__name__} does not support create_graph=True (its "
                              "weights come from forwards without gradients)")
-        x = x.detach()
+        return x.detach()
+
+    def _cams(self, inputs: torch.Tensor, target: Any, create_graph: bool, name: str,
+              eigen_smooth: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(per layer ``relu(sum_k w_k A_k)`` at layer size, the model outputs)."""
+        x = self._check_call(inputs, create_graph)
         view = model_view(self.model)
         assert view is not None
-        acts, grads, resolved, out = self._capture(view, x, target, create_graph, name)
+        acts, grads, resolved, out, _ = self._capture(view, x, target, create_graph, name)
         cams = []
         for i, (a, g) in enumerate(zip(acts, grads)):
             if a.dim() != x.dim():
                 raise ValueError(
                     f"target_layers[{i}] gives a {a.dim()}-D map for a {x.dim()}-D input"
                 )
-            w = self.get_cam_weights(x, i, resolved, a, g, view.module).to(a.dtype)
-            cam = torch.einsum("bk,bk...->b...", w, a)
+            cam = self.get_cam_image(x, i, resolved, a, g, view, eigen_smooth)
             cams.append(cam.clamp_min(0))
         return cams, out
 
@@ -165,7 +201,8 @@ class BaseCAM(Explainer):
         return self._cams(inputs, target, create_graph, "target")[0]
 
     def attribute(self, inputs: torch.Tensor, target: Any = None, create_graph: bool = False,
-                  return_outputs: bool = False) -> Any:
+                  return_outputs: bool = False, aug_smooth: bool = False,
+                  eigen_smooth: bool = False) -> Any:
         """The CAM, normalised to [0, 1] and resized to the input.
 
         Args:
@@ -177,19 +214,44 @@ class BaseCAM(Explainer):
                 methods). Default: False
             return_outputs: also return the model outputs Tensor[B, ...] on the inputs (what
                 pytorch-grad-cam keeps in ``cam.outputs``). Default: False
+            aug_smooth: pytorch-grad-cam's test-time augmentation: the mean of the maps of the
+                six inputs {x, hflip(x)} x {0.9, 1, 1.1} (each map flipped back). Default: False
+            eigen_smooth: each layer's map is the first principal component of the weighted
+                activations instead of their sum (:mod:`pyxai.cam.projection`). Default: False
 
         Returns:
             Tensor[B, 1, H, W] (Tensor[B, 1, T, H, W] for video) in [0, 1], on the input's device;
             with ``return_outputs``, (that map, the outputs).
         """
-        return self._attribute(inputs, target, create_graph, return_outputs, "target")
+        return self._attribute(inputs, target, create_graph, return_outputs, "target",
+                               aug_smooth, eigen_smooth)
 
-    def _attribute(self, inputs: torch.Tensor, target: Any, create_graph: bool,
-                   return_outputs: bool, name: str) -> Any:
-        cams, outputs = self._cams(inputs, target, create_graph, name)
+    def _maps(self, inputs: torch.Tensor, target: Any, create_graph: bool, name: str,
+              eigen_smooth: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Tensor[B, *input spatial] final map, the model outputs) for one input batch."""
+        cams, outputs = self._cams(inputs, target, create_graph, name, eigen_smooth)
         size = tuple(inputs.shape[2:])
         per_layer = torch.stack([resize_cams(scale_cams(c), size) for c in cams], 1)
-        out = scale_cams(per_layer.clamp_min(0).mean(1))[:, None]
+        return scale_cams(per_layer.clamp_min(0).mean(1)), outputs
+
+    def _attribute(self, inputs: torch.Tensor, target: Any, create_graph: bool,
+                   return_outputs: bool, name: str, aug_smooth: bool = False,
+                   eigen_smooth: bool = False) -> Any:
+        if not aug_smooth:
+            cam, outputs = self._maps(inputs, target, create_graph, name, eigen_smooth)
+        else:
+            if self._check_call(inputs, create_graph).dim() != 4:
+                raise ValueError("aug_smooth needs image inputs Tensor[B, C, H, W]")
+            maps = []
+            for flip in (False, True):
+                for factor in AUG_FACTORS:
+                    x = inputs.flip(3) if flip else inputs
+                    m, out = self._maps(x * factor, target, create_graph, name, eigen_smooth)
+                    maps.append(m.flip(2) if flip else m)
+                    if not flip and factor == 1:
+                        outputs = out
+            cam = torch.stack(maps).mean(0)
+        out = cam[:, None]
         return (out, outputs) if return_outputs else out
 
     def __call__(
@@ -205,11 +267,10 @@ class BaseCAM(Explainer):
             input_tensor: Tensor[B, C, H, W] (or video Tensor[B, C, T, H, W]).
             targets: list of target objects (e.g. ``ClassifierOutputTarget(3)``) or ints, one
                 per sample, or None for the predicted classes.
-            aug_smooth, eigen_smooth: not supported (raise NotImplementedError when True).
+            aug_smooth, eigen_smooth: as :meth:`attribute`.
         """
-        if aug_smooth or eigen_smooth:
-            raise NotImplementedError("aug_smooth and eigen_smooth are not supported by pyxai")
-        cam = self._attribute(input_tensor, targets, False, False, "targets")[:, 0]
+        cam = self._attribute(input_tensor, targets, False, False, "targets", aug_smooth,
+                              eigen_smooth)[:, 0]
         return cam.detach().float().cpu().numpy()
 
     def __enter__(self) -> BaseCAM:

@@ -74,5 +74,40 @@ class SemanticSegmentationTarget:
         return (model_output[self.category, :, :] * mask).sum()
 
 
+class FasterRCNNBoxScoreTarget:
+    """Detection: for each reference box, ``IoU + score`` of the best-overlapping detected box
+    when that IoU exceeds ``iou_threshold`` and its label matches, summed (0 otherwise).
+
+    Args:
+        labels: reference labels, one per box.
+        bounding_boxes: reference boxes ``[x1, y1, x2, y2]`` (NumPy arrays or Tensors).
+        iou_threshold: minimal IoU. Default: 0.5
+
+    Called on one image's detector output ``{"boxes": Tensor[N, 4], "labels": Tensor[N],
+    "scores": Tensor[N]}``; returns Tensor[1] on the boxes' device and dtype.
+    """
+
+    def __init__(self, labels: Any, bounding_boxes: Any, iou_threshold: float = 0.5) -> None:
+        self.labels = labels
+        self.bounding_boxes = bounding_boxes
+        self.iou_threshold = iou_threshold
+
+    def __call__(self, model_outputs: dict) -> torch.Tensor:
+        from torchvision.ops import box_iou
+
+        boxes = model_outputs["boxes"]
+        output = torch.zeros(1, device=boxes.device, dtype=boxes.dtype)
+        if len(boxes) == 0:
+            return output
+        for box, label in zip(self.bounding_boxes, self.labels):
+            ref = torch.as_tensor(box, device=boxes.device, dtype=boxes.dtype).reshape(1, 4)
+            ious = box_iou(ref, boxes)[0]
+            index = ious.argmax()
+            hit = (ious[index] > self.iou_threshold) & (model_outputs["labels"][index] == label)
+            output = output + torch.where(hit, ious[index] + model_outputs["scores"][index],
+                                          torch.zeros_like(ious[index]))
+        return output
+
+
 __all__ = ["ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "BinaryClassifierOutputTarget",
-           "RawScoresOutputTarget", "SemanticSegmentationTarget"]
+           "RawScoresOutputTarget", "SemanticSegmentationTarget", "FasterRCNNBoxScoreTarget"]

@@ -37,8 +37,59 @@ class Canonizer:
         """Rewrite ``view`` (the root module of a :class:`ModelView`; never a user's model)."""
         raise NotImplementedError
 
+    def register(self, model: nn.Module) -> CanonizerHandle:
+        """Zennit's interface: canonize the user's ``model`` *in place* (the user asks for it)
+        until ``handle.remove()`` (or :meth:`remove`) restores every parameter, buffer, child
+        module and forward the rewrite touched. pyxai's own LRP/CRP never call this: they
+        canonize a view (:func:`canonize`)."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        handle = CanonizerHandle(model)
+        try:
+            self.apply(model)
+        except BaseException:
+            handle.remove()
+            raise
+        self.__dict__.setdefault("_handles", []).append(handle)
+        return handle
+
+    def remove(self) -> None:
+        """Undo every :meth:`register` of this canonizer, newest first."""
+        handles = self.__dict__.get("_handles", [])
+        while handles:
+            handles.pop().remove()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class CanonizerHandle:
+    """Undo record of one :meth:`Canonizer.register`: the parameter, buffer and child dicts and
+    instance-level ``forward`` of every module of the model before the rewrite."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._saved: list | None = [
+            (m, dict(m._parameters), dict(m._buffers), dict(m._modules), m.__dict__.get("forward"),
+             "forward" in m.__dict__)
+            for m in model.modules()
+        ]
+
+    def remove(self) -> None:
+        """Restore the model (idempotent)."""
+        if self._saved is None:
+            return
+        for m, params, buffers, modules, forward, had_forward in self._saved:
+            m._parameters.clear()
+            m._parameters.update(params)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+            m._modules.clear()
+            m._modules.update(modules)
+            if had_forward:
+                m.__dict__["forward"] = forward
+            else:
+                m.__dict__.pop("forward", None)
+        self._saved = None
 
 
 def _leaves(module: nn.Module) -> Iterator[nn.Module]:

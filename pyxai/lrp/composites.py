@@ -177,21 +177,30 @@ def layer_map_base(stabilizer: float = 1e-6) -> list[tuple[tuple, Rule]]:
     ]
 
 
+#: ``gamma_rule`` values of the named composites: Zennit >= 0.5's generalised Gamma, Zennit 0.4's.
+GAMMA_RULES = ("zennit>=0.5", "zennit<0.5")
+
+
 def named_composite(
     name: str,
     epsilon: float = 1e-6,
-    gamma: float = 0.25,
+    gamma: float | Gamma = 0.25,
     low: float | torch.Tensor | None = None,
     high: float | torch.Tensor | None = None,
     stabilizer: float = 1e-6,
     layer_map: TypeMap | None = None,
+    gamma_rule: str = "zennit>=0.5",
 ) -> Composite:
     """Build one of Zennit's composites by name (``COMPOSITES``).
 
     Args:
         name: ``epsilon_plus``, ``epsilon_plus_flat``, ``epsilon_gamma_box``, ``epsilon_alpha2_beta1``,
             ``epsilon_alpha2_beta1_flat`` or ``gradient`` (no rules: the plain gradient).
-        epsilon: Epsilon rule of the dense layers. gamma: Gamma rule (``epsilon_gamma_box``).
+        epsilon: Epsilon rule of the dense layers. gamma: Gamma rule of the convolutions
+            (``epsilon_gamma_box``): its gamma (float) or a :class:`~pyxai.rules.Gamma` object.
+        gamma_rule: which Gamma rule a float ``gamma`` builds: ``"zennit>=0.5"`` (default, the
+            generalised rule of Zennit 0.5.x, equal to Zennit 0.5.1) or ``"zennit<0.5"`` (the
+            rule of Zennit 0.4.x, equal to Zennit 0.4.6, which zennit-crp pins).
         low, high: ZBox bounds of the first convolution (``epsilon_gamma_box``, required).
         stabilizer: stabiliser of every other rule.
         layer_map: extra (types, rule) pairs checked before the composite's own.
@@ -209,8 +218,16 @@ def named_composite(
     if name == "epsilon_gamma_box":
         if low is None or high is None:
             raise ValueError("composite 'epsilon_gamma_box' needs low= and high= (the input's bounds)")
+        if gamma_rule not in GAMMA_RULES:
+            raise ValueError(f"gamma_rule must be one of {GAMMA_RULES}, got {gamma_rule!r}")
+        if isinstance(gamma, Gamma):
+            conv = gamma
+        elif isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+            conv = Gamma(gamma, stabilizer, generalized=gamma_rule == "zennit>=0.5")
+        else:
+            raise TypeError(f"gamma must be a float or a pyxai.rules.Gamma, got {type(gamma).__name__}")
         return Composite(
-            layer_map=base + [(types.Convolution, Gamma(gamma, stabilizer)), dense],
+            layer_map=base + [(types.Convolution, conv), dense],
             first_map=[(types.Convolution, ZBox(low, high, stabilizer))], name=name,
         )
     conv_rule = ZPlus(stabilizer) if "plus" in name else AlphaBeta(2.0, 1.0, stabilizer)

@@ -15,6 +15,7 @@ from pyxai.engine.view import ModelView, is_training
 from pyxai.lrp.canonizers import CanonizerSpec, canonize, resolve_canonizers
 from pyxai.lrp.composites import Composite, resolve_composite
 from pyxai.lrp.core import Session, install_rules
+from pyxai.lrp.rules import Gamma
 from pyxai.ops._dispatch import check_backend
 
 OUTPUT_RELEVANCE = ("score", "one_hot")
@@ -44,13 +45,14 @@ class _PropagationBase:
         composite: Union[str, Composite] = "epsilon_plus_flat",
         canonizers: CanonizerSpec = "auto",
         epsilon: float | None = None,
-        gamma: float | None = None,
+        gamma: float | Gamma | None = None,
         low: float | torch.Tensor | None = None,
         high: float | torch.Tensor | None = None,
         stabilizer: float | None = None,
         output_relevance: str = "score",
         backend: str | None = None,
         allow_training: bool = False,
+        gamma_rule: str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -58,7 +60,8 @@ class _PropagationBase:
             raise ValueError(f"output_relevance must be one of {OUTPUT_RELEVANCE}, got {output_relevance!r}")
         self.model = model
         self.composite = resolve_composite(
-            composite, epsilon=epsilon, gamma=gamma, low=low, high=high, stabilizer=stabilizer
+            composite, epsilon=epsilon, gamma=gamma, low=low, high=high, stabilizer=stabilizer,
+            gamma_rule=gamma_rule,
         )
         if self.composite.name == "gradient" and canonizers == "auto":
             canonizers = None  # no rules, nothing to canonize: the plain gradient of the model as is
@@ -133,7 +136,11 @@ class LRP(_PropagationBase):
             Default: "auto"
         epsilon, gamma, low, high, stabilizer (optional): parameters of the named composite
             (Zennit's defaults: epsilon 1e-6, gamma 0.25, stabilizer 1e-6; ``low``/``high``, the
-            input bounds, are required by ``epsilon_gamma_box``).
+            input bounds, are required by ``epsilon_gamma_box``). ``gamma`` may be a
+            :class:`pyxai.rules.Gamma` object.
+        gamma_rule (str, optional): the Gamma rule of ``epsilon_gamma_box`` for a float ``gamma``:
+            ``"zennit>=0.5"`` (the generalised rule, equal to Zennit 0.5.1) or ``"zennit<0.5"``
+            (equal to Zennit 0.4.6, which zennit-crp pins). Default: "zennit>=0.5"
         output_relevance (str, optional): ``"score"``: the relevance put on the output is the
             target's score (Captum, zennit-crp); ``"one_hot"``: 1 (Zennit's usual start).
             Default: "score"

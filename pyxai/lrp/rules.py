@@ -48,6 +48,14 @@ class Rule:
         """
         raise NotImplementedError
 
+    def register(self, module: nn.Module):
+        """Zennit's interface: apply this rule to ``module`` (the user's own module, as the user
+        asks) until ``handle.remove()``. Returns a handle with ``remove()``
+        (:mod:`pyxai.lrp.hook`)."""
+        from pyxai.lrp.hook import register
+
+        return register(self, module)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"

@@ -83,8 +83,8 @@ def test_bad_input(model, rng):
         pyxai.GradCAM(side, [side.flat]).attribute(x, target=1)
     with pytest.raises(ValueError, match="input_tensor"):
         pyxai.GradCAM(model, [model.layer4]).attribute(x[0])
-    with pytest.raises(NotImplementedError):
-        pyxai.GradCAM(model, [model.layer4])(x, None, aug_smooth=True)
+    with pytest.raises(ValueError, match="input_tensor"):  # checked before the augmentation
+        pyxai.GradCAM(model, [model.layer4])(x[0], None, aug_smooth=True)
 
 
 def test_frozen_backbone(model, rng):

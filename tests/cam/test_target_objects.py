@@ -60,3 +60,21 @@ def test_captum_surface_and_zennit_style_rule_import():
     for name in ("LayerGradCam", "GuidedGradCam"):
         ours, theirs = getattr(pyxai, name)(model, model[0]), getattr(captum, name)(model, model[0])
         assert ours.multiplies_by_inputs == theirs.multiplies_by_inputs, name
+
+
+def test_faster_rcnn_box_score_target_equals_pytorch_grad_cam(rng):
+    boxes = torch.rand(6, 2, generator=rng) * 20
+    boxes = torch.cat([boxes, boxes + 5 + torch.rand(6, 2, generator=rng) * 20], 1)
+    out = {"boxes": boxes, "labels": torch.randint(0, 3, (6,), generator=rng),
+           "scores": torch.rand(6, generator=rng)}
+    refs = [boxes[i].numpy() + np.random.default_rng(i).normal(0, 2, 4).astype(np.float32)
+            for i in (0, 2, 4)]
+    labels = [int(out["labels"][i]) for i in (0, 2, 4)]
+    for thr in (0.0, 0.5, 0.9):
+        ours = T.FasterRCNNBoxScoreTarget(labels, refs, thr)(out)
+        theirs = mt.FasterRCNNBoxScoreTarget(labels, refs, thr)(out)
+        torch.testing.assert_close(ours, theirs)
+    empty = {"boxes": torch.zeros(0, 4, dtype=torch.float64), "labels": torch.zeros(0),
+             "scores": torch.zeros(0)}
+    got = T.FasterRCNNBoxScoreTarget(labels, refs)(empty)
+    assert got.dtype == torch.float64 and got.item() == 0
