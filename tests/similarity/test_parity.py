@@ -109,8 +109,11 @@ def test_interaction_cam(name, reduction, interact, rng, encoders):
 @pytest.mark.parametrize("name,guided,blur", [("simclr", False, False), ("barlow_twins", True, True),
                                               ("resnet50", False, True)])
 def test_averaged_transforms(name, guided, blur, rng, encoders):
+    """In float64: the float32 gradients of a cosine close to 1 differ by up to 1 % of the map's
+    maximum between batchings (measured on the demo encoders; float64 agrees to 1e-15)."""
     enc, _, _ = encoders(name)
-    x1, x2 = pairs(name, rng)
+    enc = copy.deepcopy(enc).double()
+    x1, x2 = (x.double() for x in pairs(name, rng))
     step = {"simclr": 0.1, "barlow_twins": 0.2}.get(name, 0.3)  # shorter paths: fewer gradient pairs
     m1, m2 = S.AveragedTransforms(enc, step=step, guided=guided, blur_output=blur).attribute(x1, x2)
     for b in range(x1.shape[0]):

@@ -3,6 +3,7 @@ streaming RISE equals its running-sum formula, and the model is never modified."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -53,8 +54,10 @@ def test_every_registry_method_streams_its_own_maps(rng, method):
     kw = _FAST.get(method, {})
     layer = model[3] if registry.get(method).needs_layer else None
     torch.manual_seed(0)  # SmoothGrad's noise
+    np.random.seed(0)  # GradientShap's baseline draws (Captum's NumPy RNG)
     _, _, maps, _ = _collect(VideoExplainer(model, method, batch_frames=3, layer=layer, **kw), x)
     torch.manual_seed(0)
+    np.random.seed(0)
     ref = registry.build(method, model, layer, **kw)(x, None).detach().float()
     ref = ref.flatten(1, -3) if ref.dim() > 4 else ref
     torch.testing.assert_close(maps, ref.sum(1, keepdim=True), atol=1e-5, rtol=1e-4)
