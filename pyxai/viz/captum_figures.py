@@ -33,7 +33,9 @@ def cumulative_sum_threshold(values: torch.Tensor, percentile: float) -> torch.T
         raise ValueError(f"outlier_perc must be in [0, 100], got {100 - percentile}")
     v = values.flatten().sort().values
     cum = v.cumsum(0)
-    idx = int(torch.nonzero(cum >= cum[-1] * 0.01 * percentile)[0, 0])
+    hits = torch.nonzero(cum >= cum[-1] * 0.01 * percentile)
+    # percentile 100: the product may round just above the total; then the total itself counts
+    idx = int(hits[0, 0]) if hits.numel() else v.numel() - 1
     return v[idx]
 
 
