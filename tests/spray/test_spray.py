@@ -43,8 +43,12 @@ def test_eigengap_and_components():
     assert n == 2
     torch.testing.assert_close(gaps, torch.tensor([0.01, 0.49, 0.02, 0.38]))
     rows = torch.cat([torch.zeros(12, 2), torch.full((12, 2), 10.0)]) + torch.rand(24, 2) * 0.1
-    labels = components(knn_affinity(knn(rows, 3)))
+    # with 11 neighbours each group's graph is complete: exactly the two groups
+    labels = components(knn_affinity(knn(rows, 11)))
     assert torch.equal(labels, torch.tensor([0] * 12 + [1] * 12))
+    # with 3 a random group may fall apart into several components, but none spans both groups
+    labels = components(knn_affinity(knn(rows, 3)))
+    assert not set(labels[:12].tolist()) & set(labels[12:].tolist())
 
 
 def test_density_clusterings(maps):
