@@ -13,12 +13,15 @@ from pyxai.ops.masks import (
     upsample_masks_backward,
     weighted_mask_sum,
 )
+from pyxai.ops.smooth_masks import smooth_masks, smooth_masks_backward
 
 __all__ = [
     "BACKENDS",
     "NativeUnavailableError",
     "check_grids",
     "resolve_backend",
+    "smooth_masks",
+    "smooth_masks_backward",
     "upsample_blend",
     "upsample_masks",
     "upsample_masks_backward",

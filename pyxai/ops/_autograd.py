@@ -1,7 +1,7 @@
 """Backward formulas of the native ops, registered with ``torch.library.register_autograd``.
 
 Imported by :mod:`pyxai.ops._fake` once ``pyxai._C`` has loaded, so every ``torch.ops.pyxai.*`` op of
-the masks, occlusion, sobol and metrics families is differentiable whatever device ran it. Each
+the masks, smooth_masks, occlusion, sobol and metrics families is differentiable whatever device ran it. Each
 backward is written with aten ops and ``torch.ops.pyxai`` ops that are differentiable themselves
 (the masks ops and their adjoint ``upsample_masks_backward`` are each other's backward), so double
 backward works: extremal perturbation and STEP optimise through ``upsample_blend``. The formulas
@@ -201,12 +201,39 @@ def _sobol_indices_backward(ctx, grad):
 
 
 # ----------------------------------------------------------------------------------------------
+# smooth_masks: the backward is its own kernel (no double backward).
+
+
+def _smooth_masks_setup(ctx, inputs, output):
+    params, weight, pad, step = inputs
+    ctx.save_for_backward(params, weight)
+    ctx.pad, ctx.step = pad, step
+
+
+def _smooth_masks_backward(ctx, grad):
+    params, weight = ctx.saved_tensors
+    g = _ops.smooth_masks_backward(grad.contiguous(), params, weight, ctx.pad, ctx.step) \
+        if _needs(ctx, 0) else None
+    return g, None, None, None
+
+
+def _smooth_masks_adjoint_setup(ctx, inputs, output):
+    pass
+
+
+def _smooth_masks_adjoint_backward(ctx, grad):
+    raise NotImplementedError("pyxai: smooth_masks has no second derivative (double backward)")
+
+
+# ----------------------------------------------------------------------------------------------
 
 FORMULAS = {
     "upsample_masks": (_upsample_masks_backward, _upsample_masks_setup),
     "upsample_masks_backward": (_masks_adjoint_backward, _masks_adjoint_setup),
     "upsample_blend": (_upsample_blend_backward, _upsample_blend_setup),
     "weighted_mask_sum": (_weighted_mask_sum_backward, _weighted_mask_sum_setup),
+    "smooth_masks": (_smooth_masks_backward, _smooth_masks_setup),
+    "smooth_masks_backward": (_smooth_masks_adjoint_backward, _smooth_masks_adjoint_setup),
     "occlusion_perturb": (_occlusion_perturb_backward, _occlusion_perturb_setup),
     "occlusion_accumulate": (_occlusion_accumulate_backward, _occlusion_accumulate_setup),
     "reveal_by_rank": (_reveal_by_rank_backward, _reveal_by_rank_setup),

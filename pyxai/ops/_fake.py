@@ -29,6 +29,16 @@ def _upsample_masks_backward_fake(grad, offsets, grid, canvas, mode):
     return grad.new_empty(grad.shape[0], grid[0], grid[1])
 
 
+@torch.library.register_fake("pyxai::smooth_masks")
+def _smooth_masks_fake(params, weight, pad, step):
+    return params.new_empty(params.shape[0], weight.shape[1], weight.shape[2])
+
+
+@torch.library.register_fake("pyxai::smooth_masks_backward")
+def _smooth_masks_backward_fake(grad, params, weight, pad, step):
+    return params.new_empty(params.shape)
+
+
 @torch.library.register_fake("pyxai::occlusion_perturb")
 def _occlusion_perturb_fake(x, baseline, window, strides, first, count):
     return x.new_empty(count * x.shape[0], *x.shape[1:])

@@ -5,11 +5,12 @@ perturbation keeps (``"preserve"``), destroys (``"delete"``) or both (``"dual"``
 It is TorchRay's ``extremal_perturbation`` exactly, run as one optimisation for B images x A areas:
 
 * **Mask generator**: parameters ``p`` (``ceil(H / step) x ceil(W / step)`` per mask, init ones)
-  are unfolded into ``(2r + 1)^2`` taps, each nearest-upsampled by ``step`` (``pyxai.ops``
-  ``upsample_masks``, whose backward is the native block-sum adjoint), weighted by a fixed smooth
-  bump ``exp(-2 max(d / sigma - 0.5, 0)^2)`` of the distance ``d`` to the tap's cell centre, and
-  pooled with a softmax of coldness 20 (``m = sum_k v_k softmax_k(20 v)``), clamped to [0, 1]. The
-  mask has a margin of ``sigma`` pixels around the image (the *full* mask).
+  are unfolded into ``(2r + 1)^2`` taps, each nearest-upsampled by ``step``, weighted by a fixed
+  smooth bump ``exp(-2 max(d / sigma - 0.5, 0)^2)`` of the distance ``d`` to the tap's cell
+  centre, and pooled with a softmax of coldness 20 (``m = sum_k v_k softmax_k(20 v)``), clamped to
+  [0, 1]: the op ``pyxai.ops.smooth_masks`` (native forward and backward that recompute the taps
+  instead of storing ``(2r + 1)^2`` full-size planes). The mask has a margin of ``sigma`` pixels
+  around the image (the *full* mask).
 * **Perturbation**: the pyramid of :mod:`pyxai.perturbation.pyramid` (blur or fade, ``num_levels``
   levels) read at ``mask * (L - 1)``; ``"delete"`` reads ``1 - mask``; ``"dual"`` runs both.
 * **Jitter**: on even iterations the perturbed images are flipped left-right (TorchRay's jitter,
@@ -39,7 +40,7 @@ from pyxai.engine.checks import check_inputs, check_int, check_positive_int, che
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import forward_view
-from pyxai.ops.masks import upsample_masks
+from pyxai.ops.smooth_masks import smooth_masks
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
 
 VARIANTS = ("preserve", "delete", "dual")
@@ -48,7 +49,6 @@ LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 REGUL_WEIGHT = 300.0
 REGUL_GROWTH = 1.0035
-COLDNESS = 20.0
 MAX_BLUR = 20.0
 #: the value TorchRay's contrastive reward writes over the target's score before taking the max.
 CONTRASTIVE_FILL = -100.0
@@ -97,48 +97,19 @@ class MaskGenerator:
 
     def generate(self, params: torch.Tensor, backend: str | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masks from parameters.
+        """Masks from parameters (``pyxai.ops.smooth_masks``, then TorchRay's clamp).
 
         Args:
             params: Tensor[N, 1, in_h, in_w].
-            backend: backend of the ``upsample_masks`` op.
+            backend: backend of the ``smooth_masks`` op.
 
         Returns:
             ``(cropped Tensor[N, 1, H, W], full Tensor[N, 1, out_h, out_w])``.
         """
-        n = params.shape[0]
-        taps = 2 * self.radius + 1
-        v = F.unfold(params, (taps, taps), padding=(self.padding, self.padding))
-        v = v.reshape(n * taps * taps, *self.shape_mid)
-        v = upsample_masks(v, self.shape_out, canvas=self.shape_up, mode="nearest", backend=backend,
-                           validate=False)
-        full = _SoftmaxPool.apply(v.reshape(n, taps * taps, *self.shape_out), self.weight)
-        full = full.clamp(min=0, max=1)
+        full = smooth_masks(params[:, 0], self.weight.to(params.dtype), self.padding, self.step,
+                            backend=backend)[:, None].clamp(min=0, max=1)
         m = self.margin
         return full[:, :, m : m + self.size[0], m : m + self.size[1]], full
-
-
-class _SoftmaxPool(torch.autograd.Function):
-    """``m = sum_k a_k softmax_k(20 a)`` with ``a = weight * v``, pooled over dim 1.
-
-    The forward is TorchRay's arithmetic (same ops, same order); the backward is the closed form
-    ``dm/da_k = s_k (1 + 20 (a_k - m))`` computed in place in one buffer, which saves most of the
-    K-sized temporaries autograd would keep and write (the pooling is most of the time).
-    """
-
-    @staticmethod
-    def forward(ctx, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        a = weight * v  # [N, K, H, W]
-        s = F.softmax(COLDNESS * a, dim=1)
-        m = (a * s).sum(dim=1, keepdim=True)
-        ctx.save_for_backward(a, s, m, weight)
-        return m
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        a, s, m, weight = ctx.saved_tensors
-        g = (a - m).mul_(COLDNESS).add_(1).mul_(s).mul_(grad).mul_(weight)  # one K-sized buffer
-        return g, None
 
 
 def _check_areas(areas: float | Sequence[float]) -> tuple[float, ...]:

@@ -17,7 +17,7 @@ from torch import nn
 
 import pyxai
 from pyxai.engine.view import same_state, state_fingerprint
-from pyxai.perturbation.extremal import ExtremalPerturbation, MaskGenerator, _SoftmaxPool
+from pyxai.perturbation.extremal import ExtremalPerturbation, MaskGenerator
 from pyxai.perturbation.pyramid import apply_pyramid, gaussian_blur, perturbation_pyramid
 
 ep_ref = pytest.importorskip("torchray.attribution.extremal_perturbation")
@@ -81,14 +81,6 @@ def test_building_blocks_equal_torchray(rng):
         p = torch.rand(3, 1, *gen.shape_in, generator=rng)
         for ours, theirs in zip(gen.generate(p), ref.generate(p)):
             _close(ours, theirs, 1e-6)
-
-
-def test_softmax_pooling_backward_is_the_closed_form(rng):
-    v = torch.rand(2, 9, 5, 4, generator=rng, dtype=torch.float64, requires_grad=True)
-    w = torch.rand(9, 5, 4, generator=rng, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda v: _SoftmaxPool.apply(v, w), (v,))
-    a = w * v
-    assert torch.allclose(_SoftmaxPool.apply(v, w), (a * torch.softmax(20 * a, 1)).sum(1, True))
 
 
 @pytest.mark.parametrize("variant,perturbation,jitter", [
