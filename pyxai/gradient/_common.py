@@ -15,7 +15,7 @@ noisy copies) resolve ``None`` first on the clean outputs (:func:`resolve_none`)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -207,3 +207,108 @@ def input_gradients(
                                     allow_unused=True)
     grads = tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, leaves))
     return grads, resolved
+
+
+# -- the straight path (IntegratedGradients, LayerIntegratedGradients, LayerConductance) -------
+
+METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+
+
+def approximation_parameters(method: str, n_steps: int) -> tuple[list[float], list[float]]:
+    """(step sizes, alphas) of Captum's quadrature rules, same values as Captum.
+
+    Riemann alphas come from ``torch.linspace`` in float32 (as Captum); Gauss-Legendre nodes and
+    weights from ``numpy.polynomial.legendre.leggauss`` rescaled to [0, 1].
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "gausslegendre":
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1 for gausslegendre, got {n_steps}")
+        import numpy as np
+
+        x, w = np.polynomial.legendre.leggauss(n_steps)
+        return (0.5 * w).tolist(), (0.5 * (1 + x)).tolist()
+    if n_steps < 2:
+        raise ValueError(f"n_steps must be >= 2 for Riemann methods, got {n_steps}")
+    sizes = [1 / n_steps] * n_steps
+    kind = method.split("_")[1]
+    if kind == "trapezoid":
+        sizes[0] /= 2
+        sizes[-1] /= 2
+        alphas = torch.linspace(0, 1, n_steps)
+    elif kind == "left":
+        alphas = torch.linspace(0, 1 - 1 / n_steps, n_steps)
+    elif kind == "middle":
+        alphas = torch.linspace(1 / (2 * n_steps), 1 - 1 / (2 * n_steps), n_steps)
+    else:
+        alphas = torch.linspace(1 / n_steps, 1, n_steps)
+    return sizes, alphas.tolist()
+
+
+class StraightPath:
+    """The points ``start + alpha_k * (end - start)`` of the straight path between two batches,
+    at the nodes of a quadrature rule, evaluated in chunks of points (Captum's split).
+
+    A chunk holds ``internal_batch_size // B`` points (at least 1), or all points for ``None``,
+    each point a batch of B rows, so no more than one chunk of scaled values is held at a time.
+
+    Args:
+        n_steps: the user's ``n_steps`` (an int).
+        method: ``riemann_left|right|middle|trapezoid`` or ``gausslegendre``.
+        internal_batch_size: model inputs per forward, or None.
+        batch: B, the rows of one point.
+        extra_points: points beyond ``n_steps`` (LayerConductance evaluates ``n_steps + 1``, the
+            nodes of the rule for ``n_steps + 1``). Default: 0
+    """
+
+    def __init__(self, n_steps: int, method: str, internal_batch_size: int | None, batch: int,
+                 extra_points: int = 0) -> None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
+            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
+        self.n_points = n_steps + extra_points
+        self.sizes, self.alphas = approximation_parameters(method, self.n_points)
+        if internal_batch_size is None:
+            self.per_chunk = self.n_points
+        else:
+            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
+                raise ValueError(f"internal_batch_size must be a positive int, got "
+                                 f"{internal_batch_size!r}")
+            self.per_chunk = max(1, int(internal_batch_size) // batch)
+
+    def chunks(self, starts: Sequence[Any], ends: Inputs, requires_grad: bool = False
+               ) -> Iterator[tuple[int, Inputs]]:
+        """Yield ``(n, scaled)`` per chunk: its number of points and, per (start, end) pair,
+        Tensor[n * B, ...] its points stacked point after point (leaves that require grad with
+        ``requires_grad``). A start is a Tensor broadcasting to its end, or a number."""
+        for s0 in range(0, self.n_points, self.per_chunk):
+            alphas = self.alphas[s0:s0 + self.per_chunk]
+            scaled = tuple(torch.cat([lo + a * (hi - lo) for a in alphas]) for lo, hi in
+                           zip(starts, ends))
+            if requires_grad:
+                scaled = tuple(s.requires_grad_() for s in scaled)
+            yield len(alphas), scaled
+
+    def integrate(self, starts: Sequence[Any], ends: Inputs,
+                  score: Callable[[Inputs, int], torch.Tensor], grad_kwargs: dict | None = None
+                  ) -> list[torch.Tensor]:
+        """``sum_k size_k * d score / d point_k`` per pair, each shaped like its end: the rule's
+        quadrature of the gradients along the path.
+
+        ``score(scaled, n)`` runs the model at a chunk's points (``scaled`` as from
+        :meth:`chunks`) and returns the scalar whose gradients w.r.t. ``scaled`` are integrated;
+        it runs with grad enabled. ``grad_kwargs`` go to ``torch.autograd.grad``.
+        """
+        weights = torch.tensor(self.sizes).float().to(ends[0].device)  # as Captum: float32 sizes
+        total = [torch.zeros_like(e) for e in ends]
+        s0 = 0
+        for n, scaled in self.chunks(starts, ends, requires_grad=True):
+            with torch.enable_grad():
+                grads = torch.autograd.grad(score(scaled, n), scaled, allow_unused=True,
+                                            **(grad_kwargs or {}))
+            for i, (g, e) in enumerate(zip(grads, ends)):
+                if g is not None:
+                    w = weights[s0:s0 + n].view(n, *([1] * e.dim()))
+                    total[i] = total[i] + (g.reshape(n, *e.shape) * w).sum(0)
+            s0 += n
+        return total

@@ -20,13 +20,14 @@ from pyxai.engine.view import ModelView
 from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
+    StraightPath,
     expand_args,
     format_call,
     resolve,
     resolve_none,
     run_forward,
 )
-from pyxai.gradient.integrated_gradients import approximation_parameters, format_baselines
+from pyxai.gradient.integrated_gradients import format_baselines
 
 
 @contextlib.contextmanager
@@ -126,17 +127,8 @@ class LayerIntegratedGradients(GradientAttribution):
         _, inp, args = format_call(self.forward_func, inputs, additional_forward_args,
                                    floating=False)
         bases = format_baselines(baselines, inp)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
-            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-        sizes, alphas = approximation_parameters(method, n_steps)
         b = inp[0].shape[0]
-        if internal_batch_size is None:
-            per = n_steps
-        else:
-            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
-                raise ValueError(f"internal_batch_size must be a positive int, got "
-                                 f"{internal_batch_size!r}")
-            per = max(1, int(internal_batch_size) // b)
+        path = StraightPath(n_steps, method, internal_batch_size, b)
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
         starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
@@ -144,28 +136,20 @@ class LayerIntegratedGradients(GradientAttribution):
         target = resolve_none(forward, inp, target, args)
         ends = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
         begins = self._layer_values(forward, view, starts, args, attribute_to_layer_input)
-        weights = torch.tensor(sizes).float().to(ends[0].device)  # as Captum: float32 sizes
-        total = [torch.zeros_like(e) for e in ends]
         current: list = [None]
         resolved = None
+
+        def score(scaled: Inputs, n: int) -> torch.Tensor:
+            nonlocal resolved
+            current[0] = scaled
+            xs = tuple(torch.cat([x.detach()] * n) for x in inp)
+            out = run_forward(forward, xs, expand_args(args, n))
+            if resolved is None:
+                resolved = resolve(target, out[:b])
+            return resolved(out).sum()
+
         with replaced_layer(self.layer, view, current, attribute_to_layer_input):
-            for s0 in range(0, n_steps, per):
-                s1 = min(n_steps, s0 + per)
-                n = s1 - s0
-                scaled = tuple(torch.cat([lo + a * (hi - lo) for a in alphas[s0:s1]])
-                               .requires_grad_() for lo, hi in zip(begins, ends))
-                current[0] = scaled
-                xs = tuple(torch.cat([x.detach()] * n) for x in inp)
-                with torch.enable_grad():
-                    out = run_forward(forward, xs, expand_args(args, n))
-                    if resolved is None:
-                        resolved = resolve(target, out[:b])
-                    grads = torch.autograd.grad(resolved(out).sum(), scaled, allow_unused=True,
-                                                **(grad_kwargs or {}))
-                for i, (g, e) in enumerate(zip(grads, ends)):
-                    if g is not None:
-                        w = weights[s0:s1].view(n, *([1] * e.dim()))
-                        total[i] = total[i] + (g.reshape(n, *e.shape) * w).sum(0)
+            total = path.integrate(begins, ends, score, grad_kwargs)
         attrs = tuple(t * (e - s) for t, e, s in zip(total, ends, begins)) \
             if self._multiply_by_inputs else tuple(total)
         result = attrs if len(attrs) > 1 else attrs[0]
