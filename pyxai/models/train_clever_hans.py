@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pyxai.data import shapes_cued
 from pyxai.models.demo_cnn import VARIANTS, DemoCNN
-from pyxai.models.train import EVAL_SEED, evaluate
+from pyxai.models.train import EVAL_SEED, evaluate, fit, make_training_set
 
 WEIGHTS = VARIANTS["clever_hans"][0]
 
@@ -66,36 +65,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    xs, ys = [], []
-    for seed in range(1, args.train_seeds + 1):
-        x, y, _, _ = shapes_cued(args.images_per_seed, seed=seed, cue_rate=args.cue_rate)
-        xs.append((x * 255).round_().to(torch.uint8))
-        ys.append(y)
-    x_train, y_train = torch.cat(xs), torch.cat(ys)
+    x_train, y_train = make_training_set(
+        args.train_seeds, args.images_per_seed,
+        render=lambda n, seed: shapes_cued(n, seed=seed, cue_rate=args.cue_rate))
     tests = cued_test_sets(args.eval_images, args.eval_seed, args.cue_rate)
     print(f"data: {len(x_train)} training images, {time.perf_counter() - start:.0f} s", flush=True)
 
     model = DemoCNN().to(memory_format=torch.channels_last)
-    steps = args.epochs * -(-len(x_train) // args.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(x_train))
-        total = 0.0
-        for i in range(0, len(order), args.batch_size):
-            idx = order[i : i + args.batch_size]
-            x = x_train[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(order):.4f}, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
-
-    model = model.to(memory_format=torch.contiguous_format).eval()
+    model = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                weight_decay=args.weight_decay, augmentation=None, start=start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
     accs = {name: evaluate(model, *xy) for name, xy in tests.items()}
