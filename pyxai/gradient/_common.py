@@ -209,6 +209,20 @@ def input_gradients(
     return grads, resolved
 
 
+
+def convergence_delta(forward_func: Callable, attrs: Sequence[torch.Tensor], ends: Inputs,
+                      starts: Inputs, target: Any, args: tuple) -> torch.Tensor:
+    """Tensor[R]: ``sum(attrs) - (f(ends) - f(starts))`` per row, the completeness gap of a path
+    method (as Captum's ``compute_convergence_delta``). ``target`` is resolved on the outputs at
+    ``ends``; the attributions are read, not differentiated."""
+    with torch.no_grad():
+        end_out = run_forward(forward_func, ends, args)
+        resolved = resolve(target, end_out)
+        f1 = resolved(end_out)
+        f0 = resolved(run_forward(forward_func, starts, args))
+    total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
+    return total - (f1 - f0)
+
 # -- the straight path (IntegratedGradients, LayerIntegratedGradients, LayerConductance) -------
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")

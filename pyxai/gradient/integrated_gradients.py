@@ -18,6 +18,7 @@ from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
     StraightPath,
+    convergence_delta,
     expand_args,
     format_args,
     format_call,
@@ -27,6 +28,12 @@ from pyxai.gradient._common import (
     resolve_none,
     run_forward,
 )
+
+
+def path_start(bases: tuple, inputs: Inputs) -> Inputs:
+    """The baselines of :func:`format_baselines` as Tensors shaped like ``inputs``."""
+    return tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else torch.full_like(x, bl)
+                 for x, bl in zip(inputs, bases))
 
 
 def format_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...]) -> tuple:
@@ -140,23 +147,7 @@ class IntegratedGradients(GradientAttribution):
         result = format_output(is_tuple, attrs)
         if not return_convergence_delta:
             return result
-        return result, self._delta(forward, attrs, xs, bases, resolved, args)
-
-    @staticmethod
-    def _delta(forward: Callable, attrs: Inputs, xs: Inputs, bases: tuple, target: Any,
-               args: tuple) -> torch.Tensor:
-        start = tuple(
-            (bl if isinstance(bl, torch.Tensor) else torch.tensor(float(bl), dtype=x.dtype,
-                                                                   device=x.device)).expand_as(x)
-            for x, bl in zip(xs, bases)
-        )
-        with torch.no_grad():
-            end_out = run_forward(forward, xs, args)
-            resolved = resolve(target, end_out)
-            f1 = resolved(end_out)
-            f0 = resolved(run_forward(forward, start, args))
-        attr_sum = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
-        return attr_sum - (f1 - f0)
+        return result, convergence_delta(forward, attrs, xs, path_start(bases, xs), resolved, args)
 
     def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any,
                                   target: Any = None, additional_forward_args: Any = None
@@ -166,4 +157,5 @@ class IntegratedGradients(GradientAttribution):
         _, attrs = format_inputs(attributions, "attributions")
         bases = format_baselines(start_point, ends)
         args = format_args(additional_forward_args)
-        return self._delta(forward_view(self.forward_func), attrs, ends, bases, target, args)
+        return convergence_delta(forward_view(self.forward_func), attrs, ends,
+                                 path_start(bases, ends), target, args)

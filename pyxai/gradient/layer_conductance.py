@@ -18,13 +18,14 @@ from pyxai.engine.hooks import capture_layers, check_layers, model_view
 from pyxai.gradient._common import (
     GradientAttribution,
     StraightPath,
+    convergence_delta,
     expand_args,
     format_call,
     resolve,
     resolve_none,
     run_forward,
 )
-from pyxai.gradient.integrated_gradients import format_baselines
+from pyxai.gradient.integrated_gradients import format_baselines, path_start
 
 
 class LayerConductance(GradientAttribution):
@@ -117,10 +118,4 @@ class LayerConductance(GradientAttribution):
         result = tuple(total) if len(total) > 1 else total[0]
         if not return_convergence_delta:
             return result
-        starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
-                       torch.full_like(x, float(bl)) for x, bl in zip(xs, bases))
-        with torch.no_grad():
-            f1 = resolved(run_forward(forward, xs, args))
-            f0 = resolved(run_forward(forward, starts, args))
-        summed = sum(t.reshape(b, -1).sum(1) for t in total)
-        return result, summed - (f1 - f0)
+        return result, convergence_delta(forward, total, xs, path_start(bases, xs), resolved, args)

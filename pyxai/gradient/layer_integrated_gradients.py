@@ -21,13 +21,14 @@ from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
     StraightPath,
+    convergence_delta,
     expand_args,
     format_call,
     resolve,
     resolve_none,
     run_forward,
 )
-from pyxai.gradient.integrated_gradients import format_baselines
+from pyxai.gradient.integrated_gradients import format_baselines, path_start
 
 
 @contextlib.contextmanager
@@ -146,8 +147,7 @@ class LayerIntegratedGradients(GradientAttribution):
         path = StraightPath(n_steps, method, internal_batch_size, b)
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
-        starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
-                       torch.full_like(x, bl) for x, bl in zip(inp, bases))
+        starts = path_start(bases, inp)
         target = resolve_none(forward, inp, target, args)
         per_layer = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
         counts = [len(v) for v in per_layer]
@@ -178,8 +178,4 @@ class LayerIntegratedGradients(GradientAttribution):
         result = parts if isinstance(self.layer, list) else parts[0]
         if not return_convergence_delta:
             return result
-        with torch.no_grad():
-            f1 = resolved(run_forward(forward, inp, args))
-            f0 = resolved(run_forward(forward, starts, args))
-        summed = sum(a.reshape(b, -1).sum(1) for a in attrs)
-        return result, summed - (f1 - f0)
+        return result, convergence_delta(forward, attrs, inp, starts, resolved, args)
