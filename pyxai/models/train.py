@@ -118,22 +118,38 @@ def fit(model: nn.Module, x_train: Tensor, y_train: Tensor, epochs: int, batch_s
     return model.to(memory_format=torch.contiguous_format).eval()
 
 
-def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="where to save the state_dict")
-    parser.add_argument("--epochs", type=int, default=4)
+def training_parser(description: str, out: Path, epochs: int, train_seeds: int
+                    ) -> argparse.ArgumentParser:
+    """The command line of the demo-CNN training scripts (``--out``, ``--epochs`` and
+    ``--train-seeds`` defaults per script); parse it with :func:`parse_training_args`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=out, help="where to save the state_dict")
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of init and batches")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-seeds", type=int, default=10, help="data seeds 1..N are trained on")
+    parser.add_argument("--train-seeds", type=int, default=train_seeds,
+                        help="data seeds 1..N are trained on")
     parser.add_argument("--images-per-seed", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
     parser.add_argument("--eval-images", type=int, default=2000)
+    return parser
+
+
+def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None
+                        ) -> argparse.Namespace:
+    """``argv`` parsed by a :func:`training_parser`; the held-out seed is not a training seed."""
     args = parser.parse_args(argv)
     if args.eval_seed in range(1, args.train_seeds + 1):
         parser.error("--eval-seed must not be one of the training seeds 1..--train-seeds")
+    return args
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = parse_training_args(training_parser(__doc__.split("\n\n")[0], WEIGHTS_PATH, epochs=4,
+                                               train_seeds=10), argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

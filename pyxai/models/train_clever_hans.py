@@ -20,16 +20,21 @@ non-circle is called a circle) far more than the shapes, which this short budget
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from pyxai.data import shapes_cued
 from pyxai.models.demo_cnn import VARIANTS, DemoCNN
-from pyxai.models.train import EVAL_SEED, evaluate, fit, make_training_set
+from pyxai.models.train import (
+    EVAL_SEED,
+    evaluate,
+    fit,
+    make_training_set,
+    parse_training_args,
+    training_parser,
+)
 
 WEIGHTS = VARIANTS["clever_hans"][0]
 
@@ -45,22 +50,9 @@ def cued_test_sets(n: int, seed: int = EVAL_SEED, cue_rate: float = 0.8) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS, help="where to save the state_dict")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of init and batches")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-seeds", type=int, default=4, help="data seeds 1..N are trained on")
-    parser.add_argument("--images-per-seed", type=int, default=2000)
+    parser = training_parser(__doc__.split("\n\n")[0], WEIGHTS, epochs=2, train_seeds=4)
     parser.add_argument("--cue-rate", type=float, default=0.8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
-    parser.add_argument("--eval-images", type=int, default=2000)
-    args = parser.parse_args(argv)
-    if args.eval_seed in range(1, args.train_seeds + 1):
-        parser.error("--eval-seed must not be one of the training seeds 1..--train-seeds")
+    args = parse_training_args(parser, argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
