@@ -15,13 +15,15 @@ noisy copies) resolve ``None`` first on the clean outputs (:func:`resolve_none`)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
+from torch import nn
 
 from pyxai.engine.base import CaptumAttribution
+from pyxai.engine.hooks import model_view
 from pyxai.engine.targets import ResolvedTarget, resolve_target
-from pyxai.engine.view import is_nested
+from pyxai.engine.view import ModelView, is_nested
 
 Inputs = tuple[torch.Tensor, ...]
 
@@ -110,6 +112,36 @@ class GradientAttribution(CaptumAttribution):
     """Captum's attribution-method surface of the gradient explainers (``forward_func``,
     ``multiplies_by_inputs``, ``has_convergence_delta()``, ``attribute_future``)."""
 
+
+class ReLURuleAttribution(GradientAttribution):
+    """Base of the explainers that change how the ``nn.ReLU`` modules of a view of the model pass
+    gradients back (Captum's ``ModifiedReluGradientAttribution``): GuidedBackprop,
+    Deconvolution, GuidedGradCam. The rule acts on the view, for the call only.
+
+    Args:
+        model: an ``nn.Module`` (its ``nn.ReLU`` submodules are the ones the rule changes).
+    """
+
+    #: the rule: a context manager over a :class:`~pyxai.engine.view.ModelView`
+    #: (:func:`pyxai.engine.hooks.guided_relus`, :func:`~pyxai.engine.hooks.deconv_relus`)
+    _relu_rule: Callable[[ModelView], ContextManager[None]]
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{type(self).__name__} needs an nn.Module to change its ReLU layers")
+        super().__init__(model)
+        self.model = model
+
+    def _rule_gradients(self, inputs: Any, target: Any, additional_forward_args: Any,
+                        create_graph: bool = False) -> Any:
+        """The gradients of the target scores w.r.t. ``inputs`` under the rule, formatted as
+        the inputs (Tensor or tuple)."""
+        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
+        view = model_view(self.model)
+        assert view is not None
+        with self._relu_rule(view):
+            grads, _ = input_gradients(view.module, inp, target, args, create_graph)
+        return format_output(is_tuple, grads)
 
 def run_forward(forward_func: Callable, inputs: Inputs, args: tuple) -> torch.Tensor:
     out = forward_func(*inputs, *args)
