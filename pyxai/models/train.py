@@ -19,7 +19,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,17 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 250) -> Tensor:
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor) -> float:
     """Top-1 accuracy of ``model`` (in eval mode) on Tensor[N, 3, H, W] float images."""
     return (predict(model, images) == labels).double().mean().item()
+
+
+def report_accuracy(pred: Tensor, labels: Tensor, classes: Sequence[str], width: int) -> float:
+    """Print the confusion matrix (rows = true class, names right-aligned to ``width``) of
+    predicted vs true labels Tensor[N]; returns the accuracy."""
+    confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64)
+    confusion.index_put_((labels, pred), torch.ones_like(pred), accumulate=True)
+    print("confusion (rows = true):", *classes)
+    for name, row in zip(classes, confusion.tolist()):
+        print(f"  {name:>{width}}", row)
+    return (pred == labels).double().mean().item()
 
 
 def fit(model: nn.Module, x_train: Tensor, y_train: Tensor, epochs: int, batch_size: int,
@@ -166,13 +177,7 @@ def main(argv: list[str] | None = None) -> float:
     print(f"model: {sum(p.numel() for p in model.parameters())} parameters", flush=True)
     model = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 weight_decay=args.weight_decay, eval_set=(x_eval, y_eval), start=start)
-    pred = predict(model, x_eval)
-    acc = (pred == y_eval).double().mean().item()
-    confusion = torch.zeros(len(SHAPE_CLASSES), len(SHAPE_CLASSES), dtype=torch.int64)
-    confusion.index_put_((y_eval, pred), torch.ones_like(pred), accumulate=True)
-    print("confusion (rows = true):", *SHAPE_CLASSES)
-    for name, row in zip(SHAPE_CLASSES, confusion.tolist()):
-        print(f"  {name:>8}", row)
+    acc = report_accuracy(predict(model, x_eval), y_eval, SHAPE_CLASSES, width=8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save(state, args.out)
