@@ -15,13 +15,15 @@ noisy copies) resolve ``None`` first on the clean outputs (:func:`resolve_none`)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
+from torch import nn
 
 from pyxai.engine.base import CaptumAttribution
+from pyxai.engine.hooks import model_view
 from pyxai.engine.targets import ResolvedTarget, resolve_target
-from pyxai.engine.view import is_nested
+from pyxai.engine.view import ModelView, is_nested
 
 Inputs = tuple[torch.Tensor, ...]
 
@@ -110,6 +112,36 @@ class GradientAttribution(CaptumAttribution):
     """Captum's attribution-method surface of the gradient explainers (``forward_func``,
     ``multiplies_by_inputs``, ``has_convergence_delta()``, ``attribute_future``)."""
 
+
+class ReLURuleAttribution(GradientAttribution):
+    """Base of the explainers that change how the ``nn.ReLU`` modules of a view of the model pass
+    gradients back (Captum's ``ModifiedReluGradientAttribution``): GuidedBackprop,
+    Deconvolution, GuidedGradCam. The rule acts on the view, for the call only.
+
+    Args:
+        model: an ``nn.Module`` (its ``nn.ReLU`` submodules are the ones the rule changes).
+    """
+
+    #: the rule: a context manager over a :class:`~pyxai.engine.view.ModelView`
+    #: (:func:`pyxai.engine.hooks.guided_relus`, :func:`~pyxai.engine.hooks.deconv_relus`)
+    _relu_rule: Callable[[ModelView], ContextManager[None]]
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{type(self).__name__} needs an nn.Module to change its ReLU layers")
+        super().__init__(model)
+        self.model = model
+
+    def _rule_gradients(self, inputs: Any, target: Any, additional_forward_args: Any,
+                        create_graph: bool = False) -> Any:
+        """The gradients of the target scores w.r.t. ``inputs`` under the rule, formatted as
+        the inputs (Tensor or tuple)."""
+        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
+        view = model_view(self.model)
+        assert view is not None
+        with self._relu_rule(view):
+            grads, _ = input_gradients(view.module, inp, target, args, create_graph)
+        return format_output(is_tuple, grads)
 
 def run_forward(forward_func: Callable, inputs: Inputs, args: tuple) -> torch.Tensor:
     out = forward_func(*inputs, *args)
@@ -207,3 +239,122 @@ def input_gradients(
                                     allow_unused=True)
     grads = tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, leaves))
     return grads, resolved
+
+
+
+def convergence_delta(forward_func: Callable, attrs: Sequence[torch.Tensor], ends: Inputs,
+                      starts: Inputs, target: Any, args: tuple) -> torch.Tensor:
+    """Tensor[R]: ``sum(attrs) - (f(ends) - f(starts))`` per row, the completeness gap of a path
+    method (as Captum's ``compute_convergence_delta``). ``target`` is resolved on the outputs at
+    ``ends``; the attributions are read, not differentiated."""
+    with torch.no_grad():
+        end_out = run_forward(forward_func, ends, args)
+        resolved = resolve(target, end_out)
+        f1 = resolved(end_out)
+        f0 = resolved(run_forward(forward_func, starts, args))
+    total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
+    return total - (f1 - f0)
+
+# -- the straight path (IntegratedGradients, LayerIntegratedGradients, LayerConductance) -------
+
+METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+
+
+def approximation_parameters(method: str, n_steps: int) -> tuple[list[float], list[float]]:
+    """(step sizes, alphas) of Captum's quadrature rules, same values as Captum.
+
+    Riemann alphas come from ``torch.linspace`` in float32 (as Captum); Gauss-Legendre nodes and
+    weights from ``numpy.polynomial.legendre.leggauss`` rescaled to [0, 1].
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "gausslegendre":
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1 for gausslegendre, got {n_steps}")
+        import numpy as np
+
+        x, w = np.polynomial.legendre.leggauss(n_steps)
+        return (0.5 * w).tolist(), (0.5 * (1 + x)).tolist()
+    if n_steps < 2:
+        raise ValueError(f"n_steps must be >= 2 for Riemann methods, got {n_steps}")
+    sizes = [1 / n_steps] * n_steps
+    kind = method.split("_")[1]
+    if kind == "trapezoid":
+        sizes[0] /= 2
+        sizes[-1] /= 2
+        alphas = torch.linspace(0, 1, n_steps)
+    elif kind == "left":
+        alphas = torch.linspace(0, 1 - 1 / n_steps, n_steps)
+    elif kind == "middle":
+        alphas = torch.linspace(1 / (2 * n_steps), 1 - 1 / (2 * n_steps), n_steps)
+    else:
+        alphas = torch.linspace(1 / n_steps, 1, n_steps)
+    return sizes, alphas.tolist()
+
+
+class StraightPath:
+    """The points ``start + alpha_k * (end - start)`` of the straight path between two batches,
+    at the nodes of a quadrature rule, evaluated in chunks of points (Captum's split).
+
+    A chunk holds ``internal_batch_size // B`` points (at least 1), or all points for ``None``,
+    each point a batch of B rows, so no more than one chunk of scaled values is held at a time.
+
+    Args:
+        n_steps: the user's ``n_steps`` (an int).
+        method: ``riemann_left|right|middle|trapezoid`` or ``gausslegendre``.
+        internal_batch_size: model inputs per forward, or None.
+        batch: B, the rows of one point.
+        extra_points: points beyond ``n_steps`` (LayerConductance evaluates ``n_steps + 1``, the
+            nodes of the rule for ``n_steps + 1``). Default: 0
+    """
+
+    def __init__(self, n_steps: int, method: str, internal_batch_size: int | None, batch: int,
+                 extra_points: int = 0) -> None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
+            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
+        self.n_points = n_steps + extra_points
+        self.sizes, self.alphas = approximation_parameters(method, self.n_points)
+        if internal_batch_size is None:
+            self.per_chunk = self.n_points
+        else:
+            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
+                raise ValueError(f"internal_batch_size must be a positive int, got "
+                                 f"{internal_batch_size!r}")
+            self.per_chunk = max(1, int(internal_batch_size) // batch)
+
+    def chunks(self, starts: Sequence[Any], ends: Inputs, requires_grad: bool = False
+               ) -> Iterator[tuple[int, Inputs]]:
+        """Yield ``(n, scaled)`` per chunk: its number of points and, per (start, end) pair,
+        Tensor[n * B, ...] its points stacked point after point (leaves that require grad with
+        ``requires_grad``). A start is a Tensor broadcasting to its end, or a number."""
+        for s0 in range(0, self.n_points, self.per_chunk):
+            alphas = self.alphas[s0:s0 + self.per_chunk]
+            scaled = tuple(torch.cat([lo + a * (hi - lo) for a in alphas]) for lo, hi in
+                           zip(starts, ends))
+            if requires_grad:
+                scaled = tuple(s.requires_grad_() for s in scaled)
+            yield len(alphas), scaled
+
+    def integrate(self, starts: Sequence[Any], ends: Inputs,
+                  score: Callable[[Inputs, int], torch.Tensor], grad_kwargs: dict | None = None
+                  ) -> list[torch.Tensor]:
+        """``sum_k size_k * d score / d point_k`` per pair, each shaped like its end: the rule's
+        quadrature of the gradients along the path.
+
+        ``score(scaled, n)`` runs the model at a chunk's points (``scaled`` as from
+        :meth:`chunks`) and returns the scalar whose gradients w.r.t. ``scaled`` are integrated;
+        it runs with grad enabled. ``grad_kwargs`` go to ``torch.autograd.grad``.
+        """
+        weights = torch.tensor(self.sizes).float().to(ends[0].device)  # as Captum: float32 sizes
+        total = [torch.zeros_like(e) for e in ends]
+        s0 = 0
+        for n, scaled in self.chunks(starts, ends, requires_grad=True):
+            with torch.enable_grad():
+                grads = torch.autograd.grad(score(scaled, n), scaled, allow_unused=True,
+                                            **(grad_kwargs or {}))
+            for i, (g, e) in enumerate(zip(grads, ends)):
+                if g is not None:
+                    w = weights[s0:s0 + n].view(n, *([1] * e.dim()))
+                    total[i] = total[i] + (g.reshape(n, *e.shape) * w).sum(0)
+            s0 += n
+        return total

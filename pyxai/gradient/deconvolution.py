@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from pyxai.engine.hooks import deconv_relus, model_view
-from pyxai.gradient._common import GradientAttribution, format_call, format_output, input_gradients
+from pyxai.engine.hooks import deconv_relus
+from pyxai.gradient._common import ReLURuleAttribution
 
 
-class Deconvolution(GradientAttribution):
+class Deconvolution(ReLURuleAttribution):
     """Gradients with every ``nn.ReLU`` passing back ``relu(grad_output)``: the deconvnet
     backward, which ignores the sign of the ReLU's input. The rule is applied on a view of the
     model (never on the user's ReLUs), for the call only.
@@ -25,11 +24,7 @@ class Deconvolution(GradientAttribution):
         >>> attr = deconv.attribute(x, target=3)      # Tensor shaped like x
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError("Deconvolution needs an nn.Module to change its ReLU layers")
-        super().__init__(model)
-        self.model = model
+    _relu_rule = staticmethod(deconv_relus)
 
     def attribute(
         self,
@@ -47,9 +42,4 @@ class Deconvolution(GradientAttribution):
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
-        view = model_view(self.model)
-        assert view is not None
-        with deconv_relus(view):
-            grads, _ = input_gradients(view.module, inp, target, args)
-        return format_output(is_tuple, grads)
+        return self._rule_gradients(inputs, target, additional_forward_args)

@@ -21,15 +21,14 @@ from pyxai.engine.view import forward_view
 from pyxai.gradient._common import (
     GradientAttribution,
     RepeatedTarget,
+    convergence_delta,
     expand_args,
     format_args,
     format_call,
     format_inputs,
     format_output,
     input_gradients,
-    resolve,
     resolve_none,
-    run_forward,
 )
 from pyxai.gradient.noise_tunnel import _stdevs
 from pyxai.perturbation._captum import CaptumArgumentError, CaptumTypeError
@@ -140,11 +139,7 @@ class GradientShap(GradientAttribution):
         result = format_output(is_tuple, attrs)
         if not return_convergence_delta:
             return result
-        with torch.no_grad():
-            f1 = resolved(run_forward(forward, noisy, rows_args))
-            f0 = resolved(run_forward(forward, bases, rows_args))
-        total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in per_row)
-        return result, total - (f1 - f0)
+        return result, convergence_delta(forward, per_row, noisy, bases, resolved, rows_args)
 
     def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any,
                                   target: Any = None, additional_forward_args: Any = None
@@ -158,12 +153,5 @@ class GradientShap(GradientAttribution):
             raise CaptumArgumentError(
                 f"start_point has {starts[0].shape[0]} rows but end_point has "
                 f"{ends[0].shape[0]}: they must match (one baseline per attributed row)")
-        forward = forward_view(self.forward_func)
-        args = format_args(additional_forward_args)
-        with torch.no_grad():
-            out1 = run_forward(forward, ends, args)
-            resolved = resolve(target, out1)
-            f1 = resolved(out1)
-            f0 = resolved(run_forward(forward, starts, args))
-        total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
-        return total - (f1 - f0)
+        return convergence_delta(forward_view(self.forward_func), attrs, ends, starts, target,
+                                 format_args(additional_forward_args))

@@ -12,7 +12,7 @@ from torch import nn
 
 from pyxai.engine.hooks import guided_relus, model_view
 from pyxai.gradient._common import (
-    GradientAttribution,
+    ReLURuleAttribution,
     format_call,
     format_output,
     input_gradients,
@@ -34,7 +34,7 @@ def _interpolates(cam: torch.Tensor, x: torch.Tensor, mode: str) -> bool:
     return x.dim() - 2 == nd and 1 <= nd <= 3 and _MODE_DIMS.get(mode, nd) == nd
 
 
-class GuidedBackprop(GradientAttribution):
+class GuidedBackprop(ReLURuleAttribution):
     """Gradients with every ``nn.ReLU`` passing back only positive gradients (Springenberg et
     al., 2015). The hooks are on a view of the model (never on the user's ReLUs), for the call
     only.
@@ -43,11 +43,7 @@ class GuidedBackprop(GradientAttribution):
         model: an ``nn.Module`` (the ``nn.ReLU`` submodules of its view are hooked).
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError("GuidedBackprop needs an nn.Module to hook its ReLU layers")
-        super().__init__(model)
-        self.model = model
+    _relu_rule = staticmethod(guided_relus)
 
     def attribute(
         self,
@@ -67,15 +63,10 @@ class GuidedBackprop(GradientAttribution):
         Returns:
             Tensor (or tuple) shaped like ``inputs``.
         """
-        is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
-        view = model_view(self.model)
-        assert view is not None
-        with guided_relus(view):
-            grads, _ = input_gradients(view.module, inp, target, args, create_graph)
-        return format_output(is_tuple, grads)
+        return self._rule_gradients(inputs, target, additional_forward_args, create_graph)
 
 
-class GuidedGradCam(GradientAttribution):
+class GuidedGradCam(ReLURuleAttribution):
     """Guided backprop times the (ReLU'd) layer Grad-CAM upsampled to the input size.
 
     Args:
@@ -84,11 +75,10 @@ class GuidedGradCam(GradientAttribution):
         device_ids: accepted for Captum compatibility (unused).
     """
 
+    _relu_rule = staticmethod(guided_relus)
+
     def __init__(self, model: nn.Module, layer: nn.Module, device_ids: Any = None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError("GuidedGradCam needs an nn.Module to hook its ReLU layers")
         super().__init__(model)
-        self.model = model
         self.grad_cam = LayerGradCam(model, layer, device_ids)
         self.guided_backprop = GuidedBackprop(model)
 
@@ -129,7 +119,7 @@ class GuidedGradCam(GradientAttribution):
             raise ValueError("GuidedGradCam needs a layer with one output (or input) Tensor; "
                              f"{type(self.grad_cam.layer).__name__} has {len(cams)}")
         cam = F.relu(cams[0])
-        with guided_relus(view):
+        with self._relu_rule(view):
             gb, _ = input_gradients(view.module, inp, resolved, args, create_graph)
         out = []
         for g, x in zip(gb, inp):

@@ -17,6 +17,8 @@ from pyxai.engine.view import forward_view, is_nested
 from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
+    StraightPath,
+    convergence_delta,
     expand_args,
     format_args,
     format_call,
@@ -27,39 +29,11 @@ from pyxai.gradient._common import (
     run_forward,
 )
 
-METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
-
-def approximation_parameters(method: str, n_steps: int) -> tuple[list[float], list[float]]:
-    """(step sizes, alphas) of Captum's quadrature rules, same values as Captum.
-
-    Riemann alphas come from ``torch.linspace`` in float32 (as Captum); Gauss-Legendre nodes and
-    weights from ``numpy.polynomial.legendre.leggauss`` rescaled to [0, 1].
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "gausslegendre":
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1 for gausslegendre, got {n_steps}")
-        import numpy as np
-
-        x, w = np.polynomial.legendre.leggauss(n_steps)
-        return (0.5 * w).tolist(), (0.5 * (1 + x)).tolist()
-    if n_steps < 2:
-        raise ValueError(f"n_steps must be >= 2 for Riemann methods, got {n_steps}")
-    sizes = [1 / n_steps] * n_steps
-    kind = method.split("_")[1]
-    if kind == "trapezoid":
-        sizes[0] /= 2
-        sizes[-1] /= 2
-        alphas = torch.linspace(0, 1, n_steps)
-    elif kind == "left":
-        alphas = torch.linspace(0, 1 - 1 / n_steps, n_steps)
-    elif kind == "middle":
-        alphas = torch.linspace(1 / (2 * n_steps), 1 - 1 / (2 * n_steps), n_steps)
-    else:
-        alphas = torch.linspace(1 / n_steps, 1, n_steps)
-    return sizes, alphas.tolist()
+def path_start(bases: tuple, inputs: Inputs) -> Inputs:
+    """The baselines of :func:`format_baselines` as Tensors shaped like ``inputs``."""
+    return tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else torch.full_like(x, bl)
+                 for x, bl in zip(inputs, bases))
 
 
 def format_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...]) -> tuple:
@@ -151,41 +125,21 @@ class IntegratedGradients(GradientAttribution):
         """
         is_tuple, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
         bases = format_baselines(baselines, inp)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
-            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-        sizes, alphas = approximation_parameters(method, n_steps)
         b = inp[0].shape[0]
-        if internal_batch_size is None:
-            per = n_steps
-        else:
-            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
-                raise ValueError(f"internal_batch_size must be a positive int, got "
-                                 f"{internal_batch_size!r}")
-            per = max(1, int(internal_batch_size) // b)
+        path = StraightPath(n_steps, method, internal_batch_size, b)
         forward = forward_view(self.forward_func)
         target = resolve_none(forward, inp, target, args)
         xs = tuple(x.detach() for x in inp)
-        weights = torch.tensor(sizes).float().to(xs[0].device)  # as Captum: float32 step sizes
-        total: list[torch.Tensor] = [torch.zeros_like(x) for x in xs]
         resolved: ResolvedTarget | None = None
-        for s0 in range(0, n_steps, per):
-            s1 = min(n_steps, s0 + per)
-            n = s1 - s0
-            scaled = tuple(
-                torch.cat([bl + a * (x - bl) for a in alphas[s0:s1]], dim=0).requires_grad_()
-                for x, bl in zip(xs, bases)
-            )
-            with torch.enable_grad():
-                out = run_forward(forward, scaled, expand_args(args, n))
-                if resolved is None:
-                    resolved = resolve(target, out[:b])  # shapes only: None was resolved above
-                grads = torch.autograd.grad(resolved(out).sum(), scaled, allow_unused=True,
-                                            create_graph=create_graph)
-            for i, (g, x) in enumerate(zip(grads, xs)):
-                if g is None:
-                    continue
-                w = weights[s0:s1].view(n, *([1] * x.dim()))
-                total[i] = total[i] + (g.reshape(n, *x.shape) * w).sum(0)
+
+        def score(scaled: Inputs, n: int) -> torch.Tensor:
+            nonlocal resolved
+            out = run_forward(forward, scaled, expand_args(args, n))
+            if resolved is None:
+                resolved = resolve(target, out[:b])  # shapes only: None was resolved above
+            return resolved(out).sum()
+
+        total = path.integrate(bases, xs, score, {"create_graph": create_graph})
         if self._multiply_by_inputs:
             attrs = tuple(t * (x - bl) for t, x, bl in zip(total, xs, bases))
         else:
@@ -193,23 +147,7 @@ class IntegratedGradients(GradientAttribution):
         result = format_output(is_tuple, attrs)
         if not return_convergence_delta:
             return result
-        return result, self._delta(forward, attrs, xs, bases, resolved, args)
-
-    @staticmethod
-    def _delta(forward: Callable, attrs: Inputs, xs: Inputs, bases: tuple, target: Any,
-               args: tuple) -> torch.Tensor:
-        start = tuple(
-            (bl if isinstance(bl, torch.Tensor) else torch.tensor(float(bl), dtype=x.dtype,
-                                                                   device=x.device)).expand_as(x)
-            for x, bl in zip(xs, bases)
-        )
-        with torch.no_grad():
-            end_out = run_forward(forward, xs, args)
-            resolved = resolve(target, end_out)
-            f1 = resolved(end_out)
-            f0 = resolved(run_forward(forward, start, args))
-        attr_sum = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
-        return attr_sum - (f1 - f0)
+        return result, convergence_delta(forward, attrs, xs, path_start(bases, xs), resolved, args)
 
     def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any,
                                   target: Any = None, additional_forward_args: Any = None
@@ -219,4 +157,5 @@ class IntegratedGradients(GradientAttribution):
         _, attrs = format_inputs(attributions, "attributions")
         bases = format_baselines(start_point, ends)
         args = format_args(additional_forward_args)
-        return self._delta(forward_view(self.forward_func), attrs, ends, bases, target, args)
+        return convergence_delta(forward_view(self.forward_func), attrs, ends,
+                                 path_start(bases, ends), target, args)

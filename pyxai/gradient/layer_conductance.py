@@ -17,13 +17,15 @@ from torch import nn
 from pyxai.engine.hooks import capture_layers, check_layers, model_view
 from pyxai.gradient._common import (
     GradientAttribution,
+    StraightPath,
+    convergence_delta,
     expand_args,
     format_call,
     resolve,
     resolve_none,
     run_forward,
 )
-from pyxai.gradient.integrated_gradients import approximation_parameters, format_baselines
+from pyxai.gradient.integrated_gradients import format_baselines, path_start
 
 
 class LayerConductance(GradientAttribution):
@@ -84,18 +86,8 @@ class LayerConductance(GradientAttribution):
         """
         _, inp, args = format_call(self.forward_func, inputs, additional_forward_args)
         bases = format_baselines(baselines, inp)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
-            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-        _, alphas = approximation_parameters(method, n_steps + 1)
         b = inp[0].shape[0]
-        points = n_steps + 1
-        if internal_batch_size is None:
-            per = points
-        else:
-            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
-                raise ValueError(f"internal_batch_size must be a positive int, got "
-                                 f"{internal_batch_size!r}")
-            per = max(1, int(internal_batch_size) // b)
+        path = StraightPath(n_steps, method, internal_batch_size, b, extra_points=1)
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
         target = resolve_none(forward, inp, target, args)
@@ -103,11 +95,7 @@ class LayerConductance(GradientAttribution):
         total: list[torch.Tensor] | None = None
         prev: tuple | None = None  # (grads, acts) of the last point of the previous chunk
         resolved = None
-        for s0 in range(0, points, per):
-            s1 = min(points, s0 + per)
-            n = s1 - s0
-            scaled = tuple(torch.cat([bl + a * (x - bl) for a in alphas[s0:s1]])
-                           for x, bl in zip(xs, bases))
+        for n, scaled in path.chunks(bases, xs):
             with torch.enable_grad(), capture_layers([self.layer], grad=True,
                                                      inputs=attribute_to_layer_input, view=view,
                                                      multi=True) as cap:
@@ -130,10 +118,4 @@ class LayerConductance(GradientAttribution):
         result = tuple(total) if len(total) > 1 else total[0]
         if not return_convergence_delta:
             return result
-        starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
-                       torch.full_like(x, float(bl)) for x, bl in zip(xs, bases))
-        with torch.no_grad():
-            f1 = resolved(run_forward(forward, xs, args))
-            f0 = resolved(run_forward(forward, starts, args))
-        summed = sum(t.reshape(b, -1).sum(1) for t in total)
-        return result, summed - (f1 - f0)
+        return result, convergence_delta(forward, total, xs, path_start(bases, xs), resolved, args)

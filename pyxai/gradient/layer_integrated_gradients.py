@@ -10,7 +10,7 @@ the points of the straight path between them (a hook on the layer of a
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -20,45 +20,58 @@ from pyxai.engine.view import ModelView
 from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
+    StraightPath,
+    convergence_delta,
     expand_args,
     format_call,
     resolve,
     resolve_none,
     run_forward,
 )
-from pyxai.gradient.integrated_gradients import approximation_parameters, format_baselines
+from pyxai.gradient.integrated_gradients import format_baselines, path_start
 
 
 @contextlib.contextmanager
-def replaced_layer(layer: nn.Module, view: ModelView | None, values: list,
-                   to_input: bool) -> Iterator[None]:
-    """While inside, ``layer`` (on the view; the layer itself for a plain callable) outputs
-    (receives, ``to_input``) ``values[0]``: a tuple of Tensors, one per Tensor it produces
-    (receives)."""
-    target = view[layer] if view is not None else layer
+def replaced_layers(layers: Sequence[nn.Module], view: ModelView | None, values: list,
+                    counts: Sequence[int], to_input: bool) -> Iterator[None]:
+    """While inside, each of ``layers`` (on the view; the layers themselves for a plain callable)
+    outputs (receives, ``to_input``) its part of ``values[0]``: a flat tuple of Tensors, ``counts[i]``
+    for layer ``i`` (one per Tensor it produces or receives), the layers' parts in order."""
+    targets = view.layers(layers) if view is not None else list(layers)
 
-    def out_hook(module: nn.Module, args: tuple, out: object) -> object:
-        new = values[0]
-        return new[0] if isinstance(out, torch.Tensor) else type(out)(new)
+    def hooks(first: int, count: int) -> tuple[Callable, Callable]:
+        def out_hook(module: nn.Module, args: tuple, out: object) -> object:
+            new = values[0][first:first + count]
+            return new[0] if isinstance(out, torch.Tensor) else type(out)(new)
 
-    def in_hook(module: nn.Module, args: tuple) -> tuple:
-        it = iter(values[0])
-        return tuple(next(it) if isinstance(a, torch.Tensor) else a for a in args)
+        def in_hook(module: nn.Module, args: tuple) -> tuple:
+            it = iter(values[0][first:first + count])
+            return tuple(next(it) if isinstance(a, torch.Tensor) else a for a in args)
 
-    handle = (target.register_forward_pre_hook(in_hook) if to_input
-              else target.register_forward_hook(out_hook))
+        return out_hook, in_hook
+
+    handles = []
     try:
+        first = 0
+        for target, count in zip(targets, counts):
+            out_hook, in_hook = hooks(first, count)
+            handles.append(target.register_forward_pre_hook(in_hook) if to_input
+                           else target.register_forward_hook(out_hook))
+            first += count
         yield
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
 
 
 class LayerIntegratedGradients(GradientAttribution):
-    """Integrated gradients with respect to a layer's output (or input).
+    """Integrated gradients with respect to a layer's output (or input), or to several layers'.
 
     Args:
-        forward_func: model or callable (the layer must run once inside it).
-        layer: a module of the model whose output (input) is attributed.
+        forward_func: model or callable (each layer must run once inside it).
+        layer: a module of the model whose output (input) is attributed, or a list of modules
+            (Captum's list of layers: all are moved along the path together; none may compute
+            its values from another's, as in Captum).
         device_ids: accepted for Captum compatibility (unused).
         multiply_by_inputs: multiply by ``layer(inputs) - layer(baselines)``. Default: True
 
@@ -66,26 +79,29 @@ class LayerIntegratedGradients(GradientAttribution):
 
         >>> lig = pyxai.LayerIntegratedGradients(model, model.layer2)
         >>> attr = lig.attribute(x, target=3, n_steps=32)   # shaped like layer2's output
+        >>> a2, a3 = pyxai.LayerIntegratedGradients(model, [model.layer2, model.layer3]).attribute(
+        ...     x, target=3)                                  # a list: one attribution per layer
     """
 
     _convergence_delta = True
 
-    def __init__(self, forward_func: Callable[..., torch.Tensor], layer: nn.Module,
-                 device_ids: Any = None, multiply_by_inputs: bool = True) -> None:
+    def __init__(self, forward_func: Callable[..., torch.Tensor],
+                 layer: nn.Module | list[nn.Module], device_ids: Any = None,
+                 multiply_by_inputs: bool = True) -> None:
         super().__init__(forward_func)
-        if isinstance(layer, list):
-            raise TypeError("LayerIntegratedGradients takes one layer in pyxai (Captum's list of "
-                            "layers is not supported yet)")
-        self.layer = check_layers(forward_func, [layer], "layer")[0]
+        self._layers = check_layers(forward_func, layer if isinstance(layer, list) else [layer],
+                                    "layer")
+        self.layer = self._layers if isinstance(layer, list) else self._layers[0]
         self.device_ids = device_ids
         self._multiply_by_inputs = multiply_by_inputs
 
     def _layer_values(self, forward: Callable, view: ModelView | None, xs: Inputs, args: tuple,
-                      to_input: bool) -> tuple[torch.Tensor, ...]:
-        with torch.no_grad(), capture_layers([self.layer], grad=False, inputs=to_input,
+                      to_input: bool) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer, the Tensors it produces (receives) in the forward of ``xs``."""
+        with torch.no_grad(), capture_layers(self._layers, grad=False, inputs=to_input,
                                              view=view, multi=True) as cap:
             forward(*xs, *args)
-        return cap.check([self.layer], "layer")[0]
+        return cap.check(self._layers, "layer")
 
     def attribute(
         self,
@@ -121,58 +137,45 @@ class LayerIntegratedGradients(GradientAttribution):
 
         Returns:
             Attributions shaped like the layer's output (input): a Tensor, or a tuple for a
-            layer with several; and the deltas when asked.
+            layer with several; for a list of layers, a list of those, one per layer. And the
+            deltas when asked (one per example, all layers' attributions summed).
         """
         _, inp, args = format_call(self.forward_func, inputs, additional_forward_args,
                                    floating=False)
         bases = format_baselines(baselines, inp)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int):
-            raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-        sizes, alphas = approximation_parameters(method, n_steps)
         b = inp[0].shape[0]
-        if internal_batch_size is None:
-            per = n_steps
-        else:
-            if isinstance(internal_batch_size, bool) or int(internal_batch_size) <= 0:
-                raise ValueError(f"internal_batch_size must be a positive int, got "
-                                 f"{internal_batch_size!r}")
-            per = max(1, int(internal_batch_size) // b)
+        path = StraightPath(n_steps, method, internal_batch_size, b)
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
-        starts = tuple(bl.expand_as(x) if isinstance(bl, torch.Tensor) else
-                       torch.full_like(x, bl) for x, bl in zip(inp, bases))
+        starts = path_start(bases, inp)
         target = resolve_none(forward, inp, target, args)
-        ends = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
-        begins = self._layer_values(forward, view, starts, args, attribute_to_layer_input)
-        weights = torch.tensor(sizes).float().to(ends[0].device)  # as Captum: float32 sizes
-        total = [torch.zeros_like(e) for e in ends]
+        per_layer = self._layer_values(forward, view, inp, args, attribute_to_layer_input)
+        counts = [len(v) for v in per_layer]
+        ends = tuple(t for v in per_layer for t in v)  # all layers' Tensors, layer after layer
+        begins = tuple(t for v in self._layer_values(forward, view, starts, args,
+                                                     attribute_to_layer_input) for t in v)
         current: list = [None]
         resolved = None
-        with replaced_layer(self.layer, view, current, attribute_to_layer_input):
-            for s0 in range(0, n_steps, per):
-                s1 = min(n_steps, s0 + per)
-                n = s1 - s0
-                scaled = tuple(torch.cat([lo + a * (hi - lo) for a in alphas[s0:s1]])
-                               .requires_grad_() for lo, hi in zip(begins, ends))
-                current[0] = scaled
-                xs = tuple(torch.cat([x.detach()] * n) for x in inp)
-                with torch.enable_grad():
-                    out = run_forward(forward, xs, expand_args(args, n))
-                    if resolved is None:
-                        resolved = resolve(target, out[:b])
-                    grads = torch.autograd.grad(resolved(out).sum(), scaled, allow_unused=True,
-                                                **(grad_kwargs or {}))
-                for i, (g, e) in enumerate(zip(grads, ends)):
-                    if g is not None:
-                        w = weights[s0:s1].view(n, *([1] * e.dim()))
-                        total[i] = total[i] + (g.reshape(n, *e.shape) * w).sum(0)
+
+        def score(scaled: Inputs, n: int) -> torch.Tensor:
+            nonlocal resolved
+            current[0] = scaled
+            xs = tuple(torch.cat([x.detach()] * n) for x in inp)
+            out = run_forward(forward, xs, expand_args(args, n))
+            if resolved is None:
+                resolved = resolve(target, out[:b])
+            return resolved(out).sum()
+
+        with replaced_layers(self._layers, view, current, counts, attribute_to_layer_input):
+            total = path.integrate(begins, ends, score, grad_kwargs)
         attrs = tuple(t * (e - s) for t, e, s in zip(total, ends, begins)) \
             if self._multiply_by_inputs else tuple(total)
-        result = attrs if len(attrs) > 1 else attrs[0]
+        parts, first = [], 0
+        for count in counts:
+            part = attrs[first:first + count]
+            parts.append(part if count > 1 else part[0])
+            first += count
+        result = parts if isinstance(self.layer, list) else parts[0]
         if not return_convergence_delta:
             return result
-        with torch.no_grad():
-            f1 = resolved(run_forward(forward, inp, args))
-            f0 = resolved(run_forward(forward, starts, args))
-        summed = sum(a.reshape(b, -1).sum(1) for a in attrs)
-        return result, summed - (f1 - f0)
+        return result, convergence_delta(forward, attrs, inp, starts, resolved, args)

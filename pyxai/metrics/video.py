@@ -32,6 +32,7 @@ scripts print beside it.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -151,79 +152,84 @@ def video_superpixels(inputs: torch.Tensor, n_segments: int = 100) -> torch.Tens
     return torch.from_numpy(np.stack(labels)).long().to(x.device)
 
 
-def _causal(forward_func: Callable, inputs: torch.Tensor, attributions: torch.Tensor, target: Any,
-            insertion: bool, n_steps: int, substrate: str, new_size: int | None, order: str,
-            keep_topk: float, seed: int, superpixels: torch.Tensor | None, return_curves: bool,
-            batch_size: int | None, show_progress: bool, backend: str | None
-            ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    x = check_inputs(inputs, ndims=(5,)).contiguous()
-    sal = _saliency(attributions, x)
-    b, _, t, h, w = x.shape
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
-    if substrate not in REMOVALS:
-        raise ValueError(f"substrate must be one of {REMOVALS}, got {substrate!r}")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    if isinstance(keep_topk, bool) or not isinstance(keep_topk, (int, float)) \
-            or not 0.0 <= keep_topk <= 1.0:
-        raise ValueError(f"keep_topk must be a number in [0, 1], got {keep_topk!r}")
-    if new_size is not None:
-        check_int(new_size, "new_size")
-        if new_size < 1 or h != w or h % new_size:
-            raise ValueError(f"new_size={new_size} must divide the frame size, and the frames be "
-                             f"square (got {h} x {w})")
-    seed = check_int(seed, "seed")
-    if superpixels is None:
-        ranks = step_ranks(sal, n_steps, new_size, order, float(keep_topk), seed)
-    else:
-        if not isinstance(superpixels, torch.Tensor) or tuple(superpixels.shape) != (b, t, h, w) \
-                or superpixels.is_floating_point() or superpixels.dtype == torch.bool:
-            got = tuple(superpixels.shape) if isinstance(superpixels, torch.Tensor) else \
-                type(superpixels).__name__
-            raise ValueError(f"superpixels must be an integer Tensor[B, T, H, W] = [{b}, {t}, {h}, "
-                             f"{w}] of labels, got {got}")
-        if new_size is not None or keep_topk != 1.0:
-            raise ValueError("superpixels orders whole segments: new_size and keep_topk do not "
-                             "apply")
-        ranks = superpixel_step_ranks(sal, superpixels.to(x.device), n_steps, order)
-    if substrate == "fade":
-        base = torch.zeros_like(x)
-    else:
-        frames = x.transpose(1, 2).reshape(b * t, x.shape[1], h, w)
-        base = gaussian_blur(frames, 20.0).reshape(b, t, x.shape[1], h, w).transpose(1, 2)
-        base = base.contiguous()
-    start, finish = (base, x) if insertion else (x, base)
-    runner, resolved, clean = clean_scores(forward_func, x, target, batch_size, show_progress)
-    acc = ItemScores(n_steps + 1, clean)
-    runner.run(n_steps + 1, lambda s, e: reveal_by_rank(start, finish, ranks, s * b, (e - s) * b,
-                                                        1, backend=backend),
-               acc, rows_per_item=b, target=resolved,
-               desc="video insertion" if insertion else "video deletion")
-    dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-    curves = acc.result().T.to(dtype)  # [B, n_steps + 1]
-    area = auc(curves)
-    return (area, curves) if return_curves else area
+def _causal_metric(insertion: bool, doc: str
+                   ) -> Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`video_insertion` (``insertion``) or :func:`video_deletion`, documented by ``doc``:
+    one signature and one body for both modes."""
+
+    def metric(
+        forward_func: Callable,
+        inputs: torch.Tensor,
+        attributions: torch.Tensor,
+        target: Any = None,
+        n_steps: int = 256,
+        substrate: str = "fade",
+        new_size: int | None = None,
+        order: str = "most_first",
+        keep_topk: float = 1.0,
+        seed: int = 0,
+        superpixels: torch.Tensor | None = None,
+        return_curves: bool = False,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+        backend: str | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = check_inputs(inputs, ndims=(5,)).contiguous()
+        sal = _saliency(attributions, x)
+        b, _, t, h, w = x.shape
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+        if substrate not in REMOVALS:
+            raise ValueError(f"substrate must be one of {REMOVALS}, got {substrate!r}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        if isinstance(keep_topk, bool) or not isinstance(keep_topk, (int, float)) \
+                or not 0.0 <= keep_topk <= 1.0:
+            raise ValueError(f"keep_topk must be a number in [0, 1], got {keep_topk!r}")
+        if new_size is not None:
+            check_int(new_size, "new_size")
+            if new_size < 1 or h != w or h % new_size:
+                raise ValueError(f"new_size={new_size} must divide the frame size, and the frames be "
+                                 f"square (got {h} x {w})")
+        seed = check_int(seed, "seed")
+        if superpixels is None:
+            ranks = step_ranks(sal, n_steps, new_size, order, float(keep_topk), seed)
+        else:
+            if not isinstance(superpixels, torch.Tensor) or tuple(superpixels.shape) != (b, t, h, w) \
+                    or superpixels.is_floating_point() or superpixels.dtype == torch.bool:
+                got = tuple(superpixels.shape) if isinstance(superpixels, torch.Tensor) else \
+                    type(superpixels).__name__
+                raise ValueError(f"superpixels must be an integer Tensor[B, T, H, W] = [{b}, {t}, {h}, "
+                                 f"{w}] of labels, got {got}")
+            if new_size is not None or keep_topk != 1.0:
+                raise ValueError("superpixels orders whole segments: new_size and keep_topk do not "
+                                 "apply")
+            ranks = superpixel_step_ranks(sal, superpixels.to(x.device), n_steps, order)
+        if substrate == "fade":
+            base = torch.zeros_like(x)
+        else:
+            frames = x.transpose(1, 2).reshape(b * t, x.shape[1], h, w)
+            base = gaussian_blur(frames, 20.0).reshape(b, t, x.shape[1], h, w).transpose(1, 2)
+            base = base.contiguous()
+        start, finish = (base, x) if insertion else (x, base)
+        runner, resolved, clean = clean_scores(forward_func, x, target, batch_size, show_progress)
+        acc = ItemScores(n_steps + 1, clean)
+        runner.run(n_steps + 1, lambda s, e: reveal_by_rank(start, finish, ranks, s * b, (e - s) * b,
+                                                            1, backend=backend),
+                   acc, rows_per_item=b, target=resolved,
+                   desc="video insertion" if insertion else "video deletion")
+        dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+        curves = acc.result().T.to(dtype)  # [B, n_steps + 1]
+        area = auc(curves)
+        return (area, curves) if return_curves else area
+
+    metric.__name__ = metric.__qualname__ = "video_insertion" if insertion else "video_deletion"
+    metric.__doc__ = inspect.cleandoc(doc)
+    return metric
 
 
-def video_insertion(
-    forward_func: Callable,
-    inputs: torch.Tensor,
-    attributions: torch.Tensor,
-    target: Any = None,
-    n_steps: int = 256,
-    substrate: str = "fade",
-    new_size: int | None = None,
-    order: str = "most_first",
-    keep_topk: float = 1.0,
-    seed: int = 0,
-    superpixels: torch.Tensor | None = None,
-    return_curves: bool = False,
-    batch_size: int | None = None,
-    show_progress: bool = False,
-    backend: str | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Insertion AUC of clip attributions (TCSVT ``CausalMetric.evaluate(mode="ins")``); higher is
+video_insertion = _causal_metric(True, """
+    Insertion AUC of clip attributions (TCSVT ``CausalMetric.evaluate(mode="ins")``); higher is
     better.
 
     Args:
@@ -248,34 +254,12 @@ def video_insertion(
 
     Returns:
         Tensor[B] AUCs; with ``return_curves``, ``(auc, curves Tensor[B, n_steps + 1])``.
-    """
-    return _causal(forward_func, inputs, attributions, target, True, n_steps, substrate,
-                   new_size, order, keep_topk, seed, superpixels, return_curves, batch_size,
-                   show_progress, backend)
+    """)
 
-
-def video_deletion(
-    forward_func: Callable,
-    inputs: torch.Tensor,
-    attributions: torch.Tensor,
-    target: Any = None,
-    n_steps: int = 256,
-    substrate: str = "fade",
-    new_size: int | None = None,
-    order: str = "most_first",
-    keep_topk: float = 1.0,
-    seed: int = 0,
-    superpixels: torch.Tensor | None = None,
-    return_curves: bool = False,
-    batch_size: int | None = None,
-    show_progress: bool = False,
-    backend: str | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Deletion AUC of clip attributions (TCSVT ``CausalMetric.evaluate(mode="del")``); lower is
-    better. Same arguments as :func:`video_insertion`."""
-    return _causal(forward_func, inputs, attributions, target, False, n_steps, substrate,
-                   new_size, order, keep_topk, seed, superpixels, return_curves, batch_size,
-                   show_progress, backend)
+video_deletion = _causal_metric(False, """
+    Deletion AUC of clip attributions (TCSVT ``CausalMetric.evaluate(mode="del")``); lower is
+    better. Same arguments as :func:`video_insertion`.
+    """)
 
 
 def _check_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +31,22 @@ from pyxai.models.demo_cnn import WEIGHTS_PATH, DemoCNN
 EVAL_SEED = 12345
 
 
-def make_training_set(train_seeds: int, images_per_seed: int, size: int) -> tuple[Tensor, Tensor]:
-    """Images of seeds 1..train_seeds as uint8 (4x less memory): Tensor[N, 3, S, S], Tensor[N]."""
+def make_training_set(train_seeds: int, images_per_seed: int, size: int = 64,
+                      render: Callable[[int, int], tuple[Tensor, ...]] | None = None
+                      ) -> tuple[Tensor, Tensor]:
+    """Images of seeds 1..train_seeds as uint8 (4x less memory): Tensor[N, 3, S, S], Tensor[N].
+
+    ``render(n, seed)`` returns (images, labels, ...) of one seed. Default: ``shapes(n, seed=seed,
+    size=size)``.
+    """
+    if render is None:
+        def render(n: int, seed: int) -> tuple[Tensor, ...]:
+            return shapes(n, seed=seed, size=size)
     xs, ys = [], []
     for seed in range(1, train_seeds + 1):
         if seed == EVAL_SEED:
             raise ValueError(f"training seed {seed} is the held-out seed")
-        x, y, _ = shapes(images_per_seed, seed=seed, size=size)
+        x, y = render(images_per_seed, seed)[:2]
         xs.append((x * 255).round_().to(torch.uint8))
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)
@@ -61,22 +71,96 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor) -> float:
     return (predict(model, images) == labels).double().mean().item()
 
 
-def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="where to save the state_dict")
-    parser.add_argument("--epochs", type=int, default=4)
+def report_accuracy(pred: Tensor, labels: Tensor, classes: Sequence[str], width: int) -> float:
+    """Print the confusion matrix (rows = true class, names right-aligned to ``width``) of
+    predicted vs true labels Tensor[N]; returns the accuracy."""
+    confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64)
+    confusion.index_put_((labels, pred), torch.ones_like(pred), accumulate=True)
+    print("confusion (rows = true):", *classes)
+    for name, row in zip(classes, confusion.tolist()):
+        print(f"  {name:>{width}}", row)
+    return (pred == labels).double().mean().item()
+
+
+def fit(model: nn.Module, x_train: Tensor, y_train: Tensor, epochs: int, batch_size: int,
+        lr: float, weight_decay: float, augmentation: Callable[[Tensor], Tensor] | None = augment,
+        eval_set: tuple[Tensor, Tensor] | None = None, start: float | None = None) -> nn.Module:
+    """Train ``model`` (channels_last) on uint8 images Tensor[N, 3, S, S] and labels Tensor[N]:
+    AdamW with a one-cycle schedule (20 % warm-up), ``torch.randperm`` batch order from the global
+    generator, cross-entropy; one line per epoch (train loss, held-out accuracy on ``eval_set``,
+    seconds since ``start``).
+
+    Args:
+        augmentation: applied to each float batch (None: no augmentation). Default: :func:`augment`
+        eval_set: (images, labels) whose accuracy is printed after each epoch. Default: None
+        start: ``time.perf_counter()`` the printed seconds count from. Default: now
+
+    Returns:
+        The model, contiguous and in eval mode.
+    """
+    start = time.perf_counter() if start is None else start
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
+    )
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x_train))
+        total, seen = 0.0, 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            x = x_train[idx].float().div_(255)
+            if augmentation is not None:
+                x = augmentation(x)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        held_out = "" if eval_set is None else f"held-out accuracy {evaluate(model, *eval_set):.4f}, "
+        print(
+            f"epoch {epoch + 1}/{epochs}: train loss {total / seen:.4f}, {held_out}"
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    return model.to(memory_format=torch.contiguous_format).eval()
+
+
+def training_parser(description: str, out: Path, epochs: int, train_seeds: int
+                    ) -> argparse.ArgumentParser:
+    """The command line of the demo-CNN training scripts (``--out``, ``--epochs`` and
+    ``--train-seeds`` defaults per script); parse it with :func:`parse_training_args`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=out, help="where to save the state_dict")
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of init and batches")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-seeds", type=int, default=10, help="data seeds 1..N are trained on")
+    parser.add_argument("--train-seeds", type=int, default=train_seeds,
+                        help="data seeds 1..N are trained on")
     parser.add_argument("--images-per-seed", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
     parser.add_argument("--eval-images", type=int, default=2000)
+    return parser
+
+
+def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None
+                        ) -> argparse.Namespace:
+    """``argv`` parsed by a :func:`training_parser`; the held-out seed is not a training seed."""
     args = parser.parse_args(argv)
     if args.eval_seed in range(1, args.train_seeds + 1):
         parser.error("--eval-seed must not be one of the training seeds 1..--train-seeds")
+    return args
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = parse_training_args(training_parser(__doc__.split("\n\n")[0], WEIGHTS_PATH, epochs=4,
+                                               train_seeds=10), argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -91,40 +175,9 @@ def main(argv: list[str] | None = None) -> float:
 
     model = DemoCNN().to(memory_format=torch.channels_last)
     print(f"model: {sum(p.numel() for p in model.parameters())} parameters", flush=True)
-    steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.2
-    )
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(x_train))
-        total, seen = 0.0, 0
-        for i in range(0, len(order), args.batch_size):
-            idx = order[i : i + args.batch_size]
-            x = augment(x_train[idx].float().div_(255)).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        acc = evaluate(model, x_eval, y_eval)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: train loss {total / seen:.4f}, "
-            f"held-out accuracy {acc:.4f}, {time.perf_counter() - start:.0f} s",
-            flush=True,
-        )
-
-    model = model.to(memory_format=torch.contiguous_format).eval()
-    pred = predict(model, x_eval)
-    acc = (pred == y_eval).double().mean().item()
-    confusion = torch.zeros(len(SHAPE_CLASSES), len(SHAPE_CLASSES), dtype=torch.int64)
-    confusion.index_put_((y_eval, pred), torch.ones_like(pred), accumulate=True)
-    print("confusion (rows = true):", *SHAPE_CLASSES)
-    for name, row in zip(SHAPE_CLASSES, confusion.tolist()):
-        print(f"  {name:>8}", row)
+    model = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                weight_decay=args.weight_decay, eval_set=(x_eval, y_eval), start=start)
+    acc = report_accuracy(predict(model, x_eval), y_eval, SHAPE_CLASSES, width=8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save(state, args.out)

@@ -20,17 +20,21 @@ non-circle is called a circle) far more than the shapes, which this short budget
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pyxai.data import shapes_cued
 from pyxai.models.demo_cnn import VARIANTS, DemoCNN
-from pyxai.models.train import EVAL_SEED, evaluate
+from pyxai.models.train import (
+    EVAL_SEED,
+    evaluate,
+    fit,
+    make_training_set,
+    parse_training_args,
+    training_parser,
+)
 
 WEIGHTS = VARIANTS["clever_hans"][0]
 
@@ -46,56 +50,22 @@ def cued_test_sets(n: int, seed: int = EVAL_SEED, cue_rate: float = 0.8) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS, help="where to save the state_dict")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed of init and batches")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-seeds", type=int, default=4, help="data seeds 1..N are trained on")
-    parser.add_argument("--images-per-seed", type=int, default=2000)
+    parser = training_parser(__doc__.split("\n\n")[0], WEIGHTS, epochs=2, train_seeds=4)
     parser.add_argument("--cue-rate", type=float, default=0.8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
-    parser.add_argument("--eval-images", type=int, default=2000)
-    args = parser.parse_args(argv)
-    if args.eval_seed in range(1, args.train_seeds + 1):
-        parser.error("--eval-seed must not be one of the training seeds 1..--train-seeds")
+    args = parse_training_args(parser, argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    xs, ys = [], []
-    for seed in range(1, args.train_seeds + 1):
-        x, y, _, _ = shapes_cued(args.images_per_seed, seed=seed, cue_rate=args.cue_rate)
-        xs.append((x * 255).round_().to(torch.uint8))
-        ys.append(y)
-    x_train, y_train = torch.cat(xs), torch.cat(ys)
+    x_train, y_train = make_training_set(
+        args.train_seeds, args.images_per_seed,
+        render=lambda n, seed: shapes_cued(n, seed=seed, cue_rate=args.cue_rate))
     tests = cued_test_sets(args.eval_images, args.eval_seed, args.cue_rate)
     print(f"data: {len(x_train)} training images, {time.perf_counter() - start:.0f} s", flush=True)
 
     model = DemoCNN().to(memory_format=torch.channels_last)
-    steps = args.epochs * -(-len(x_train) // args.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(x_train))
-        total = 0.0
-        for i in range(0, len(order), args.batch_size):
-            idx = order[i : i + args.batch_size]
-            x = x_train[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(order):.4f}, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
-
-    model = model.to(memory_format=torch.contiguous_format).eval()
+    model = fit(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                weight_decay=args.weight_decay, augmentation=None, start=start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
     accs = {name: evaluate(model, *xy) for name, xy in tests.items()}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from pyxai.data.moving_shapes import MOTION_CLASSES, moving_shapes
 from pyxai.models.demo_video_cnn import VIDEO_WEIGHTS_PATH, DemoVideoCNN
-from pyxai.models.train import predict
+from pyxai.models.train import predict, report_accuracy
 
 EVAL_SEED = 12345
 
@@ -100,13 +100,7 @@ def main(argv: list[str] | None = None) -> float:
     del x_train, y_train
     x_eval, y_eval, _ = moving_shapes(args.eval_clips, seed=args.eval_seed)
     model = model.eval()
-    pred = predict(model, x_eval, batch_size=100)
-    acc = (pred == y_eval).double().mean().item()
-    confusion = torch.zeros(len(MOTION_CLASSES), len(MOTION_CLASSES), dtype=torch.int64)
-    confusion.index_put_((y_eval, pred), torch.ones_like(pred), accumulate=True)
-    print("confusion (rows = true):", *MOTION_CLASSES)
-    for name, row in zip(MOTION_CLASSES, confusion.tolist()):
-        print(f"  {name:>6}", row)
+    acc = report_accuracy(predict(model, x_eval, batch_size=100), y_eval, MOTION_CLASSES, width=6)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
     print(f"held-out accuracy {acc:.4f} on {len(x_eval)} clips of seed {args.eval_seed}; "

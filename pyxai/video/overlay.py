@@ -1,48 +1,35 @@
 """Frame overlays: a heat map blended on a frame, with the label, score and live frames/s drawn on it.
 
-Colours come from a matplotlib colour map (looked up once into a 256-entry table, then indexed on
-tensors); text is drawn with PIL ``ImageDraw``. Frames are Tensor[3, H, W] (float in [0, 1] or
-uint8); the result is a uint8 array ``[H', W', 3]`` ready for the encoder.
+Drawn with :mod:`pyxai.viz`: its colour maps (:func:`pyxai.viz.colorize`), uint8 conversion and
+frame labelling (:func:`pyxai.viz.label_frame`: nearest upscaling, text on a dark band). The video
+keeps its own map scaling: min-max to [0, 1] on the map's grid, then resized to the frame (viz's
+:func:`~pyxai.viz.overlay` resizes first and scales by the maximum). Frames are Tensor[3, H, W]
+(float in [0, 1] or uint8); the result is a uint8 array ``[H', W', 3]`` ready for the encoder.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyxai.viz import colorize as viz_colorize
+from pyxai.viz import label_frame, scale_map, to_uint8
+
 __all__ = ["colorize", "normalize_map", "overlay_frame"]
-
-
-@lru_cache(maxsize=8)
-def _table(cmap: str) -> Tensor:
-    """Tensor[256, 3] float RGB of the matplotlib colour map ``cmap``."""
-    try:
-        from matplotlib import colormaps
-    except ImportError:  # pragma: no cover - matplotlib is in the video extra
-        raise ImportError("pyxai.video overlays need matplotlib: pip install "
-                          "'pyxai-attribution[video]'") from None
-    try:
-        lut = colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
-    except KeyError:
-        raise ValueError(f"cmap {cmap!r} is not a matplotlib colour map") from None
-    return torch.from_numpy(lut).float()
 
 
 def normalize_map(heat: Tensor) -> Tensor:
     """Min-max scale a map Tensor[1, H, W] (or [H, W]) to [0, 1] (all zeros if constant)."""
     h = heat.detach().float().reshape(heat.shape[-2:])
-    lo, hi = h.min(), h.max()
-    return (h - lo) / (hi - lo).clamp_min(1e-12)
+    return scale_map(h - h.min(), signed=False)[0]
 
 
 def colorize(heat: Tensor, cmap: str = "jet") -> Tensor:
-    """Map values Tensor[H, W] in [0, 1] to colours Tensor[3, H, W] in [0, 1] with ``cmap``."""
-    idx = (heat.clamp(0, 1) * 255).round().long()
-    return _table(cmap).to(heat.device)[idx].permute(2, 0, 1)
+    """Map values Tensor[H, W] in [0, 1] to colours Tensor[3, H, W] in [0, 1] with the matplotlib
+    colour map ``cmap`` (:func:`pyxai.viz.colorize`'s 256-entry uint8 table)."""
+    return viz_colorize(heat, cmap, matplotlib=True).to(heat.device).permute(2, 0, 1)
 
 
 def _as_float_rgb(frame: Tensor) -> Tensor:
@@ -77,19 +64,6 @@ def overlay_frame(frame: Tensor, heat: Tensor | None, label: str | None = None,
         if m.shape != (h, w):
             m = F.interpolate(m[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         rgb = (1 - alpha) * rgb + alpha * colorize(m, cmap)
-    if scale > 1:
-        rgb = F.interpolate(rgb[None], scale_factor=scale, mode="nearest")[0]
-    img = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     parts = [p for p in (label, None if score is None else f"{score:.2f}",
                          None if fps is None else f"{fps:.1f} fps") if p is not None]
-    if parts:
-        from PIL import Image, ImageDraw
-
-        pil = Image.fromarray(img)
-        draw = ImageDraw.Draw(pil)
-        text = " ".join(parts)
-        box = draw.textbbox((2, 1), text)
-        draw.rectangle((0, 0, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
-        draw.text((2, 1), text, fill=(255, 255, 255))
-        img = np.asarray(pil)
-    return img
+    return label_frame(to_uint8(rgb.permute(1, 2, 0)), " ".join(parts), scale)

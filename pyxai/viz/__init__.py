@@ -15,8 +15,9 @@ from pyxai.viz.cam_image import COLORMAP_JET, show_cam_on_image
 from pyxai.viz.captum_figures import normalize_attr, visualize_image_attr, visualize_image_attr_multiple
 from pyxai.viz.colormaps import SIGNED_MAPS, colorize, imgify, lookup_table, palette
 from pyxai.viz.grid import figure_png, grid
-from pyxai.viz.overlay import frame_overlay, overlay, reduce_map, scale_map, to_uint8
+from pyxai.viz.overlay import frame_overlay, label_frame, overlay, reduce_map, scale_map, to_uint8
 
 __all__ = ["show_cam_on_image", "COLORMAP_JET", "visualize_image_attr", "visualize_image_attr_multiple",
            "normalize_attr", "imgify", "palette", "lookup_table", "colorize", "SIGNED_MAPS", "grid",
-           "figure_png", "overlay", "frame_overlay", "reduce_map", "scale_map", "to_uint8"]
+           "figure_png", "overlay", "frame_overlay", "label_frame", "reduce_map", "scale_map",
+           "to_uint8"]

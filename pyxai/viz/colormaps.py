@@ -112,23 +112,26 @@ def _mpl_table(name: str) -> torch.Tensor:
     return torch.from_numpy((rgb * 255).round().astype(np.uint8)).flip(1)  # BGR
 
 
-def lookup_table(colormap: int | str, bgr: bool = False) -> torch.Tensor:
+def lookup_table(colormap: int | str, bgr: bool = False, matplotlib: bool = False) -> torch.Tensor:
     """A colour map as a uint8 table Tensor[256, 3] (RGB, or BGR when ``bgr``).
 
     ``colormap``: an OpenCV code (``cv2.COLORMAP_JET`` = 2), a Zennit map name, or a matplotlib name.
+    ``matplotlib``: look the name up among matplotlib's maps only (its own ``bwr``, ``gray``,
+    ``hot`` and ``seismic`` rather than Zennit's). Default: False
     """
     if isinstance(colormap, bool) or not isinstance(colormap, (int, str)):
         raise TypeError(f"colormap must be an OpenCV code (int) or a colour map name, got {colormap!r}")
     if isinstance(colormap, int):
         table = _cv2_table(colormap)
-    elif colormap in ZENNIT_MAPS:
+    elif colormap in ZENNIT_MAPS and not matplotlib:
         table = palette(colormap).flip(1)
     else:
         table = _mpl_table(colormap)
     return table if bgr else table.flip(1)
 
 
-def colorize(values: torch.Tensor, colormap: int | str = "jet") -> torch.Tensor:
-    """Values in [0, 1] (any shape) -> Tensor[..., 3] float RGB in [0, 1] through ``colormap``."""
-    table = lookup_table(colormap).to(torch.float32) / 255
+def colorize(values: torch.Tensor, colormap: int | str = "jet", matplotlib: bool = False) -> torch.Tensor:
+    """Values in [0, 1] (any shape) -> Tensor[..., 3] float RGB in [0, 1] through ``colormap``
+    (``matplotlib`` as :func:`lookup_table`)."""
+    table = lookup_table(colormap, matplotlib=matplotlib).to(torch.float32) / 255
     return table[(values.float().clamp(0, 1) * 255).round().long()]

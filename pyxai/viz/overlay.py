@@ -88,18 +88,14 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return to_numpy((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
 
 
-def frame_overlay(frame: Any, attr: Any, text: str | None = None, alpha: float = 0.5,
-                  signed: bool | None = None, scale: int = 1) -> np.ndarray:
-    """One labelled video frame: Tensor[C, H, W] in [0, 1] + map + text -> ndarray[H*s, W*s, 3] uint8.
-
-    ``text`` (e.g. ``"gradcam  class 3  0.91"``) is written top-left on a dark band; ``scale``
-    enlarges the frame (nearest) before writing so small frames stay legible.
-    """
+def label_frame(pixels: np.ndarray, text: str | None = None, scale: int = 1) -> np.ndarray:
+    """ndarray[H, W, 3] uint8 -> ndarray[H*s, W*s, 3] uint8: enlarged ``scale`` times (nearest),
+    then ``text`` written top-left in white on a black band (nothing written for None or "")."""
     from PIL import Image, ImageDraw
 
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
-    pil = Image.fromarray(to_uint8(overlay(frame, attr, alpha=alpha, signed=signed)))
+    pil = Image.fromarray(pixels)
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     if text:
@@ -108,3 +104,13 @@ def frame_overlay(frame: Any, attr: Any, text: str | None = None, alpha: float =
         draw.rectangle((0, 0, min(pil.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
         draw.text((2, 1), text, fill=(255, 255, 255))
     return np.asarray(pil).copy()
+
+
+def frame_overlay(frame: Any, attr: Any, text: str | None = None, alpha: float = 0.5,
+                  signed: bool | None = None, scale: int = 1) -> np.ndarray:
+    """One labelled video frame: Tensor[C, H, W] in [0, 1] + map + text -> ndarray[H*s, W*s, 3] uint8.
+
+    ``text`` (e.g. ``"gradcam  class 3  0.91"``) is written top-left on a dark band; ``scale``
+    enlarges the frame (nearest) before writing so small frames stay legible (:func:`label_frame`).
+    """
+    return label_frame(to_uint8(overlay(frame, attr, alpha=alpha, signed=signed)), text, scale)

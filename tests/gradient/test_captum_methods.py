@@ -226,3 +226,84 @@ def test_layer_integrated_gradients_token_ids_embedding_equal_captum(rng):
     _close(ours, ref)
     with pytest.raises(TypeError, match="floating point"):  # input gradients need floats
         pyxai.Saliency(net).attribute(ids, target=1)
+
+
+def _layer_attrs(attrs) -> list:
+    """A list of layers' attributions (each a Tensor or a tuple) as one flat list of Tensors."""
+    return [t for a in attrs for t in (a if isinstance(a, tuple) else (a,))]
+
+
+@pytest.mark.parametrize("to_input", [False, True])
+def test_layer_integrated_gradients_list_of_layers_equal_captum(rng, to_input):
+    # two branches of one block: neither computes its values from the other's (Captum's rule);
+    # as layer inputs both receive layer2's output (a shared input)
+    m = _resnet(rng)
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    layers = [m.layer3[0].conv1, m.layer3[0].downsample]
+    kw = dict(baselines=torch.randn(1, 3, 16, 16, generator=rng) * 0.1, target=torch.tensor([1, 4]),
+              n_steps=6, internal_batch_size=4, return_convergence_delta=True,
+              attribute_to_layer_input=to_input)
+    ours, d_ours = pyxai.LayerIntegratedGradients(m, layers).attribute(x, **kw)
+    ref, d_ref = captum_attr.LayerIntegratedGradients(m, layers).attribute(x, **kw)
+    assert isinstance(ours, list) and len(ours) == 2
+    assert all(isinstance(a, torch.Tensor) for a in ours)
+    _close(ours, ref, 1e-4)
+    _close(d_ours, d_ref, 1e-3)
+    # one layer in a list: a list of one, the single layer's numbers
+    one = pyxai.LayerIntegratedGradients(m, layers[:1]).attribute(x, **kw)[0]
+    alone = pyxai.LayerIntegratedGradients(m, layers[0]).attribute(x, **kw)[0]
+    assert isinstance(one, list) and len(one) == 1
+    torch.testing.assert_close(one[0], alone, atol=0, rtol=0)
+
+
+def test_layer_integrated_gradients_list_with_a_tuple_layer_equal_captum(rng):
+    from tests.gradient.test_captum_behaviour import TwoBranch
+
+    m = TwoBranch(rng).eval()
+    x = torch.randn(3, 5, generator=rng)
+    for mult, to_input in ((True, False), (False, False), (True, True)):
+        kw = dict(target=1, n_steps=8, attribute_to_layer_input=to_input)
+        for layers in ([m.l1, m.l2], [m.pair]):  # two parallel layers; one with two Tensors
+            ours = pyxai.LayerIntegratedGradients(m, layers, multiply_by_inputs=mult).attribute(
+                x, **kw)
+            ref = captum_attr.LayerIntegratedGradients(m, layers, multiply_by_inputs=mult
+                                                       ).attribute(x, **kw)
+            assert isinstance(ours, list) and [type(a) for a in ours] == [type(a) for a in ref]
+            _close(_layer_attrs(ours), _layer_attrs(ref))
+
+
+class _WithUnusedLayer(nn.Module):
+    """A torchvision ResNet whose forward also runs a layer whose output it drops."""
+
+    def __init__(self, g: torch.Generator) -> None:
+        super().__init__()
+        self.net, self.unused = _resnet(g), nn.Conv2d(3, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.unused(x)
+        return self.net(x)
+
+
+def test_layer_integrated_gradients_unused_layer_in_list_equal_captum(rng):
+    m = _WithUnusedLayer(rng).eval()
+    x = torch.randn(2, 3, 16, 16, generator=rng)
+    layers = [m.net.layer2, m.unused]
+    kw = dict(target=3, n_steps=4, grad_kwargs={"materialize_grads": True})
+    ours = pyxai.LayerIntegratedGradients(m, layers).attribute(x, **kw)
+    ref = captum_attr.LayerIntegratedGradients(m, layers).attribute(x, **kw)
+    _close(ours, ref, 1e-4)
+    assert not ours[1].any()
+    # pyxai also without materialize_grads (Captum raises there): zeros for the unused layer
+    plain = pyxai.LayerIntegratedGradients(m, layers).attribute(x, target=3, n_steps=4)
+    torch.testing.assert_close(plain[0], ours[0], atol=0, rtol=0)
+    assert not plain[1].any()
+
+
+def test_layer_integrated_gradients_list_of_layers_errors(rng):
+    m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).eval()
+    with pytest.raises(ValueError, match="layer"):
+        pyxai.LayerIntegratedGradients(m, [])
+    with pytest.raises(TypeError, match=r"layer\[1\]"):
+        pyxai.LayerIntegratedGradients(m, [m[0], "m[2]"])
+    with pytest.raises(ValueError, match=r"layer\[1\].*not a module of the model"):
+        pyxai.LayerIntegratedGradients(m, [m[0], nn.Linear(6, 3)])

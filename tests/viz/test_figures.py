@@ -89,3 +89,24 @@ def test_scale_map_unsigned_with_negatives_and_grid_override(rng):
     cells = [ax for ax in fig.axes if ax.get_images()]
     np.testing.assert_allclose(cells[2].get_images()[0].get_array(),
                                viz.overlay(imgs[0], rise_like[0], signed=False).numpy(), atol=1e-6)
+
+
+def test_matplotlib_tables_for_names_zennit_shares():
+    import matplotlib
+
+    for name in ("hot", "bwr", "seismic", "gray"):
+        want = (matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(viz.lookup_table(name, matplotlib=True).numpy(), want)
+    assert not torch.equal(viz.lookup_table("hot", matplotlib=True), viz.lookup_table("hot"))
+    with pytest.raises(ValueError, match="matplotlib"):
+        viz.colorize(torch.zeros(2), "coldnhot", matplotlib=True)
+
+
+def test_label_frame_scales_then_writes(rng):
+    px = (torch.rand(6, 9, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(viz.label_frame(px, None, 3), np.repeat(np.repeat(px, 3, 0), 3, 1))
+    np.testing.assert_array_equal(viz.label_frame(px, ""), px)
+    big = viz.label_frame(px, "x", 4)
+    assert big.shape == (24, 36, 3) and (big[:6, :6] == 0).any() and (big[:12, :12] > 200).any()
+    with pytest.raises(ValueError, match="scale"):
+        viz.label_frame(px, "x", 0)
