@@ -9,8 +9,8 @@ rescaled multiplier ``grad_out * (y - y_ref) / (x - x_ref)`` — the plain gradi
 ``|x - x_ref| < eps``. Softmax subtracts the multipliers' mean; max-pooling passes the output
 difference back to the positions that won the max in the input and in the reference.
 
-As Captum, the replacement acts on the gradient of the tensor the module receives (the module
-computes on a copy, so ``inplace=True`` is safe), and both halves of the batch get multipliers
+As Captum, the replacement acts on the gradient of the tensor the module receives (an
+``inplace=True`` module computes on a copy of it), and both halves of the batch get multipliers
 (the reference outputs are scored too: softmax's mean and max-pooling mix them in).
 
 Unlike Captum, which stores the recorded tensors on the module and raises for a module called
@@ -145,7 +145,9 @@ def deeplift_rules(view: ModelView, eps: float) -> Iterator[None]:
 
         x.register_hook(on_input_grad)
         pending.setdefault(id(module), []).append(use)
-        return (x.clone(), *args[1:])  # an in-place module changes the copy, not x
+        if getattr(module, "inplace", False):
+            return (x.clone(), *args[1:])  # the module changes the copy, not x
+        return None
 
     def hook(module: nn.Module, args: tuple, out: object) -> None:
         uses = pending.get(id(module))

@@ -5,12 +5,12 @@ user's model left as found, and clear errors.
 
 Captum raises for a module called twice in one forward (torchvision's ResNet and the demo CNN call
 one ``nn.ReLU`` per block twice); pyxai rescales every use. Captum's numbers for those models come
-from :func:`unshared`, a copy of the model where each use has its own module (same function).
+from :func:`pyxai.benchmark.captum_methods.unshared`, a copy of the model where each use has its
+own module (the same function).
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import warnings
 
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 import pyxai
+from pyxai.benchmark.captum_methods import unshared
 from pyxai.engine.view import same_state, state_fingerprint
-from pyxai.gradient.deeplift_rules import RULES
 from tests.gradient._models import randomise_bn, resnet18, vgg11
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -36,39 +36,6 @@ def _close(a, b, tol: float = 1e-5) -> None:
     for x, y in zip(a, b):
         assert x.shape == y.shape, (x.shape, y.shape)
         torch.testing.assert_close(x, y, atol=tol, rtol=tol)
-
-
-class _Cycle(nn.Module):
-    """Stands for a module called ``len(uses)`` times per forward: call ``i`` goes to ``uses[i %
-    n]`` (one module per use, for Captum)."""
-
-    def __init__(self, module: nn.Module, n: int) -> None:
-        super().__init__()
-        self.uses = nn.ModuleList(copy.deepcopy(module) for _ in range(n))
-        self.i = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.i += 1
-        return self.uses[(self.i - 1) % len(self.uses)](x)
-
-
-def unshared(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """A deep copy of ``model`` where every rescaled module called k > 1 times per forward (on
-    ``x``) is k modules, one per call: the same function, which Captum's DeepLift accepts."""
-    twin = copy.deepcopy(model)
-    calls: dict[str, int] = {}
-    handles = [m.register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
-               for n, m in twin.named_modules() if type(m) in RULES]
-    with torch.no_grad():
-        twin(x)
-    for h in handles:
-        h.remove()
-    for name, k in calls.items():
-        if k > 1:
-            parent, _, attr = name.rpartition(".")
-            owner = twin.get_submodule(parent)
-            setattr(owner, attr, _Cycle(getattr(owner, attr), k))
-    return twin
 
 
 def captum_deeplift(model: nn.Module, x: torch.Tensor, cls: str = "DeepLift", **kw):
