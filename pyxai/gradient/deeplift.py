@@ -100,7 +100,9 @@ class DeepLift(GradientAttribution):
     ``Softmax``, ``MaxPool1d/2d/3d``) pass back ``grad * dy / dx`` between each input and its
     baseline; every other operation its gradient. Functional nonlinearities (``F.relu``) keep
     their gradient, as in Captum. A module used several times in one forward is rescaled at
-    each use (Captum raises for it).
+    each use (Captum raises for it). The rule reads each module's input and output in the
+    backward without copying them: a model that writes into one of them in place after the
+    module ran gets a RuntimeError saying so (Captum keeps copies).
 
     Args:
         model: an ``nn.Module`` (its nonlinear submodules are found by type).

@@ -13,9 +13,12 @@ As Captum, the replacement acts on the gradient of the tensor the module receive
 ``inplace=True`` module computes on a copy of it), and both halves of the batch get multipliers
 (the reference outputs are scored too: softmax's mean and max-pooling mix them in).
 
-Unlike Captum, which stores the recorded tensors on the module and raises for a module called
-twice in one forward (torchvision's ResNet blocks call one ``nn.ReLU`` twice), every call keeps its
-own record: a reused module gets the rescale rule at each of its uses. Everything lives on the
+Unlike Captum, which stores copies of the recorded tensors on the module and raises for a module
+called twice in one forward (torchvision's ResNet blocks call one ``nn.ReLU`` twice), every call
+keeps its own record: a reused module gets the rescale rule at each of its uses. The records are
+aliases with their version counters, not copies (a write into one after the call is an error in
+the backward), and max-pooling keeps the indices of its forward, so the backward does not pool
+again: the same numbers with less memory and time. Everything lives on the
 view's modules and the call's tensors; the user's modules never see a hook.
 """
 
@@ -30,58 +33,87 @@ from torch import nn
 
 from pyxai.engine.view import ModelView
 
-#: ``(module, x, y, grad_input, grad_output, eps) -> new grad_input``; x, y: Tensor[2B, ...], the
-#: module's input and output on samples then references; grad_input: the gradient of x.
-Multiplier = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float],
-                      torch.Tensor]
+
+class Use:
+    """One call of a rescaled module: its input ``x`` and output ``y`` (Tensor[2B, ...], samples
+    then references; detached aliases, not copies, with their version counters at the call), the
+    max-pooling indices of the call (max-pooling modules), and the gradient of ``y`` once the
+    backward has reached it."""
+
+    __slots__ = ("x", "x_version", "y", "y_version", "indices", "grad_out")
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x, self.x_version = x.detach(), x._version
+        self.y: torch.Tensor = x  # set by record_output
+        self.y_version = -1
+        self.indices: torch.Tensor | None = None
+        self.grad_out: torch.Tensor | None = None
+
+    def record_output(self, y: torch.Tensor) -> None:
+        self.y, self.y_version = y.detach(), y._version
+
+    def check(self, module: nn.Module) -> None:
+        """The recorded tensors still hold the values of the call (nothing wrote into them)."""
+        if self.x._version != self.x_version or self.y._version != self.y_version:
+            raise RuntimeError(
+                f"DeepLift: the input or the output of {type(module).__name__} was modified in "
+                "place after the module ran; the rescale rule needs both as they were (use an "
+                "out-of-place operation there)")
 
 
-def _diffs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x - x_ref, y - y_ref)`` repeated for both halves: Tensor[2B, ...] each."""
-    x1, x0 = x.chunk(2)
-    y1, y0 = y.chunk(2)
-    dx, dy = x1 - x0, y1 - y0
-    return torch.cat([dx, dx]), torch.cat([dy, dy])
+#: ``(module, use, grad_input, eps) -> new grad_input``: grad_input is the gradient of ``use.x``
+#: (Tensor[2B, ...]), ``use.grad_out`` the gradient of ``use.y``.
+Multiplier = Callable[[nn.Module, Use, torch.Tensor, float], torch.Tensor]
 
 
-def rescale(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_input: torch.Tensor,
-            grad_output: torch.Tensor, eps: float) -> torch.Tensor:
+def _pairs(t: torch.Tensor) -> torch.Tensor:
+    """Tensor[2B, ...] as Tensor[2, B, ...]: samples, then references."""
+    return t.reshape(2, t.shape[0] // 2, *t.shape[1:])
+
+
+def rescale(module: nn.Module, use: Use, grad_input: torch.Tensor, eps: float) -> torch.Tensor:
     """The rescale rule of an elementwise nonlinearity: ``grad_out * dy / dx`` (the plain
-    gradient where ``|dx| < eps``)."""
-    dx, dy = _diffs(x, y)
-    return torch.where(dx.abs() < eps, grad_input, grad_output * dy / dx)
+    gradient where ``|dx| < eps``), the differences of each pair used for both of its rows."""
+    assert use.grad_out is not None
+    x1, x0 = _pairs(use.x)
+    y1, y0 = _pairs(use.y)
+    dx, dy = x1 - x0, y1 - y0
+    out = torch.where(dx.abs() < eps, _pairs(grad_input), _pairs(use.grad_out) * dy / dx)
+    return out.reshape(grad_input.shape)
 
 
-def softmax(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_input: torch.Tensor,
-            grad_output: torch.Tensor, eps: float) -> torch.Tensor:
+def softmax(module: nn.Module, use: Use, grad_input: torch.Tensor, eps: float) -> torch.Tensor:
     """Rescaled multipliers minus their mean over the whole tensor (both halves, every sample,
     as Captum)."""
-    m = rescale(module, x, y, grad_input, grad_output, eps)
+    m = rescale(module, use, grad_input, eps)
     return m - m.sum() * 1 / grad_input.numel()
 
 
+def _pool_args(module: nn.Module) -> tuple:
+    return module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode
+
+
 def _maxpool(pool: Callable, unpool: Callable) -> Multiplier:
-    def rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_input: torch.Tensor,
-             grad_output: torch.Tensor, eps: float) -> torch.Tensor:
+    def rule(module: nn.Module, use: Use, grad_input: torch.Tensor, eps: float) -> torch.Tensor:
         """Max-pooling: the output difference taken from ``max(y, y_ref)`` goes back through the
         input's and the reference's argmax positions, summed, divided by ``dx``. Where ``|dx| <
         eps`` the gradient of the batch's first row is used for every row (Captum's
         ``grad_input[0]``)."""
-        with torch.no_grad():
-            x1, x0 = x.chunk(2)
-            y1, y0 = y.chunk(2)
-            dx = x1 - x0
-            dx = torch.cat([dx, dx])
-            top = torch.max(y1, y0)
-            dy = torch.cat([top - y0, y1 - top])
-            _, idx = pool(x, module.kernel_size, module.stride, module.padding, module.dilation,
-                          module.ceil_mode, True)
-            back, back_ref = torch.chunk(unpool(grad_output * dy, idx, module.kernel_size,
-                                                module.stride, module.padding, list(x.shape)), 2)
-        back = back + back_ref
-        back = torch.cat([back, back])
-        return torch.where(dx.abs() < eps, grad_input[0], back / dx)
+        assert use.grad_out is not None
+        x, idx = use.x, use.indices
+        if idx is None:  # a module with return_indices=True ran its own forward
+            idx = pool(x, *_pool_args(module), True)[1]
+        x1, x0 = _pairs(x)
+        y1, y0 = _pairs(use.y)
+        top = torch.max(y1, y0)
+        dy = torch.cat([top - y0, y1 - top])
+        back, back_ref = _pairs(unpool(use.grad_out * dy, idx, module.kernel_size, module.stride,
+                                       module.padding, list(x.shape)))
+        dx = x1 - x0
+        out = torch.where(dx.abs() < eps, grad_input[0], (back + back_ref) / dx)
+        return torch.cat([out, out])
 
+    rule.pool = pool  # type: ignore[attr-defined]
     return rule
 
 
@@ -100,18 +132,6 @@ RULES: dict[type, Multiplier] = {
 }
 
 
-class _Use:
-    """One call of a rescaled module: copies of its input and output, and its output's gradient
-    once the backward has reached it."""
-
-    __slots__ = ("x", "y", "grad_out")
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-        self.y: torch.Tensor | None = None
-        self.grad_out: torch.Tensor | None = None
-
-
 def _hooked(module: nn.Module) -> bool:
     """Captum's choice: exactly a supported type, and no backward hooks of the user's."""
     return type(module) in RULES and not module._backward_hooks
@@ -120,8 +140,8 @@ def _hooked(module: nn.Module) -> bool:
 @contextlib.contextmanager
 def deeplift_rules(view: ModelView, eps: float) -> Iterator[None]:
     """The rescale rule on every supported module of ``view`` for the forwards (and their
-    backwards) run inside the block on ``view.module``; the hooks are removed on exit, also after
-    an exception.
+    backwards) run inside the block on ``view.module``; the hooks (and the view's max-pooling
+    forwards that keep their indices) are removed on exit, also after an exception.
 
     Args:
         view: a view of the user's model.
@@ -129,19 +149,20 @@ def deeplift_rules(view: ModelView, eps: float) -> Iterator[None]:
     """
     if not isinstance(view, ModelView):
         raise TypeError(f"deeplift_rules needs a ModelView of the model, got {type(view).__name__}")
-    pending: dict[int, list[_Use]] = {}
+    pending: dict[int, list[Use]] = {}
 
     def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
         x = args[0] if args else None
         if not isinstance(x, torch.Tensor) or not x.requires_grad:
             return None
-        use = _Use(x.detach().clone())
+        use = Use(x)
         rule = RULES[type(module)]
 
         def on_input_grad(g: torch.Tensor) -> torch.Tensor | None:
-            if use.grad_out is None or use.y is None:
+            if use.grad_out is None or use.y_version < 0:
                 return None
-            return rule(module, use.x, use.y, g, use.grad_out, eps)
+            use.check(module)
+            return rule(module, use, g, eps)
 
         x.register_hook(on_input_grad)
         pending.setdefault(id(module), []).append(use)
@@ -157,20 +178,39 @@ def deeplift_rules(view: ModelView, eps: float) -> Iterator[None]:
         y = out[0] if isinstance(out, (tuple, list)) else out
         if not isinstance(y, torch.Tensor) or not y.requires_grad:
             return
-        use.y = y.detach().clone()
+        use.record_output(y)
 
         def on_output_grad(g: torch.Tensor) -> None:
             use.grad_out = g
 
         y.register_hook(on_output_grad)
 
-    handles = []
+    def pool_keeping_indices(module: nn.Module, pool: Callable) -> Callable:
+        """The module's forward, keeping the indices of the max for the rule (no second
+        pooling in the backward)."""
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out, idx = pool(x, *_pool_args(module), True)
+            uses = pending.get(id(module))
+            if uses:
+                uses[-1].indices = idx
+            return out
+
+        return forward
+
+    handles, patched = [], []
     try:
         for m in view.module.modules():
-            if _hooked(m):
-                handles.append(m.register_forward_pre_hook(pre_hook))
-                handles.append(m.register_forward_hook(hook))
+            if not _hooked(m):
+                continue
+            handles.append(m.register_forward_pre_hook(pre_hook))
+            handles.append(m.register_forward_hook(hook))
+            pool = getattr(RULES[type(m)], "pool", None)
+            if pool is not None and not m.return_indices and "forward" not in m.__dict__:
+                m.forward = pool_keeping_indices(m, pool)  # the view's module only
+                patched.append(m)
         yield
     finally:
         for h in handles:
             h.remove()
+        for m in patched:
+            del m.forward

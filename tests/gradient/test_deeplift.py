@@ -187,6 +187,41 @@ def test_reused_module_is_rescaled_at_each_use(rng):
     assert delta.abs().max() < 1e-5
 
 
+def test_pool_with_indices_and_in_place_writes(rng):
+    class Pool(nn.Module):
+        def __init__(self, keep: bool) -> None:
+            super().__init__()
+            self.conv, self.relu = nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()
+            self.pool, self.keep = nn.MaxPool2d(2, return_indices=keep), keep
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.pool(self.relu(self.conv(x)))
+            return (h[0] if self.keep else h).flatten(1)[:, :4]
+
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    plain = Pool(False).eval()
+    keep = Pool(True).eval()
+    keep.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 2, 6, 6, generator=rng)
+    ref = _captum(plain).attribute(x, target=1)
+    _close(pyxai.DeepLift(plain).attribute(x, target=1), ref)
+    _close(pyxai.DeepLift(keep).attribute(x, target=1), ref)  # Captum asserts on the tuple
+
+    class Writes(nn.Module):  # writes into the ReLU's input after the ReLU read it
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.relu = nn.Linear(3, 3), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.lin(x)
+            a = self.relu(h)
+            h.mul_(2)
+            return a + h
+
+    with pytest.raises(RuntimeError, match="ReLU was modified in place"):
+        pyxai.DeepLift(Writes().eval()).attribute(torch.randn(2, 3, generator=rng), target=0)
+
+
 # -- Captum's call forms ---------------------------------------------------------------------------
 
 
@@ -286,6 +321,20 @@ def test_deeplift_shap_callable_baselines_and_target_none(rng):
     _close(pyxai.DeepLiftShap(net).attribute(x, dist), pyxai.DeepLiftShap(net).attribute(
         x, dist, target=pred))
     _close(pyxai.DeepLift(net).attribute(x), pyxai.DeepLift(net).attribute(x, target=pred))
+
+
+def test_noise_tunnel_wraps_deeplift_as_captum(rng):
+    net = AllRules(rng).eval()
+    x = torch.randn(2, 3, 8, 8, generator=rng)
+    base = torch.randn(2, 3, 8, 8, generator=rng) * 0.1
+    kw = dict(nt_samples=3, stdevs=0.1, target=1, baselines=base, return_convergence_delta=True)
+    seed = int(torch.randint(0, 2**31, (1,), generator=rng))
+    torch.manual_seed(seed)
+    ours, d_ours = pyxai.NoiseTunnel(pyxai.DeepLift(net)).attribute(x, **kw)
+    torch.manual_seed(seed)
+    ref, d_ref = captum_attr.NoiseTunnel(_captum(net)).attribute(x, **kw)
+    _close(ours, ref)
+    _close(d_ours, d_ref)
 
 
 def test_captum_surface():
