@@ -24,6 +24,8 @@ from pyxai.cam import (
 )
 from pyxai.gradient import (
     Deconvolution,
+    DeepLift,
+    DeepLiftShap,
     GradientShap,
     GuidedBackprop,
     GuidedGradCam,
@@ -58,5 +60,6 @@ __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 __all__ += ["STEP", "video", "dataset", "similarity", "spray", "guided", "viz"]
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
             "LayerIntegratedGradients", "LayerConductance"]
+__all__ += ["DeepLift", "DeepLiftShap"]
 __all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
             "KPCA_CAM", "AblationCAM", "FullGrad"]

@@ -183,6 +183,22 @@ METHODS.update({m.name: m for m in [
 ]})
 
 
+def _grey_levels(x: torch.Tensor) -> dict[str, Any]:
+    """DeepLiftShap's baseline distribution: constant images at 0, 0.5 and 1 (black, grey and
+    white for [0, 1] images), Tensor[3, *x.shape[1:]] — the same for every batch, so a frame's map
+    does not depend on the frames batched with it."""
+    levels = x.new_tensor([0.0, 0.5, 1.0]).view(3, *([1] * (x.dim() - 1)))
+    return {"baselines": levels.expand(3, *x.shape[1:])}
+
+
+METHODS.update({m.name: m for m in [
+    Method("deeplift", "DeepLift", "DeepLIFT rescale rule, zero baseline (Captum)", signed=True),
+    Method("deeplift_shap", "DeepLiftShap",
+           "DeepLiftShap over 3 constant baselines: 0, 0.5, 1 (Captum)", call=_grey_levels,
+           signed=True),
+]})
+
+
 def defaults(m: Method) -> str:
     """``k=v`` of a method's constructor and ``attribute()`` defaults (size-dependent ones named)."""
     parts = [f"{k}={v}" for k, v in m.init.items()]

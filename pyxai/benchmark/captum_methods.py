@@ -13,6 +13,11 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
 * shapley_sampling: batch 2, 64x64, a 4 x 4 grid of features, 4 permutations (quick: 32x32, a
   2 x 2 grid, 2 permutations), perturbations_per_eval 16. Floor: the bare forwards (the baseline,
   the inputs and one per permutation step) at the same batch size. Same torch seed before both.
+* deeplift: batch 4, 224x224 (quick: batch 2, 32x32), a random baseline; deeplift_shap: batch 2
+  (quick 1), a distribution of 4 baselines. Floor: forward + input-gradient backward of the rows
+  both libraries run (2 B, resp. 2 B R). Captum raises for a module used twice in one forward
+  (ResNet's blocks call one ReLU twice): it runs on :func:`unshared` (the same function, one module
+  per use).
 * layer_ig / layer_conductance: layer2, 16 steps (quick 4), internal_batch_size 2 B, batch 4
   224x224 (quick 2, 32x32). Floor: forward + input-gradient backward of the path's rows in the
   same chunks (the layer methods need the same passes).
@@ -20,10 +25,13 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from pyxai.benchmark.core import Case, forward_floor, random_resnet18, register
 
@@ -186,3 +194,85 @@ def layer_ig_cases(quick: bool, device: str) -> list[Case]:
 @register("layer_conductance")
 def layer_conductance_cases(quick: bool, device: str) -> list[Case]:
     return [_layer_ig_case("LayerConductance", quick, device)]
+
+
+class _Cycle(nn.Module):
+    """A module called ``n`` times per forward, as ``n`` copies: call ``i`` goes to copy ``i %
+    n``."""
+
+    def __init__(self, module: nn.Module, n: int) -> None:
+        super().__init__()
+        self.uses = nn.ModuleList(copy.deepcopy(module) for _ in range(n))
+        self.i = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.i += 1
+        return self.uses[(self.i - 1) % len(self.uses)](x)
+
+
+def unshared(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A deep copy of ``model`` in which every module DeepLift rescales that runs k > 1 times per
+    forward (on ``x``) is k modules, one per call: the same function, which Captum's DeepLift
+    accepts (it raises for reused modules)."""
+    from pyxai.gradient.deeplift_rules import RULES
+
+    twin = copy.deepcopy(model)
+    calls: dict[str, int] = {}
+
+    def count(name: str) -> Callable:
+        return lambda *_: calls.__setitem__(name, calls.get(name, 0) + 1)
+
+    handles = [m.register_forward_hook(count(n)) for n, m in twin.named_modules()
+               if type(m) in RULES]
+    try:
+        with torch.no_grad():
+            twin(x)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, k in calls.items():
+        if k > 1:
+            parent, _, attr = name.rpartition(".")
+            owner = twin.get_submodule(parent)
+            setattr(owner, attr, _Cycle(getattr(owner, attr), k))
+    return twin
+
+
+def _deeplift_case(cls: str, quick: bool, device: str) -> Case:
+    import pyxai
+
+    shap = cls == "DeepLiftShap"
+    b, size = ((1, 32) if quick else (2, 224)) if shap else ((2, 32) if quick else (4, 224))
+    model, x = _setup(b, size, device)
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(4 if shap else 1, *x.shape[1:], generator=g).to(device) * 0.5
+    rows = 2 * b * (base.shape[0] if shap else 1)
+    twin = unshared(model, x)
+    kw = dict(baselines=base, target=3)
+
+    def captum() -> torch.Tensor:
+        import captum.attr
+
+        with warnings.catch_warnings():  # Captum's note on the hooks it sets
+            warnings.simplefilter("ignore")
+            return getattr(captum.attr, cls)(twin).attribute(x.clone().requires_grad_(), **kw)
+
+    what = f"{base.shape[0]} baselines" if shap else "one baseline"
+    return Case(
+        name=f"resnet18 {size}x{size} b={b}, {what}",
+        impls={"pyxai": lambda: getattr(pyxai, cls)(model).attribute(x, **kw),
+               "floor": _grad_floor(model, x, rows), "captum": captum},
+        parity=[("pyxai", "captum", 1e-4)], device=device,
+        notes=f"floor = forward + input-gradient backward of {rows} rows (inputs and "
+              "baselines); Captum on one module per ReLU use",
+    )
+
+
+@register("deeplift")
+def deeplift_cases(quick: bool, device: str) -> list[Case]:
+    return [_deeplift_case("DeepLift", quick, device)]
+
+
+@register("deeplift_shap")
+def deeplift_shap_cases(quick: bool, device: str) -> list[Case]:
+    return [_deeplift_case("DeepLiftShap", quick, device)]

@@ -2,6 +2,7 @@
 signatures, defaults and outputs."""
 
 from pyxai.gradient.deconvolution import Deconvolution
+from pyxai.gradient.deeplift import DeepLift, DeepLiftShap
 from pyxai.gradient.gradient_shap import GradientShap
 from pyxai.gradient.guided_backprop import GuidedBackprop, GuidedGradCam
 from pyxai.gradient.integrated_gradients import IntegratedGradients
@@ -14,4 +15,4 @@ from pyxai.gradient.saliency import InputXGradient, Saliency
 
 __all__ = ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop",
            "LayerGradCam", "GuidedGradCam", "Deconvolution", "LayerActivation", "GradientShap",
-           "LayerIntegratedGradients", "LayerConductance"]
+           "LayerIntegratedGradients", "LayerConductance", "DeepLift", "DeepLiftShap"]
