@@ -41,6 +41,8 @@ from pyxai.perturbation import (
     RISE,
     ExtremalPerturbation,
     FeatureAblation,
+    KernelShap,
+    Lime,
     MeaningfulPerturbation,
     Occlusion,
     ShapleyValueSampling,
@@ -60,3 +62,4 @@ __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSam
             "LayerIntegratedGradients", "LayerConductance"]
 __all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
             "KPCA_CAM", "AblationCAM", "FullGrad"]
+__all__ += ["Lime", "KernelShap"]

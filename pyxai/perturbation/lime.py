@@ -1,0 +1,500 @@
+"""Lime, drop-in for ``captum.attr.Lime`` (Ribeiro et al., 2016), on the perturbation runner.
+
+Each example is explained by a local surrogate: ``n_samples`` binary vectors over the F
+interpretable features (the ids of ``feature_mask``) are drawn, each turns into a model input
+(features that are 1 keep the input's values, features that are 0 take the baseline's), the model
+scores every such input, and an interpretable model (by default a Lasso with ``alpha=0.01``) is
+fitted to ``(vector, score)`` pairs weighted by the similarity of the perturbed input to the
+original (by default ``exp(-d^2 / 2)`` with ``d`` the cosine distance). Its weights are the
+attributions.
+
+Same numbers as Captum with the same ``torch.manual_seed``: the vectors are drawn from torch's
+global generator in Captum's order (all of example 0's samples, then example 1's, ...: Captum
+explains the examples of a batch one after the other), the similarities use Captum's arithmetic,
+and the surrogate is fitted on the same data. What differs is how the model is run: all draws come
+first (they are small: Tensor[B, n_samples, F] bits), then the runner evaluates the perturbed
+inputs of *all* examples together, ``perturbations_per_eval`` samples of each per forward
+(``perturbations_per_eval * B`` rows), building each chunk on the inputs' device just before its
+forward. A model whose rows do not depend on each other (eval mode) gives the scores Captum's
+one-example-at-a-time forwards give; a forward function that itself draws from torch's global
+generator (dropout in training mode) would see the draws interleaved differently from Captum.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pyxai.engine.base import CaptumAttribution
+from pyxai.engine.checks import check_positive_int
+from pyxai.engine.runner import PerturbationRunner
+from pyxai.engine.targets import ResolvedTarget
+from pyxai.engine.view import forward_view
+from pyxai.gradient._common import resolve
+from pyxai.perturbation._captum import (
+    AggregateOutputError,
+    ExpandingForward,
+    as_output,
+    format_args,
+    is_aggregated,
+)
+from pyxai.perturbation.ablation import FeatureAblation, TensorOrTuple, _format_call
+from pyxai.perturbation.linear_model import SkLearnLasso, _Linear, _sklearn
+
+Inputs = tuple[torch.Tensor, ...]
+
+
+class ExpKernelSimilarity:
+    """Captum's default similarity: ``exp(-d^2 / (2 * kernel_width^2))`` of the distance ``d``
+    between the flattened (float32) original and perturbed inputs.
+
+    Called as Captum calls a ``similarity_func``: ``(original_inp, perturbed_inp,
+    interpretable_sample, **kwargs) -> float``; :meth:`batched` scores many perturbed inputs at
+    once (the same arithmetic, on device, no host sync).
+
+    Args:
+        distance_mode: ``"cosine"`` (1 - cosine similarity) or ``"euclidean"``. Default: "cosine"
+        kernel_width: the kernel's width. Default: 1.0
+    """
+
+    def __init__(self, distance_mode: str = "cosine", kernel_width: float = 1.0) -> None:
+        if distance_mode not in ("cosine", "euclidean"):
+            raise ValueError(f"distance_mode must be 'cosine' or 'euclidean', got {distance_mode!r}")
+        self.distance_mode = distance_mode
+        self.kernel_width = kernel_width
+
+    def _exponent(self, original: torch.Tensor, perturbed: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.distance_mode == "cosine":
+            d = 1 - torch.nn.functional.cosine_similarity(original, perturbed, dim=dim)
+        else:
+            d = torch.norm(original - perturbed, dim=dim)
+        return -1 * (d**2) / (2 * (self.kernel_width**2))
+
+    def __call__(self, original_inp: TensorOrTuple, perturbed_inp: TensorOrTuple, _: Any,
+                 **kwargs: Any) -> float:
+        return math.exp(self._exponent(_flat(original_inp), _flat(perturbed_inp), 0))
+
+    def batched(self, original: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+        """Similarities Tensor[R] float32 of rows ``original`` [R, N] and ``perturbed`` [R, N]."""
+        # exp in float64, as math.exp of the float32 exponent in __call__
+        return torch.exp(self._exponent(original.float(), perturbed.float(), 1).double()).float()
+
+
+def _flat(inp: TensorOrTuple) -> torch.Tensor:
+    parts = inp if isinstance(inp, tuple) else (inp,)
+    return torch.cat([t.flatten() for t in parts]).float()
+
+
+def get_exp_kernel_similarity_function(distance_mode: str = "cosine",
+                                       kernel_width: float = 1.0) -> ExpKernelSimilarity:
+    """Captum's factory of the exponential-kernel similarity (see :class:`ExpKernelSimilarity`)."""
+    return ExpKernelSimilarity(distance_mode, kernel_width)
+
+
+def default_perturb_func(original_inp: TensorOrTuple, **kwargs: Any) -> torch.Tensor:
+    """Captum's default sampling: Tensor[1, F] int64 of independent fair coin flips (F =
+    ``kwargs["num_interp_features"]``), drawn on the CPU from the global generator."""
+    probs = torch.ones(1, int(kwargs["num_interp_features"])) * 0.5
+    device = (original_inp[0] if isinstance(original_inp, tuple) else original_inp).device
+    return torch.bernoulli(probs).to(device=device).long()
+
+
+def lime_feature_mask(feature_mask: TensorOrTuple | None, xs: Inputs) -> tuple[Inputs, int]:
+    """Captum's interpretable features: (masks padded to the inputs' rank, F).
+
+    None: one feature per scalar of ``inputs[i][0]`` (ids consecutive across inputs). A mask
+    whose smallest id is not 0 is shifted to start at 0 (with Captum's warning); F = max id + 1.
+    """
+    masks = FeatureAblation._format_mask(feature_mask, xs)
+    if feature_mask is None:
+        return masks, sum(math.prod(x.shape[1:]) for x in xs)
+    filled = [m for m in masks if m.numel()]
+    if not filled:
+        raise ValueError("feature_mask holds no feature ids (every mask is empty)")
+    low = min(int(m.min()) for m in filled)
+    if low != 0:
+        warnings.warn("Minimum element in feature mask is not 0, shifting indices to start at 0.",
+                      UserWarning, stacklevel=3)
+        masks = tuple(m - low for m in masks)
+    return masks, max(int(m.max()) for m in filled) - low + 1
+
+
+def _user_form(ts: Inputs, was_tuple: bool) -> TensorOrTuple:
+    return ts if was_tuple else ts[0]
+
+
+def _own_model(model: Any) -> bool:
+    """Whether ``model`` is one of pyxai's surrogates with its own ``fit``, which reads its data
+    once and draws no random numbers (so the examples of a batch can be evaluated together)."""
+    fit = getattr(type(model), "fit", None)
+    return isinstance(model, _Linear) and "fit" not in vars(model) and \
+        fit.__module__.startswith("pyxai.")
+
+
+def _captum_fit_draws(n_feat: int) -> None:
+    """Draw from the global generator what fitting Captum's ``SkLearn*`` surrogate on F features
+    draws: its DataLoader's seed, then the init of the ``nn.Linear(F, 1)`` it builds. pyxai's
+    surrogates draw nothing; doing this after each example's samples keeps the next example's
+    samples (and the generator after the call) Captum's."""
+    torch.empty((), dtype=torch.int64).random_()
+    torch.nn.Linear(n_feat, 1)
+
+
+@dataclass
+class _Job:
+    """One attribute() call's checked arguments, shared by its groups of examples."""
+
+    view: Callable
+    args: tuple
+    xs: Inputs
+    bases: Inputs
+    masks: Inputs
+    target: ResolvedTarget | None
+    n_feat: int
+    extra: dict[str, Any]
+    n_samples: int
+    ppe: int
+    was_tuple: bool
+    model: Any
+    own_model: bool
+    show_progress: bool
+
+
+class Lime(CaptumAttribution):
+    """Local interpretable model-agnostic explanations.
+
+    Args:
+        forward_func: model or callable ``(*inputs, *additional_forward_args)`` returning one
+            score row per sample (or one scalar for the whole batch, Captum's aggregated mode).
+        interpretable_model: the surrogate: any object with Captum's ``Model`` interface
+            (``fit(train_data)`` on a DataLoader of ``(x, y, w)`` and ``representation()`` ->
+            Tensor[1, F]): Captum's own ``SkLearnLasso``, ``SGDLasso``, ... or pyxai's
+            (:mod:`pyxai.perturbation.linear_model`). Each call fits its own copy (calls from
+            several threads do not share a fit). Default: ``SkLearnLasso(alpha=0.01)``, which
+            needs scikit-learn (``pip install 'pyxai[lime]'``).
+        similarity_func: ``(original_inp, perturbed_inp, interpretable_sample, **kwargs) ->
+            float | Tensor``, the weight of each sample. Default: exponential kernel of the cosine
+            distance, width 1.0 (:func:`get_exp_kernel_similarity_function`).
+        perturb_func: ``(original_inp, **kwargs) -> Tensor[1, F]`` one interpretable sample (or a
+            generator function yielding them); kwargs are ``baselines``, ``feature_mask``,
+            ``num_interp_features``. Default: :func:`default_perturb_func` (Bernoulli(0.5)).
+
+    Examples::
+
+        >>> lime = pyxai.Lime(model)
+        >>> attr = lime.attribute(x, target=3, feature_mask=segments, n_samples=200,
+        ...                       perturbations_per_eval=32)             # Tensor like x
+    """
+
+    _desc = "Lime attribution"
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        interpretable_model: Any = None,
+        similarity_func: Callable[..., Any] | None = None,
+        perturb_func: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__(forward_func)
+        if interpretable_model is None:
+            _sklearn()  # the default needs scikit-learn: say so now, not after the forwards
+            interpretable_model = SkLearnLasso(alpha=0.01)
+        for name in ("fit", "representation"):
+            if not callable(getattr(interpretable_model, name, None)):
+                raise TypeError(f"interpretable_model must have fit() and representation() "
+                                f"(Captum's Model interface); {type(interpretable_model).__name__} "
+                                f"has no {name}()")
+        self.interpretable_model = interpretable_model
+        self.similarity_func = similarity_func or get_exp_kernel_similarity_function()
+        self.perturb_func = perturb_func or default_perturb_func
+
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: TensorOrTuple | None = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        return_input_shape: bool = True,
+        show_progress: bool = False,
+    ) -> TensorOrTuple:
+        """Lime attributions.
+
+        Args:
+            inputs: Tensor[B, ...] or a tuple of such tensors (same B). Each example is explained
+                by its own surrogate, unless the model returns one scalar for the whole batch
+                (then the batch is one example, as Captum).
+            baselines: the value of features that are off: None (0), a scalar, a Tensor
+                broadcastable to the input, or a tuple of those. Default: None
+            target: Captum target or any pyxai target form (None: the output itself for one score
+                per sample, else the predicted class). Default: None
+            additional_forward_args: extra forward arguments (Tensors with B rows repeated per
+                perturbation). Default: None
+            feature_mask: integer Tensor (or tuple) broadcastable to the input (first dim 1 or
+                B): equal ids form one interpretable feature, across inputs too. Default: None,
+                one feature per scalar.
+            n_samples: interpretable samples per example (Captum's default). Default: 25
+            perturbations_per_eval: samples per forward of each example (``that * B`` rows).
+                Default: 1
+            return_input_shape: True: attributions shaped like the inputs (each element gets its
+                feature's weight); False: the weights, Tensor[B, F] (the surrogate's
+                ``representation()`` as it is for B = 1). Default: True
+            show_progress: progress bar. Default: False
+
+        Returns:
+            Tensor (or tuple) shaped like the inputs, float32 (first dim 1 when a model that
+            aggregates its batch is explained), or the weights (``return_input_shape=False``).
+        """
+        return self._attribute(inputs, baselines, target, additional_forward_args, feature_mask,
+                               n_samples, perturbations_per_eval, return_input_shape,
+                               show_progress)
+
+    def _sampling_kwargs(self, n_feat: int) -> dict[str, Any]:
+        """Extra keyword arguments for ``perturb_func`` / ``similarity_func`` (KernelShap's)."""
+        return {}
+
+    def _batch_similarity(self, original: torch.Tensor, chunk: Inputs, bits: torch.Tensor,
+                          ) -> torch.Tensor | None:
+        """Similarities Tensor[R] of the R perturbed examples of a chunk at once, or None when
+        ``similarity_func`` must be called per sample.
+
+        Args:
+            original: Tensor[R, N] each row's original input, flattened (all inputs).
+            chunk: the chunk's perturbed inputs (R examples).
+            bits: Tensor[R, F] bool, the interpretable samples.
+        """
+        if not isinstance(self.similarity_func, ExpKernelSimilarity):
+            return None
+        r = bits.shape[0]
+        return self.similarity_func.batched(original, torch.cat([t.reshape(r, -1) for t in chunk],
+                                                                1))
+
+    @torch.no_grad()
+    def _attribute(self, inputs: TensorOrTuple, baselines: Any, target: Any, args: Any,
+                   feature_mask: TensorOrTuple | None, n_samples: int, perturbations_per_eval: int,
+                   return_input_shape: bool, show_progress: bool) -> TensorOrTuple:
+        xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval,
+                                                 baselines)
+        check_positive_int(n_samples, "n_samples")
+        masks, n_feat = lime_feature_mask(feature_mask, xs)
+        if n_feat == 0:
+            raise ValueError("the inputs have no features to attribute (every input is empty)")
+        if n_feat > 10000:
+            warnings.warn(f"Lime / KernelShap with {n_feat} interpretable features (> 10000) can "
+                          "be very slow or run out of memory: give a feature_mask that groups "
+                          "the input features", UserWarning, stacklevel=3)
+        extra = self._sampling_kwargs(n_feat)
+        b = xs[0].shape[0]
+        view, args = forward_view(self.forward_func), format_args(args)
+        with torch.inference_mode():
+            out0 = as_output(ExpandingForward(view, args, b)(*xs))
+        model = copy.deepcopy(self.interpretable_model)  # each call fits its own
+        own = _own_model(model)
+        resolved = None
+        if is_aggregated(out0, b):  # one scalar for the batch: the batch is one example (Captum)
+            if ppe != 1:
+                raise AggregateOutputError(
+                    f"forward_func returned shape {tuple(out0.shape)} for a batch of {b}: a model "
+                    "that returns one value per batch needs perturbations_per_eval=1, got "
+                    f"{ppe}")
+            if target is not None:
+                raise ValueError(f"target must be None when forward_func returns one value per "
+                                 f"batch (shape {tuple(out0.shape)} for a batch of {b})")
+            groups: list[list[int] | None] = [None]
+        else:
+            resolved = resolve(target, out0)
+            groups = [list(range(b))] if own else [[e] for e in range(b)]
+        job = _Job(view, args, xs, bases, masks, resolved, n_feat, extra, n_samples, ppe,
+                   was_tuple, model, own, show_progress)
+        coefs = [c for g in groups for c in self._explain_group(job, g)]
+        return self._format_result(coefs, xs, masks, n_feat, was_tuple, groups == [None],
+                                   return_input_shape)
+
+    def _explain_group(self, job: _Job, group: list[int] | None) -> list[torch.Tensor]:
+        """The surrogates' representations of the examples ``group`` of the batch (None: the
+        whole batch as one example, for a model that aggregates it), evaluated together."""
+        xs, bases, masks, args, b = job.xs, job.bases, job.masks, job.args, job.xs[0].shape[0]
+        dev = xs[0].device
+        if group is not None and len(group) < b:
+            sel = torch.tensor(group, device=dev)
+            xs, bases = tuple(x[sel] for x in xs), tuple(t[sel] for t in bases)
+            masks = tuple(m[sel] if m.shape[0] == b > 1 else m for m in masks)
+            args = tuple(a[sel.to(a.device)] if isinstance(a, torch.Tensor) and a.dim()
+                         and a.shape[0] == b else a for a in args)
+        rows_per_item = xs[0].shape[0]
+        e_count = 1 if group is None else rows_per_item
+        if group is None:
+            examples = [(xs, bases, masks)]
+        else:
+            examples = [(tuple(x[e:e + 1] for x in xs), tuple(t[e:e + 1] for t in bases),
+                         tuple(m[e:e + 1] if m.shape[0] == e_count > 1 else m for m in masks))
+                        for e in range(e_count)]
+        kwargs = [dict(baselines=_user_form(bs, job.was_tuple),
+                       feature_mask=_user_form(ms, job.was_tuple),
+                       num_interp_features=job.n_feat, **job.extra) for _, bs, ms in examples]
+        samples = []
+        for (ex, _, _), kw in zip(examples, kwargs):
+            samples.append(self._draw(_user_form(ex, job.was_tuple), job.n_samples, kw))
+            if job.own_model:
+                _captum_fit_draws(job.n_feat)
+        n = min(len(s) for s in samples)
+        if n < max(len(s) for s in samples):
+            warnings.warn(f"perturb_func yielded fewer samples for some examples: all use the "
+                          f"first {n}", UserWarning, stacklevel=4)
+        interp = torch.stack([s[:n] for s in samples]).to(dev)  # [E, n, F]
+        bits = interp != 0
+        f = job.n_feat
+        sims = torch.empty(n, e_count, device=dev)
+        original = torch.cat([x.reshape(e_count, -1) for x in xs], 1)  # [E, N]
+
+        def make_chunk(lo: int, hi: int) -> Inputs:
+            k = hi - lo
+            units = bits[:, lo:hi].transpose(0, 1)  # [k, E, F]
+            rows = units.expand(k, rows_per_item, f)
+            chunk = []
+            for x, base, m in zip(xs, bases, masks):
+                idx = m.expand(rows_per_item, *m.shape[1:]).reshape(1, rows_per_item, -1)
+                keep = torch.gather(rows, 2, idx.expand(k, -1, -1))
+                keep = keep.reshape(k, rows_per_item, *m.shape[1:])
+                chunk.append(torch.where(keep, x[None], base[None]).reshape(
+                    k * rows_per_item, *x.shape[1:]))
+            chunk = tuple(chunk)
+            units = units.reshape(k * e_count, f)
+            sim = self._batch_similarity(original.repeat(k, 1), chunk, units)
+            if sim is None:
+                sim = torch.tensor([self._one_similarity(
+                    examples[u % e_count][0], chunk, u, job.was_tuple,
+                    interp[u % e_count, lo + u // e_count], kwargs[u % e_count])
+                    for u in range(k * e_count)])
+            sims[lo:hi] = sim.reshape(k, e_count).to(sims)
+            return chunk
+
+        scores = torch.empty(n, e_count, device=dev)
+        forward = ExpandingForward(job.view, args, rows_per_item)
+        if group is None:
+            self._run_aggregated(forward, make_chunk, n, scores, job.show_progress)
+        else:
+            ids = torch.tensor(group, device=dev)
+
+            def consume(lo: int, hi: int, outputs: torch.Tensor) -> None:
+                rows = ids.repeat(hi - lo).to(outputs.device)
+                scores[lo:hi] = job.target(outputs, rows).reshape(hi - lo, e_count).to(scores)
+
+            runner = PerturbationRunner(forward, batch_size=job.ppe * e_count,
+                                        show_progress=job.show_progress)
+            runner.run(n, make_chunk, consume, rows_per_item=e_count, desc=self._desc)
+        return self._fit(job, interp, scores, sims)
+
+    def _draw(self, original: TensorOrTuple, n: int, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Tensor[n', F] the interpretable samples of one example (n' < n when a generator ends
+        early), in Captum's order: ``perturb_func`` called (or its generator advanced) n times."""
+        f = kwargs["num_interp_features"]
+        if self.perturb_func is default_perturb_func:  # n draws of [1, F] are one draw of [n, F]
+            return torch.bernoulli(torch.ones(n, f) * 0.5).to(torch.bool)
+        gen = self.perturb_func(original, **kwargs) if inspect.isgeneratorfunction(
+            self.perturb_func) else None
+        out = []
+        for _ in range(n):
+            try:
+                s = next(gen) if gen is not None else self.perturb_func(original, **kwargs)
+            except StopIteration:
+                warnings.warn("Generator completed prior to given n_samples iterations!",
+                              UserWarning, stacklevel=4)
+                break
+            s = torch.as_tensor(s)
+            if s.numel() != f:
+                raise ValueError(f"perturb_func returned {s.numel()} values; it must return one "
+                                 f"interpretable sample Tensor[1, {f}] (num_interp_features)")
+            out.append(s.reshape(f).cpu())
+        if not out:
+            raise ValueError("perturb_func produced no samples")
+        return torch.stack(out)
+
+    def _one_similarity(self, original: Inputs, chunk: Inputs, u: int, was_tuple: bool,
+                        sample: torch.Tensor, kwargs: dict[str, Any]) -> float:
+        """``similarity_func`` of the chunk's example ``u`` (of ``original``'s rows each)."""
+        rows = original[0].shape[0]
+        pert = tuple(t[u * rows:(u + 1) * rows] for t in chunk)
+        interp = sample.reshape(1, -1)
+        interp = interp.long() if interp.dtype == torch.bool else interp
+        s = self.similarity_func(_user_form(original, was_tuple), _user_form(pert, was_tuple),
+                                 interp, **kwargs)
+        s = torch.as_tensor(s)
+        if s.numel() != 1:
+            raise ValueError(f"similarity_func must return one number per sample, got "
+                             f"{s.numel()} values")
+        return float(s.reshape(()))
+
+    def _run_aggregated(self, forward: Callable, make_chunk: Callable, n: int,
+                        scores: torch.Tensor, show_progress: bool) -> None:
+        """One forward per sample of a model that returns one value for the whole batch."""
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=self._desc, unit="pert")
+        try:
+            for k in range(n):
+                chunk = make_chunk(k, k + 1)
+                with torch.inference_mode():
+                    out = as_output(forward(*chunk))
+                if out.numel() != 1:
+                    raise ValueError(f"forward_func returned {out.numel()} values for a perturbed "
+                                     "batch; a model that aggregates its batch must return one")
+                scores[k, 0] = out.reshape(()).to(scores.dtype)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    @staticmethod
+    def _fit(job: _Job, interp: torch.Tensor, scores: torch.Tensor, sims: torch.Tensor
+             ) -> list[torch.Tensor]:
+        """The surrogate's ``representation()`` for each example (interp [E, n, F], scores and
+        sims [n, E]), fitted one example after the other (as Captum) on the call's model."""
+        reps = []
+        for e in range(interp.shape[0]):
+            data = (interp[e].float(), scores[:, e].float(), sims[:, e].float())
+            # pyxai's models get the one batch a DataLoader would give (the draws of Captum's
+            # fit were made in their place, after the samples: _captum_fit_draws)
+            loader = [data] if job.own_model else DataLoader(TensorDataset(*data),
+                                                                batch_size=interp.shape[1])
+            job.model.fit(loader)
+            reps.append(torch.as_tensor(job.model.representation()).detach())
+        return reps
+
+    @staticmethod
+    def _format_result(coefs: list[torch.Tensor], xs: Inputs, masks: Inputs, n_feat: int,
+                       was_tuple: bool, aggregated: bool, return_input_shape: bool
+                       ) -> TensorOrTuple:
+        b = xs[0].shape[0]
+        if not return_input_shape:
+            if len(coefs) == 1 and (aggregated or b == 1):
+                return coefs[0].to(xs[0].device)
+            return torch.cat([c.reshape(1, -1) for c in coefs]).to(xs[0].device)
+        weights = []
+        for c in coefs:
+            c = c.flatten()
+            if c.numel() < n_feat:
+                raise ValueError(f"interpretable_model.representation() has {c.numel()} values "
+                                 f"for {n_feat} interpretable features")
+            weights.append(c[:n_feat].float())
+        w = torch.stack(weights).to(xs[0].device)  # [E, F]
+        attrs = []
+        for x, m in zip(xs, masks):
+            rows = m.shape[0] if aggregated else b
+            idx = m.expand(rows, *m.shape[1:]).reshape(rows, -1)
+            vals = torch.gather(w.expand(rows, -1), 1, idx).reshape(rows, *m.shape[1:])
+            attr = torch.zeros_like(x, dtype=torch.float32) + vals
+            attrs.append(attr[0:1] if aggregated and b > 1 else attr)
+        return tuple(attrs) if was_tuple else attrs[0]
