@@ -178,7 +178,7 @@ class Lime(CaptumAttribution):
             Tensor[1, F]): Captum's own ``SkLearnLasso``, ``SGDLasso``, ... or pyxai's
             (:mod:`pyxai.perturbation.linear_model`). Each call fits its own copy (calls from
             several threads do not share a fit). Default: ``SkLearnLasso(alpha=0.01)``, which
-            needs scikit-learn (``pip install 'pyxai[lime]'``).
+            needs scikit-learn (``pip install 'pyxai-attribution[lime]'``).
         similarity_func: ``(original_inp, perturbed_inp, interpretable_sample, **kwargs) ->
             float | Tensor``, the weight of each sample. Default: exponential kernel of the cosine
             distance, width 1.0 (:func:`get_exp_kernel_similarity_function`).

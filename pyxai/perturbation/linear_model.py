@@ -14,7 +14,7 @@ to ``sklearn.linear_model.LinearRegression`` (Captum's ``SkLearnLinearRegression
 tolerance, minimum-norm solution included when there are fewer samples than features. The
 ``SkLearn*`` models train scikit-learn's estimators exactly as Captum's classes of the same names
 (the same float32 arrays, ``fit(x, y, sample_weight=w)``), so their coefficients are Captum's; they
-need scikit-learn (``pip install 'pyxai[lime]'``).
+need scikit-learn (``pip install 'pyxai-attribution[lime]'``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _sklearn() -> Any:
     except ImportError:
         raise ImportError(
             "this interpretable model needs scikit-learn (pyxai.Lime's default is a Lasso, as "
-            "Captum's): pip install 'pyxai[lime]', or pass interpretable_model="
+            "Captum's): pip install 'pyxai-attribution[lime]', or pass interpretable_model="
             "pyxai.perturbation.linear_model.LinearRegression() (torch, no scikit-learn)"
         ) from None
     import sklearn

@@ -208,7 +208,7 @@ def test_default_lasso_needs_sklearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
     try:
-        with pytest.raises(ImportError, match=r"pyxai\[lime\]"):
+        with pytest.raises(ImportError, match=r"pyxai-attribution\[lime\]"):
             pyxai.Lime(nn.Linear(3, 2))
         pyxai.KernelShap(nn.Linear(3, 2))  # its regression is pyxai's own
     finally:
