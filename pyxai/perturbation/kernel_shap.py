@@ -106,8 +106,7 @@ class KernelShap(Lime):
             return super()._batch_similarity(original, chunk, bits)
         size = bits.sum(1)
         end = (size == 0) | (size == bits.shape[1])
-        return torch.where(end, torch.tensor(self.inf_weight, dtype=torch.float32),
-                           torch.tensor(1.0)).to(bits.device)
+        return torch.where(end, float(self.inf_weight), 1.0).float()
 
     def kernel_shap_similarity_kernel(self, _: Any, __: Any, interpretable_sample: torch.Tensor,
                                       **kwargs: Any) -> torch.Tensor:
