@@ -43,6 +43,7 @@ from pyxai.perturbation import (
     FeatureAblation,
     KernelShap,
     Lime,
+    LimeBase,
     MeaningfulPerturbation,
     Occlusion,
     ShapleyValueSampling,
@@ -62,4 +63,4 @@ __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSam
             "LayerIntegratedGradients", "LayerConductance"]
 __all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
             "KPCA_CAM", "AblationCAM", "FullGrad"]
-__all__ += ["Lime", "KernelShap"]
+__all__ += ["Lime", "LimeBase", "KernelShap"]

@@ -44,8 +44,6 @@ class KernelShap(Lime):
         ...                     perturbations_per_eval=32)                # Tensor like x
     """
 
-    _desc = "Kernel Shap attribution"
-
     def __init__(self, forward_func: Callable[..., Any]) -> None:
         super().__init__(forward_func, interpretable_model=LinearRegression(),
                          similarity_func=self.kernel_shap_similarity_kernel,

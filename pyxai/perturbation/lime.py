@@ -23,16 +23,13 @@ generator (dropout in training mode) would see the draws interleaved differently
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from pyxai.engine.base import CaptumAttribution
 from pyxai.engine.checks import check_positive_int
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import ResolvedTarget
@@ -46,64 +43,21 @@ from pyxai.perturbation._captum import (
     is_aggregated,
 )
 from pyxai.perturbation.ablation import FeatureAblation, TensorOrTuple, _format_call
-from pyxai.perturbation.linear_model import SkLearnLasso, _Linear, _sklearn
-
-Inputs = tuple[torch.Tensor, ...]
-
-
-class ExpKernelSimilarity:
-    """Captum's default similarity: ``exp(-d^2 / (2 * kernel_width^2))`` of the distance ``d``
-    between the flattened (float32) original and perturbed inputs.
-
-    Called as Captum calls a ``similarity_func``: ``(original_inp, perturbed_inp,
-    interpretable_sample, **kwargs) -> float``; :meth:`batched` scores many perturbed inputs at
-    once (the same arithmetic, on device, no host sync).
-
-    Args:
-        distance_mode: ``"cosine"`` (1 - cosine similarity) or ``"euclidean"``. Default: "cosine"
-        kernel_width: the kernel's width. Default: 1.0
-    """
-
-    def __init__(self, distance_mode: str = "cosine", kernel_width: float = 1.0) -> None:
-        if distance_mode not in ("cosine", "euclidean"):
-            raise ValueError(f"distance_mode must be 'cosine' or 'euclidean', got {distance_mode!r}")
-        self.distance_mode = distance_mode
-        self.kernel_width = kernel_width
-
-    def _exponent(self, original: torch.Tensor, perturbed: torch.Tensor, dim: int) -> torch.Tensor:
-        if self.distance_mode == "cosine":
-            d = 1 - torch.nn.functional.cosine_similarity(original, perturbed, dim=dim)
-        else:
-            d = torch.norm(original - perturbed, dim=dim)
-        return -1 * (d**2) / (2 * (self.kernel_width**2))
-
-    def __call__(self, original_inp: TensorOrTuple, perturbed_inp: TensorOrTuple, _: Any,
-                 **kwargs: Any) -> float:
-        return math.exp(self._exponent(_flat(original_inp), _flat(perturbed_inp), 0))
-
-    def batched(self, original: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
-        """Similarities Tensor[R] float32 of rows ``original`` [R, N] and ``perturbed`` [R, N]."""
-        # exp in float64, as math.exp of the float32 exponent in __call__
-        return torch.exp(self._exponent(original.float(), perturbed.float(), 1).double()).float()
-
-
-def _flat(inp: TensorOrTuple) -> torch.Tensor:
-    parts = inp if isinstance(inp, tuple) else (inp,)
-    return torch.cat([t.flatten() for t in parts]).float()
-
-
-def get_exp_kernel_similarity_function(distance_mode: str = "cosine",
-                                       kernel_width: float = 1.0) -> ExpKernelSimilarity:
-    """Captum's factory of the exponential-kernel similarity (see :class:`ExpKernelSimilarity`)."""
-    return ExpKernelSimilarity(distance_mode, kernel_width)
-
-
-def default_perturb_func(original_inp: TensorOrTuple, **kwargs: Any) -> torch.Tensor:
-    """Captum's default sampling: Tensor[1, F] int64 of independent fair coin flips (F =
-    ``kwargs["num_interp_features"]``), drawn on the CPU from the global generator."""
-    probs = torch.ones(1, int(kwargs["num_interp_features"])) * 0.5
-    device = (original_inp[0] if isinstance(original_inp, tuple) else original_inp).device
-    return torch.bernoulli(probs).to(device=device).long()
+from pyxai.perturbation.lime_base import (
+    ExpKernelSimilarity,
+    Inputs,
+    LimeBase,
+    as_weight,
+    captum_fit_draws,
+    default_from_interp_rep_transform,
+    default_perturb_func,
+    fit_surrogate,
+    get_exp_kernel_similarity_function,
+    own_model,
+    progress_label,
+    sample_generator,
+)
+from pyxai.perturbation.linear_model import SkLearnLasso, _sklearn
 
 
 def lime_feature_mask(feature_mask: TensorOrTuple | None, xs: Inputs) -> tuple[Inputs, int]:
@@ -130,23 +84,6 @@ def _user_form(ts: Inputs, was_tuple: bool) -> TensorOrTuple:
     return ts if was_tuple else ts[0]
 
 
-def _own_model(model: Any) -> bool:
-    """Whether ``model`` is one of pyxai's surrogates with its own ``fit``, which reads its data
-    once and draws no random numbers (so the examples of a batch can be evaluated together)."""
-    fit = getattr(type(model), "fit", None)
-    return isinstance(model, _Linear) and "fit" not in vars(model) and \
-        fit.__module__.startswith("pyxai.")
-
-
-def _captum_fit_draws(n_feat: int) -> None:
-    """Draw from the global generator what fitting Captum's ``SkLearn*`` surrogate on F features
-    draws: its DataLoader's seed, then the init of the ``nn.Linear(F, 1)`` it builds. pyxai's
-    surrogates draw nothing; doing this after each example's samples keeps the next example's
-    samples (and the generator after the call) Captum's."""
-    torch.empty((), dtype=torch.int64).random_()
-    torch.nn.Linear(n_feat, 1)
-
-
 @dataclass
 class _Job:
     """One attribute() call's checked arguments, shared by its groups of examples."""
@@ -167,7 +104,7 @@ class _Job:
     show_progress: bool
 
 
-class Lime(CaptumAttribution):
+class Lime(LimeBase):
     """Local interpretable model-agnostic explanations.
 
     Args:
@@ -193,8 +130,6 @@ class Lime(CaptumAttribution):
         ...                       perturbations_per_eval=32)             # Tensor like x
     """
 
-    _desc = "Lime attribution"
-
     def __init__(
         self,
         forward_func: Callable[..., Any],
@@ -202,18 +137,13 @@ class Lime(CaptumAttribution):
         similarity_func: Callable[..., Any] | None = None,
         perturb_func: Callable[..., Any] | None = None,
     ) -> None:
-        super().__init__(forward_func)
         if interpretable_model is None:
             _sklearn()  # the default needs scikit-learn: say so now, not after the forwards
             interpretable_model = SkLearnLasso(alpha=0.01)
-        for name in ("fit", "representation"):
-            if not callable(getattr(interpretable_model, name, None)):
-                raise TypeError(f"interpretable_model must have fit() and representation() "
-                                f"(Captum's Model interface); {type(interpretable_model).__name__} "
-                                f"has no {name}()")
-        self.interpretable_model = interpretable_model
-        self.similarity_func = similarity_func or get_exp_kernel_similarity_function()
-        self.perturb_func = perturb_func or default_perturb_func
+        super().__init__(forward_func, interpretable_model,
+                         similarity_func or get_exp_kernel_similarity_function(),
+                         perturb_func or default_perturb_func, True,
+                         default_from_interp_rep_transform, None)
 
     def attribute(
         self,
@@ -298,7 +228,7 @@ class Lime(CaptumAttribution):
         with torch.inference_mode():
             out0 = as_output(ExpandingForward(view, args, b)(*xs))
         model = copy.deepcopy(self.interpretable_model)  # each call fits its own
-        own = _own_model(model)
+        own = own_model(model)
         resolved = None
         if is_aggregated(out0, b):  # one scalar for the batch: the batch is one example (Captum)
             if ppe != 1:
@@ -344,8 +274,8 @@ class Lime(CaptumAttribution):
         samples = []
         for (ex, _, _), kw in zip(examples, kwargs):
             samples.append(self._draw(_user_form(ex, job.was_tuple), job.n_samples, kw))
-            if job.own_model:
-                _captum_fit_draws(job.n_feat)
+            if job.own_model:  # what Captum's fit draws between this example and the next
+                captum_fit_draws(job.n_feat)
         n = min(len(s) for s in samples)
         if n < max(len(s) for s in samples):
             warnings.warn(f"perturb_func yielded fewer samples for some examples: all use the "
@@ -391,8 +321,10 @@ class Lime(CaptumAttribution):
 
             runner = PerturbationRunner(forward, batch_size=job.ppe * e_count,
                                         show_progress=job.show_progress)
-            runner.run(n, make_chunk, consume, rows_per_item=e_count, desc=self._desc)
-        return self._fit(job, interp, scores, sims)
+            runner.run(n, make_chunk, consume, rows_per_item=e_count,
+                       desc=progress_label(type(self)))
+        return [fit_surrogate(job.model, job.own_model, interp[e], scores[:, e], sims[:, e])
+                for e in range(e_count)]
 
     def _draw(self, original: TensorOrTuple, n: int, kwargs: dict[str, Any]) -> torch.Tensor:
         """Tensor[n', F] the interpretable samples of one example (n' < n when a generator ends
@@ -400,12 +332,11 @@ class Lime(CaptumAttribution):
         f = kwargs["num_interp_features"]
         if self.perturb_func is default_perturb_func:  # n draws of [1, F] are one draw of [n, F]
             return torch.bernoulli(torch.ones(n, f) * 0.5).to(torch.bool)
-        gen = self.perturb_func(original, **kwargs) if inspect.isgeneratorfunction(
-            self.perturb_func) else None
+        draw = sample_generator(self.perturb_func, original, kwargs)
         out = []
         for _ in range(n):
             try:
-                s = next(gen) if gen is not None else self.perturb_func(original, **kwargs)
+                s = draw()
             except StopIteration:
                 warnings.warn("Generator completed prior to given n_samples iterations!",
                               UserWarning, stacklevel=4)
@@ -426,13 +357,8 @@ class Lime(CaptumAttribution):
         pert = tuple(t[u * rows:(u + 1) * rows] for t in chunk)
         interp = sample.reshape(1, -1)
         interp = interp.long() if interp.dtype == torch.bool else interp
-        s = self.similarity_func(_user_form(original, was_tuple), _user_form(pert, was_tuple),
-                                 interp, **kwargs)
-        s = torch.as_tensor(s)
-        if s.numel() != 1:
-            raise ValueError(f"similarity_func must return one number per sample, got "
-                             f"{s.numel()} values")
-        return float(s.reshape(()))
+        return as_weight(self.similarity_func(_user_form(original, was_tuple),
+                                              _user_form(pert, was_tuple), interp, **kwargs))
 
     def _run_aggregated(self, forward: Callable, make_chunk: Callable, n: int,
                         scores: torch.Tensor, show_progress: bool) -> None:
@@ -441,7 +367,7 @@ class Lime(CaptumAttribution):
         if show_progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, desc=self._desc, unit="pert")
+            bar = tqdm(total=n, desc=progress_label(type(self)), unit="pert")
         try:
             for k in range(n):
                 chunk = make_chunk(k, k + 1)
@@ -456,22 +382,6 @@ class Lime(CaptumAttribution):
         finally:
             if bar is not None:
                 bar.close()
-
-    @staticmethod
-    def _fit(job: _Job, interp: torch.Tensor, scores: torch.Tensor, sims: torch.Tensor
-             ) -> list[torch.Tensor]:
-        """The surrogate's ``representation()`` for each example (interp [E, n, F], scores and
-        sims [n, E]), fitted one example after the other (as Captum) on the call's model."""
-        reps = []
-        for e in range(interp.shape[0]):
-            data = (interp[e].float(), scores[:, e].float(), sims[:, e].float())
-            # pyxai's models get the one batch a DataLoader would give (the draws of Captum's
-            # fit were made in their place, after the samples: _captum_fit_draws)
-            loader = [data] if job.own_model else DataLoader(TensorDataset(*data),
-                                                                batch_size=interp.shape[1])
-            job.model.fit(loader)
-            reps.append(torch.as_tensor(job.model.representation()).detach())
-        return reps
 
     @staticmethod
     def _format_result(coefs: list[torch.Tensor], xs: Inputs, masks: Inputs, n_feat: int,

@@ -131,6 +131,53 @@ def test_lime_with_captum_surrogate_kernel_and_sampler(rng):
         _close(ours, ref, 1e-5)
 
 
+def _input_space_sampler(original, **kw):
+    """Perturbed model inputs (Captum's LimeBase in input space): features off with p = 0.4."""
+    on = torch.bernoulli(torch.full((1, kw["num_interp_features"]), 0.6))[0][kw["feature_mask"]]
+    return on * original + (1 - on) * kw["baselines"]
+
+
+def _back_to_interp(sample, original, **kw):
+    """Tensor[1, F]: which features of ``sample`` still equal the original's."""
+    same = (sample == original).float()
+    f = kw["num_interp_features"]
+    hits = torch.zeros(f).index_add_(0, kw["feature_mask"].flatten(), same.flatten())
+    return (hits == torch.bincount(kw["feature_mask"].flatten(), minlength=f)).float()[None]
+
+
+def _finite_sampler(original, **kw):
+    for _ in range(7):  # a generator that ends before n_samples
+        yield torch.bernoulli(torch.full((1, kw["num_interp_features"]), 0.5))
+
+
+@pytest.mark.parametrize("space", ["interpretable", "input"])
+def test_lime_base_equals_captum(rng, space):
+    from captum._utils.models.linear_model import SkLearnLasso
+
+    net = nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)).eval()
+    x = torch.randn(1, 6, generator=rng)
+    mask = torch.tensor([[0, 0, 1, 2, 2, 3]])
+    kw = dict(target=2, n_samples=13, perturbations_per_eval=4, feature_mask=mask,
+              baselines=0.5, num_interp_features=4)
+    seed = int(torch.randint(0, 2**31, (1,), generator=rng))
+    sim = captum_attr._core.lime.get_exp_kernel_similarity_function("euclidean", 2.0)
+    results = []
+    for lib, funcs in ((pyxai, pyxai.perturbation.lime_base), (captum_attr, captum_attr._core.lime)):
+        if space == "interpretable":
+            args = (funcs.default_perturb_func, True, funcs.default_from_interp_rep_transform, None)
+        else:
+            args = (_input_space_sampler, False, None, _back_to_interp)
+        torch.manual_seed(seed)
+        results.append(lib.LimeBase(net, SkLearnLasso(alpha=0.05), sim, *args).attribute(x, **kw))
+    _close(results[0], results[1], 1e-5)
+    assert results[0].shape == (1, 4)
+    with pytest.warns(UserWarning, match="Generator completed"):
+        coefs = pyxai.LimeBase(net, LinearRegression(), sim, _finite_sampler, True,
+                               pyxai.perturbation.lime_base.default_from_interp_rep_transform,
+                               None).attribute(x, **kw)
+    assert coefs.shape == (1, 4) and torch.isfinite(coefs).all()
+
+
 def test_linear_model_attributions_are_exact(rng):
     lin = nn.Linear(4, 3).eval()
     x, base = torch.randn(2, 4, generator=rng), torch.randn(1, 4, generator=rng)
