@@ -11,13 +11,24 @@ attributions.
 Same numbers as Captum with the same ``torch.manual_seed``: the vectors are drawn from torch's
 global generator in Captum's order (all of example 0's samples, then example 1's, ...: Captum
 explains the examples of a batch one after the other), the similarities use Captum's arithmetic,
-and the surrogate is fitted on the same data. What differs is how the model is run: all draws come
-first (they are small: Tensor[B, n_samples, F] bits), then the runner evaluates the perturbed
-inputs of *all* examples together, ``perturbations_per_eval`` samples of each per forward
-(``perturbations_per_eval * B`` rows), building each chunk on the inputs' device just before its
-forward. A model whose rows do not depend on each other (eval mode) gives the scores Captum's
-one-example-at-a-time forwards give; a forward function that itself draws from torch's global
-generator (dropout in training mode) would see the draws interleaved differently from Captum.
+and the surrogate is fitted on the same data; the generator ends where Captum's does.
+
+How the model is run (the draws cannot move, the forwards can):
+
+* with pyxai's surrogates (the default, :mod:`pyxai.perturbation.linear_model`), whose ``fit``
+  draws no random numbers, every example's samples are drawn first (small: Tensor[B, n_samples,
+  F] bits), each followed by the draws Captum's ``fit`` makes before the next example (its
+  DataLoader's seed, the init of its ``nn.Linear``); then the runner evaluates the perturbed
+  inputs of all examples together, ``perturbations_per_eval`` samples of each per forward
+  (``perturbations_per_eval * B`` rows), each chunk built on the inputs' device just before its
+  forward and scored there (no host sync);
+* with any other surrogate (Captum's objects, whose ``fit`` draws), the examples are explained one
+  after the other as in Captum, ``perturbations_per_eval`` samples per forward.
+
+Batching the examples cannot change the scores of a model whose rows do not depend on each other
+(eval mode); ``perturbations_per_eval`` stays the bound on the samples of one example per forward,
+as in Captum. A forward function that itself draws from the global generator (dropout in training
+mode) sees the draws interleaved differently from Captum.
 """
 
 from __future__ import annotations
@@ -145,7 +156,7 @@ class Lime(LimeBase):
                          perturb_func or default_perturb_func, True,
                          default_from_interp_rep_transform, None)
 
-    def attribute(
+    def attribute(  # type: ignore[override]
         self,
         inputs: TensorOrTuple,
         baselines: Any = None,
@@ -172,7 +183,8 @@ class Lime(LimeBase):
             feature_mask: integer Tensor (or tuple) broadcastable to the input (first dim 1 or
                 B): equal ids form one interpretable feature, across inputs too. Default: None,
                 one feature per scalar.
-            n_samples: interpretable samples per example (Captum's default). Default: 25
+            n_samples: interpretable samples per example. Default: 25 (Captum 0.9's signature;
+                its docstring says 50)
             perturbations_per_eval: samples per forward of each example (``that * B`` rows).
                 Default: 1
             return_input_shape: True: attributions shaped like the inputs (each element gets its
