@@ -43,6 +43,9 @@ from pyxai.perturbation import (
     RISE,
     ExtremalPerturbation,
     FeatureAblation,
+    KernelShap,
+    Lime,
+    LimeBase,
     MeaningfulPerturbation,
     Occlusion,
     ShapleyValueSampling,
@@ -63,3 +66,4 @@ __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSam
 __all__ += ["DeepLift", "DeepLiftShap"]
 __all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
             "KPCA_CAM", "AblationCAM", "FullGrad"]
+__all__ += ["Lime", "LimeBase", "KernelShap"]

@@ -180,6 +180,12 @@ METHODS.update({m.name: m for m in [
            "Shapley value sampling on a 4 x 4 grid, 4 permutations (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 4), "n_samples": 4,
                            "perturbations_per_eval": 16}, signed=True),
+    Method("lime", "Lime", "Lime on an 8 x 8 grid, 128 samples, Lasso alpha 0.01 (Captum)",
+           call=lambda x: {"feature_mask": _grid_mask(x, 8), "n_samples": 128,
+                           "perturbations_per_eval": 32}, signed=True),
+    Method("kernel_shap", "KernelShap", "Kernel SHAP on an 8 x 8 grid, 128 samples (Captum)",
+           call=lambda x: {"feature_mask": _grid_mask(x, 8), "n_samples": 128,
+                           "perturbations_per_eval": 32}, signed=True),
 ]})
 
 

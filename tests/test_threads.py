@@ -20,8 +20,9 @@ FAST = {"rise": {"n_masks": 48, "batch_size": 16}, "sobol": {"nb_design": 2, "gr
         "extremal": {"max_iter": 4, "step": 4, "sigma": 8},
         "meaningful": {"iterations": 4, "mask_size": 8}}
 #: methods that draw from the global torch / NumPy generators as Captum does (GradientShap's
-#: baselines and noise, Shapley permutations): two threads share them, so only shapes are compared
-GLOBAL_RNG = {"gradient_shap", "shapley_sampling"}
+#: baselines and noise, Shapley permutations, Lime / KernelShap samples): two threads share them,
+#: so only shapes are compared
+GLOBAL_RNG = {"gradient_shap", "shapley_sampling", "lime", "kernel_shap"}
 
 
 def explainers(model: torch.nn.Module) -> dict:

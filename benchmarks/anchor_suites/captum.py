@@ -45,7 +45,7 @@ EXTRA_FILES: dict[str, tuple[str, ...]] = {
     "test_gradient_shap.py": ("GradientShap",),
     "test_shapley.py": ("ShapleyValueSampling",),
     "test_kernel_shap.py": ("KernelShap",),
-    "test_lime.py": ("Lime",),
+    "test_lime.py": ("Lime", "LimeBase"),
     "layer/test_layer_activation.py": ("LayerActivation",),
     "layer/test_layer_integrated_gradients.py": ("LayerIntegratedGradients",),
     "layer/test_layer_conductance.py": ("LayerConductance",),

@@ -18,6 +18,12 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
   both libraries run (2 B, resp. 2 B R). Captum raises for a module used twice in one forward
   (ResNet's blocks call one ReLU twice): it runs on :func:`unshared` (the same function, one module
   per use).
+* lime / kernel_shap: batch 2, 64x64, an 8 x 8 grid of features, 64 samples (quick: 32x32, a
+  4 x 4 grid, 16 samples), perturbations_per_eval 16; Lime with its default Lasso (alpha 0.01),
+  KernelShap with its regression. Floor: a forward of the clean batch (both libraries run one),
+  then the ``B * n_samples`` bare forwards in chunks of 16 B rows (pyxai evaluates the examples
+  together; Captum one after the other, 16 rows a forward).
+  Same torch seed before both.
 * layer_ig / layer_conductance: layer2, 16 steps (quick 4), internal_batch_size 2 B, batch 4
   224x224 (quick 2, 32x32). Floor: forward + input-gradient backward of the path's rows in the
   same chunks (the layer methods need the same passes).
@@ -155,6 +161,53 @@ def shapley_cases(quick: bool, device: str) -> list[Case]:
         parity=[("pyxai", "captum", 1e-4)], device=device,
         notes=f"floor = {rows} bare forwards in chunks of {16 * b} rows",
     )]
+
+
+def _lime_case(cls: str, quick: bool, device: str) -> Case:
+    import pyxai
+    from pyxai.registry import _grid_mask
+
+    b, size, n, cells = (2, 32, 16, 4) if quick else (2, 64, 64, 8)
+    model, x = _setup(b, size, device)
+    kw = dict(target=3, feature_mask=_grid_mask(x, cells), n_samples=n, perturbations_per_eval=16)
+
+    def seeded(make: Callable[[], Callable]) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            torch.manual_seed(0)
+            return make().attribute(x, **kw)
+
+        return run
+
+    def captum() -> Callable:
+        import captum.attr
+
+        return getattr(captum.attr, cls)(model)
+
+    perturbed = forward_floor(model, x, b * n, 16 * b)
+
+    def floor() -> None:  # the clean batch (both libraries run it once), then the samples
+        with torch.inference_mode():
+            model(x)
+        perturbed()
+
+    return Case(
+        name=f"resnet18 {size}x{size} b={b}, {cells**2} features, {n} samples",
+        impls={"pyxai": seeded(lambda: getattr(pyxai, cls)(model)), "floor": floor,
+               "captum": seeded(captum)},
+        parity=[("pyxai", "captum", 1e-3)], device=device,
+        notes=f"floor = a forward of the {b} inputs, then {b * n} bare forwards in chunks of "
+              f"{16 * b} rows",
+    )
+
+
+@register("lime")
+def lime_cases(quick: bool, device: str) -> list[Case]:
+    return [_lime_case("Lime", quick, device)]
+
+
+@register("kernel_shap")
+def kernel_shap_cases(quick: bool, device: str) -> list[Case]:
+    return [_lime_case("KernelShap", quick, device)]
 
 
 def _layer_ig_case(cls: str, quick: bool, device: str) -> Case:

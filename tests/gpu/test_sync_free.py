@@ -19,6 +19,12 @@ def model(rng):
     return randomised_resnet18(rng).to(DEV)
 
 
+def _cells() -> torch.Tensor:
+    """Tensor[1, 1, 32, 32] ids of an 8 x 8 grid of 4 x 4 cells."""
+    return torch.arange(64, device=DEV).view(1, 1, 8, 8).repeat_interleave(4, 2) \
+        .repeat_interleave(4, 3)
+
+
 def cases(model: torch.nn.Module) -> dict:
     layer = model.layer4[-1]
     sal = pyxai.Saliency(model)
@@ -33,6 +39,10 @@ def cases(model: torch.nn.Module) -> dict:
         "feature_ablation": lambda x, t: pyxai.FeatureAblation(model).attribute(
             x, target=t, feature_mask=torch.arange(64, device=DEV).view(1, 1, 8, 8)
             .repeat_interleave(4, 2).repeat_interleave(4, 3), perturbations_per_eval=8),
+        "lime": lambda x, t: pyxai.Lime(model).attribute(
+            x, target=t, feature_mask=_cells(), n_samples=32, perturbations_per_eval=8),
+        "kernel_shap": lambda x, t: pyxai.KernelShap(model).attribute(
+            x, target=t, feature_mask=_cells(), n_samples=32, perturbations_per_eval=8),
         "scorecam": lambda x, t: pyxai.ScoreCAM(model, target_layers=[layer], batch_size=64)
         .attribute(x, target=t),
         "sidu": lambda x, t: pyxai.SIDU(model, layer).attribute(x, target=t),
@@ -50,8 +60,8 @@ def cases(model: torch.nn.Module) -> dict:
     }
 
 
-NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "scorecam", "sidu", "lrp", "crp",
-         "deletion", "insertion", "mu_fidelity", "max_sensitivity"]
+NAMES = ["rise", "sobol", "occlusion", "feature_ablation", "lime", "kernel_shap", "scorecam",
+         "sidu", "lrp", "crp", "deletion", "insertion", "mu_fidelity", "max_sensitivity"]
 
 
 @pytest.mark.parametrize("name", NAMES)
