@@ -21,6 +21,7 @@ from pyxai.gradient._common import (
     GradientAttribution,
     Inputs,
     RepeatedTarget,
+    convergence_delta,
     expand_args,
     format_call,
     format_output,
@@ -29,7 +30,7 @@ from pyxai.gradient._common import (
 )
 from pyxai.gradient.deeplift_rules import deeplift_rules
 from pyxai.gradient.gradient_shap import format_distribution
-from pyxai.gradient.integrated_gradients import IntegratedGradients, format_baselines
+from pyxai.gradient.integrated_gradients import IntegratedGradients, format_baselines, path_start
 from pyxai.perturbation._captum import CaptumArgumentError, CaptumTypeError
 
 CustomAttribution = Callable[..., tuple[torch.Tensor, ...]]
@@ -163,7 +164,8 @@ class DeepLift(GradientAttribution):
         result = format_output(is_tuple, attrs)
         if not return_convergence_delta:
             return result
-        return result, self._delta(view.module, attrs, inp, bases, resolved, args)
+        return result, convergence_delta(view.module, attrs, inp, path_start(bases, inp), resolved,
+                                         args)
 
     def _view(self) -> ModelView:
         """A fresh view of the model (a warning for a model in training mode)."""
@@ -185,7 +187,6 @@ class DeepLift(GradientAttribution):
             attrs = mults
         return attrs, resolved
 
-    _delta = staticmethod(IntegratedGradients._delta)
     compute_convergence_delta = IntegratedGradients.compute_convergence_delta
 
 
@@ -252,4 +253,5 @@ class DeepLiftShap(DeepLift):
                                                for a in attrs))
         if not return_convergence_delta:
             return result
-        return result, self._delta(view.module, attrs, xs, bases, resolved, rows_args)
+        return result, convergence_delta(view.module, attrs, xs, path_start(bases, xs), resolved,
+                                         rows_args)
