@@ -44,7 +44,9 @@ class Case:
         name: what is computed, e.g. "resnet18 224x224 b=1, 8000 masks".
         impls: label -> zero-argument callable returning the result (a Tensor, array or None).
         parity: (label, other_label, tolerance) pairs checked before timing; results must agree to
-            ``max|a - b| <= tol * (max|b| + 1e-12)``.
+            ``max|a - b| <= tol * (max|b| + 1e-12)``. A fourth element replaces that error by
+            another ``(a, b) -> float`` (e.g. :func:`mean_error` for optimisations that amplify
+            rounding).
         device: where it runs.
         notes: free text shown under the table (e.g. the number of forwards).
         prepare: label -> callable mapping the raw result to a comparable tensor (optional).
@@ -54,7 +56,7 @@ class Case:
 
     name: str
     impls: dict[str, Callable[[], Any]]
-    parity: list[tuple[str, str, float]] = field(default_factory=list)
+    parity: list[tuple] = field(default_factory=list)
     device: str = "cpu"
     notes: str = ""
     prepare: dict[str, Callable[[Any], torch.Tensor]] = field(default_factory=dict)
@@ -221,6 +223,15 @@ def parity_error(a: Any, b: Any) -> float:
     return float((ta - tb).abs().max() / (tb.abs().max() + 1e-12))
 
 
+def mean_error(a: Any, b: Any) -> float:
+    """Relative mean error ``mean|a - b| / max|b|`` (inf when the shapes differ)."""
+    ta, tb = _to_tensor(a), _to_tensor(b)
+    if ta.numel() != tb.numel():
+        return float("inf")
+    ta, tb = ta.reshape(-1), tb.reshape(-1)
+    return float((ta - tb).abs().mean() / (tb.abs().max() + 1e-12))
+
+
 def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list[dict]:
     """Check parity, then time every implementation of ``case``. Returns one row per label."""
     rows: dict[str, dict] = {}
@@ -235,12 +246,14 @@ def run_case(case: Case, repeat: int = 3, only: list[str] | None = None) -> list
             rows[label] = {"case": case.name, "impl": label, "status": "ok", "peak_bytes": peak}
         except ImportError as exc:
             rows[label] = {"case": case.name, "impl": label, "status": f"not installed ({exc.name})"}
-    for a, b, tol in case.parity:
+    for a, b, tol, *metric in case.parity:
         if a in results and b in results and results[a] is not None and results[b] is not None:
-            err = parity_error(results[a], results[b])
+            measure = metric[0] if metric else parity_error
+            err = measure(results[a], results[b])
             ok = err <= tol
+            kind = "" if measure is parity_error else f" ({measure.__name__})"
             for lab in (a, b):
-                rows[lab].setdefault("parity", []).append(f"{a}~{b}: {err:.1e}")
+                rows[lab].setdefault("parity", []).append(f"{a}~{b}{kind}: {err:.1e}")
             if not ok:
                 rows[a]["status"] = f"PARITY FAIL vs {b} ({err:.2e} > {tol:.0e})"
     for label in labels:

@@ -148,7 +148,9 @@ def test_reference_with_torchray_mask_generator_and_the_core_kernel(rng):
     with warnings.catch_warnings():  # TorchRay's MaskGenerator warns about meshgrid (once a process)
         warnings.simplefilter("ignore", UserWarning)
         theirs, _ = reference_batch(model, x, [2], (0.15,), kw, 3, gen_factory=ep.MaskGenerator)
-    ours = pyxai.STEP(model, areas=0.15, seed=3, **kw).attribute(x, 2)
+    # TorchRay's generator is torch arithmetic: bit for bit the reference backend of smooth_masks
+    # (the native kernel rounds differently in the last bit, which the optimisation amplifies)
+    ours = pyxai.STEP(model, areas=0.15, seed=3, backend="reference", **kw).attribute(x, 2)
     close(ours, theirs)
     for kt, ks, shape in [(5, 11, "ellipsoid"), (7, 11, "ellipsoid"), (4, 9, "cylinder")]:
         k = core_kernel(kt, ks, shape)
