@@ -68,7 +68,16 @@ def metrics() -> None:
     _backward(ops.metrics.reveal_by_rank(s, f, ranks, 0, 10, 13, backend="native"), s, f)
 
 
-OPS = [masks, occlusion, sobol, metrics]
+def smooth_masks() -> None:
+    from pyxai.perturbation.extremal import MaskGenerator
+
+    for size, step, sigma in [((37, 50), 5, 9.5), ((12, 10), 3, 2.5)]:
+        gen = MaskGenerator(size, step, sigma, torch.device(D))
+        p = _leaf(3, *gen.shape_in)
+        _backward(ops.smooth_masks(p, gen.weight, gen.padding, step, backend="native"), p)
+
+
+OPS = [masks, smooth_masks, occlusion, sobol, metrics]
 
 if __name__ == "__main__":
     for fn in OPS:

@@ -31,8 +31,14 @@ def test_extremal_is_sync_free_and_equals_cpu(sync_debug, variant):
     gpu, hist_gpu = pyxai.ExtremalPerturbation(model.to(DEV), **kw).attribute(
         x.to(DEV), labels.to(DEV), return_history=True)
     assert gpu.device.type == "cuda" and hist_gpu.device.type == "cuda"
-    assert (gpu.cpu() - cpu).abs().max() < 1e-3
-    assert torch.allclose(hist_gpu.cpu(), hist_cpu, rtol=1e-3, atol=1e-3)
+    # CUDA's expf and the CPU kernel's differ in the last bit, which the optimisation amplifies
+    # (tests/perturbation/test_extremal.py: the same as 1-ulp noise); float64 below is exact
+    assert (gpu.cpu() - cpu).abs().mean() < 2e-3
+    assert ((hist_gpu.cpu() - hist_cpu).abs().mean() / hist_cpu.abs().mean()) < 1e-2
+    cpu64 = pyxai.ExtremalPerturbation(model.cpu().double(), **kw).attribute(x.double(), labels)
+    gpu64 = pyxai.ExtremalPerturbation(model.to(DEV), **kw).attribute(x.double().to(DEV),
+                                                                     labels.to(DEV))
+    torch.testing.assert_close(gpu64.cpu(), cpu64, atol=1e-9, rtol=0)
 
 
 def test_meaningful_is_sync_free_and_equals_cpu(sync_debug):
