@@ -71,7 +71,8 @@ def reference_step(
         perms: ``t -> (volume permutation Tensor[T S S] or None, core permutation or None)``.
         objective, variant, sigma, perturbation, num_levels, core_*: as :class:`pyxai.video.STEP`.
         mask_generator: ``(shape, step, sigma) -> generator`` with ``generate(p) -> (cropped,
-            full)`` (default: pyxai's, equal to TorchRay's ``MaskGenerator``).
+            full)`` (default: pyxai's on the reference backend of ``smooth_masks``: TorchRay's
+            ``MaskGenerator`` arithmetic bit for bit).
         stable: stable sorts (``STEP(stable_sort=True)``).
         temporal_diff: TCSVT's ``with_diff`` term.
 
@@ -81,8 +82,10 @@ def reference_step(
     _, c, frames, h, w = clip.shape
     if mask_generator is None:
         gen = MaskGenerator((h, w), 7, sigma, clip.device)
+        generate = lambda p: gen.generate(p, backend="reference")  # noqa: E731
     else:
         gen = mask_generator((h, w), 7, sigma)
+        generate = gen.generate
     s_h, s_w = gen.shape_out
     volume = frames * s_h * s_w
     pyramids = []
@@ -114,7 +117,7 @@ def reference_step(
         vol_perm, core_perm = perms(it)
         frames_pres, frames_del, masks, fulls = [], [], [], []
         for t in range(frames):
-            m, full = gen.generate(params[t : t + 1])
+            m, full = generate(params[t : t + 1])
             masks.append(m)
             fulls.append(full)
             for keep, out in ((m, frames_pres), (1 - m, frames_del)):

@@ -118,7 +118,9 @@ def test_batched_step_equals_the_reference_loops_on_a_tiny_3d_cnn(rng, case):
     areas = (0.1, 0.3)
     seed = int(torch.randint(0, 1000, (1,), generator=rng))
     kw = dict(max_iter=5, core_start=2, **geometry, **case)
-    masks, hist = pyxai.STEP(model, areas=areas, seed=seed, **kw).attribute(
+    # the reference loops use torch arithmetic in the mask generator (TorchRay's): compared with
+    # STEP on the reference backend of smooth_masks; the native kernel: test_native_generator_*
+    masks, hist = pyxai.STEP(model, areas=areas, seed=seed, backend="reference", **kw).attribute(
         x, labels, return_history=True)
     ref_masks, ref_hist = reference_batch(model, x, labels, areas, kw, seed)
     assert masks.shape == (2, 2, 1, frames, size, size) and hist.shape == (2, 2, 2, 5)
@@ -133,11 +135,26 @@ def test_batched_step_equals_the_reference_on_torchvision_clip_models(rng, name)
     x = torch.rand(2, 3, 6, 24, 24, generator=rng)
     labels = torch.randint(0, 5, (2,), generator=rng)
     kw = dict(max_iter=3, sigma=7.0, core_frames=3, core_start=0)
-    masks, hist = pyxai.STEP(model, areas=(0.2,), seed=5, **kw).attribute(
+    masks, hist = pyxai.STEP(model, areas=(0.2,), seed=5, backend="reference", **kw).attribute(
         x, labels, return_history=True)
     ref_masks, ref_hist = reference_batch(model, x, labels, (0.2,), kw, 5)
     close(hist, ref_hist, tol=1e-5, mean_tol=1e-6)
     close(masks, ref_masks)
+
+
+def test_native_generator_equals_the_reference_in_float64(rng):
+    """STEP on the native smooth_masks kernel == on its reference, in float64 (where last-bit
+    differences are not amplified to float32's scale), stable sorts so that ties agree."""
+    model = tiny_net(rng).double()
+    x = torch.rand(2, 3, 6, 24, 24, generator=rng, dtype=torch.float64)
+    kw = dict(areas=(0.1, 0.3), max_iter=6, sigma=7.0, core_frames=3, core_start=2, seed=4,
+              stable_sort=True)
+    nat, h_nat = pyxai.STEP(model, backend="native", **kw).attribute(x, [1, 3],
+                                                                     return_history=True)
+    ref, h_ref = pyxai.STEP(model, backend="reference", **kw).attribute(x, [1, 3],
+                                                                        return_history=True)
+    torch.testing.assert_close(nat, ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close(h_nat, h_ref, atol=1e-9, rtol=1e-10)
 
 
 def test_reference_with_torchray_mask_generator_and_the_core_kernel(rng):
