@@ -67,20 +67,26 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
   return c;
 }
 
-// x86-64 CPUs with AVX2 and FMA run a Haswell build of the row loops (picked at load time), others
-// the baseline build; the two may differ in the last bits (FMA contraction), never more.
+// x86-64 CPUs with AVX2 run an AVX2 build of the row loops, others the baseline (SSE2) build,
+// picked at load time by CPU feature ("arch=" clones test the CPU model, which fails on AMD).
+// No FMA, so both builds do the same arithmetic.
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define PYXAI_ROW_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define PYXAI_ROW_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define PYXAI_ROW_CLONES
 #endif
 
-// Scratch of one output row: a [K][W] (weighted taps), e [K][W] (exponentials), mx, sum, m [W].
+// Scratch of one output row: v [K][W] (tap values, shared by the rows of one mid row r), a [K][W]
+// (weighted taps), e [K][W] (exponentials), mx, sum, m [W]; backward: gsum [K][W] (the taps'
+// gradients summed over the rows of mid row g_r, added to the grid when r changes).
 template <typename T>
 struct Row {
-  std::vector<T> a, e, mx, sum, m, g;
+  std::vector<T> v, a, e, mx, sum, m, gsum;
+  const T* v_grid = nullptr;  // the padded grid and mid row v holds
+  int64_t v_r = -1, g_r = -1;
   explicit Row(const SmoothShape& s)
-      : a(s.taps * s.taps * s.w), e(a.size()), mx(s.w), sum(s.w), m(s.w), g(s.w) {}
+      : v(s.taps * s.taps * s.w), a(v.size()), e(v.size()), mx(s.w), sum(s.w), m(s.w),
+        gsum(v.size(), T(0)) {}
 };
 
 // Row y of one mask into `row` (row.m is the output). pg: the mask's padded grid; wt: weight.
@@ -90,19 +96,27 @@ PYXAI_ROW_CLONES void compute_row(const SmoothShape& s, const T* pg, const T* wt
   const int64_t pw = s.gw + 2 * s.pad, w = s.w, kk = s.taps * s.taps;
   const int64_t r = nearest_cell(y, s.mh, s.uh);
   const T cold = static_cast<T>(kColdness);
+  if (row.v_r != r || row.v_grid != pg) {  // gather the tap values once per mid row
+    for (int64_t ky = 0; ky < s.taps; ++ky) {
+      const T* prow = pg + (r + ky) * pw;
+      for (int64_t kx = 0; kx < s.taps; ++kx) {
+        T* vk = row.v.data() + (ky * s.taps + kx) * w;
+        for (int64_t x = 0; x < w; ++x) vk[x] = prow[cols[x] + kx];
+      }
+    }
+    row.v_r = r;
+    row.v_grid = pg;
+  }
   T* mx = row.mx.data();
   T* sum = row.sum.data();
   T* m = row.m.data();
   for (int64_t x = 0; x < w; ++x) mx[x] = -std::numeric_limits<T>::infinity();
-  for (int64_t ky = 0; ky < s.taps; ++ky) {
-    const T* prow = pg + (r + ky) * pw;
-    for (int64_t kx = 0; kx < s.taps; ++kx) {
-      const int64_t k = ky * s.taps + kx;
-      const T* wk = wt + (k * s.h + y) * w;
-      T* ak = row.a.data() + k * w;
-      for (int64_t x = 0; x < w; ++x) ak[x] = wk[x] * prow[cols[x] + kx];
-      for (int64_t x = 0; x < w; ++x) mx[x] = std::max(mx[x], cold * ak[x]);
-    }
+  for (int64_t k = 0; k < kk; ++k) {
+    const T* wk = wt + (k * s.h + y) * w;
+    const T* vk = row.v.data() + k * w;
+    T* ak = row.a.data() + k * w;
+    for (int64_t x = 0; x < w; ++x) ak[x] = wk[x] * vk[x];
+    for (int64_t x = 0; x < w; ++x) mx[x] = std::max(mx[x], cold * ak[x]);
   }
   for (int64_t x = 0; x < w; ++x) sum[x] = T(0);
   for (int64_t k = 0; k < kk; ++k) {
@@ -119,28 +133,45 @@ PYXAI_ROW_CLONES void compute_row(const SmoothShape& s, const T* pg, const T* wt
   }
 }
 
-// Adds row y's contribution (after compute_row) to acc, the mask's padded-grid gradient.
+// Adds row.gsum (the taps' gradients of mid row row.g_r) to acc, the mask's padded-grid gradient,
+// and clears it.
+template <typename T>
+void flush_row(const SmoothShape& s, const int64_t* cols, Row<T>& row, T* acc) {
+  if (row.g_r < 0) return;
+  const int64_t pw = s.gw + 2 * s.pad, w = s.w;
+  for (int64_t ky = 0; ky < s.taps; ++ky) {
+    T* arow = acc + (row.g_r + ky) * pw;
+    for (int64_t kx = 0; kx < s.taps; ++kx) {
+      T* gk = row.gsum.data() + (ky * s.taps + kx) * w;
+      for (int64_t x = 0; x < w; ++x) arow[cols[x] + kx] += gk[x];
+      std::fill(gk, gk + w, T(0));
+    }
+  }
+  row.g_r = -1;
+}
+
+// Adds row y's contribution (after compute_row) to the taps' gradients of its mid row (flushing
+// the previous mid row's into acc first).
 template <typename T>
 PYXAI_ROW_CLONES void backward_row(const SmoothShape& s, const T* wt, const int64_t* cols,
                                    int64_t y, const T* grad, Row<T>& row, T* acc) {
-  const int64_t pw = s.gw + 2 * s.pad, w = s.w;
+  const int64_t w = s.w, kk = s.taps * s.taps;
   const int64_t r = nearest_cell(y, s.mh, s.uh);
+  if (row.g_r != r) {
+    flush_row(s, cols, row, acc);
+    row.g_r = r;
+  }
   const T cold = static_cast<T>(kColdness);
   const T* m = row.m.data();
   const T* sum = row.sum.data();
-  T* gk = row.g.data();
-  for (int64_t ky = 0; ky < s.taps; ++ky) {
-    T* arow = acc + (r + ky) * pw;
-    for (int64_t kx = 0; kx < s.taps; ++kx) {
-      const int64_t k = ky * s.taps + kx;
-      const T* ak = row.a.data() + k * w;
-      const T* ek = row.e.data() + k * w;
-      const T* wk = wt + (k * s.h + y) * w;
-      // the reference's order: ((a - m) * 20 + 1) * s * grad * weight
-      for (int64_t x = 0; x < w; ++x)
-        gk[x] = ((ak[x] - m[x]) * cold + T(1)) * (ek[x] / sum[x]) * grad[x] * wk[x];
-      for (int64_t x = 0; x < w; ++x) arow[cols[x] + kx] += gk[x];
-    }
+  for (int64_t k = 0; k < kk; ++k) {
+    const T* ak = row.a.data() + k * w;
+    const T* ek = row.e.data() + k * w;
+    const T* wk = wt + (k * s.h + y) * w;
+    T* gk = row.gsum.data() + k * w;
+    // the reference's order: ((a - m) * 20 + 1) * s * grad * weight
+    for (int64_t x = 0; x < w; ++x)
+      gk[x] += ((ak[x] - m[x]) * cold + T(1)) * (ek[x] / sum[x]) * grad[x] * wk[x];
   }
 }
 
@@ -208,6 +239,7 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
           backward_row(s, wt, cols.data(), y, gr + (n * s.h + y) * s.w, row,
                        part.data() + i * cells);
         }
+        flush_row(s, cols.data(), row, part.data() + i * cells);
       }
     });
     for (int64_t n = 0; n < s.n; ++n)
