@@ -135,8 +135,7 @@ class _PeakRSS:
             return 0
 
     def __enter__(self) -> _PeakRSS:
-        gc.collect()
-        self.base = self.peak = self.rss()
+        self.base = self.peak = self.rss()  # callers collect garbage first (first_run)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -329,12 +328,15 @@ def run_methods(
     all_rows = []
     for m in methods:
         rows = []
+        start = time.perf_counter()
         for case in registry[m](quick=quick, device=device):
             rows += run_case(case, repeat=repeat, only=only)
-        echo(f"\n== {m} ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        took = time.perf_counter() - start
+        echo(f"\n== {m} ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+             f"{took:.1f} s in all)")
         echo(format_table(rows))
         echo(noise_line(rows))
-        all_rows += [dict(r, method=m) for r in rows]
+        all_rows += [dict(r, method=m, workload_s=took) for r in rows]
     if json_path:
         with open(json_path, "w") as f:
             json.dump(all_rows, f, indent=1)

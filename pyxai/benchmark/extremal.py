@@ -11,7 +11,7 @@ target):
 * ``meaningful``: pyxai, the reference backend, and the floor (``iterations`` forwards + backwards
   at B inputs).
 
-quick=True: 1 image x 2 areas, 10 steps (parity and the shape of the costs; 2 x 2 x 20 took the
+quick=True: 1 image x 2 areas, 6 steps (parity and the shape of the costs; 2 x 2 x 20 took the
 longest of all quick workloads in a loaded `pyxai bench --quick`);
 quick=False: the issue's workload, 8 images x 3 areas x 800 steps (TorchRay takes many minutes).
 """
@@ -49,7 +49,7 @@ def extremal_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     import pyxai
 
     model = demo_model().to(device)
-    n_img, areas, steps = (1, (0.05, 0.2), 10) if quick else (8, (0.05, 0.1, 0.2), 800)
+    n_img, areas, steps = (1, (0.05, 0.2), 6) if quick else (8, (0.05, 0.1, 0.2), 800)
     x, labels = _demo(n_img, device)
     kw = dict(areas=areas, max_iter=steps)
     impls = {

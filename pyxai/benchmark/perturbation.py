@@ -94,8 +94,8 @@ def _rise_case(name: str, model, x, n_masks: int, grid: int, quick: bool) -> Cas
 def rise_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
         return [
-            _rise_case("demo_cnn 64x64 b=1, 256 masks", demo_model(), _inputs(1, 64), 256, 7, quick),
-            _rise_case("resnet18 64x64 b=1, 128 masks", random_resnet18(), _inputs(1, 64), 128, 7, quick),
+            _rise_case("demo_cnn 64x64 b=1, 128 masks", demo_model(), _inputs(1, 64), 128, 7, quick),
+            _rise_case("resnet18 64x64 b=1, 64 masks", random_resnet18(), _inputs(1, 64), 64, 7, quick),
         ]
     return [
         _rise_case("demo_cnn 64x64 b=1, 4000 masks", demo_model(), _inputs(1, 64), 4000, 7, quick),
@@ -110,15 +110,16 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     import pyxai
 
     model = demo_model()
-    full = 500 if quick else 8000
-    tol = 0.35 if quick else 0.05  # quick: only exercises the path (500 masks never reach 0.05)
+    full = 256 if quick else 8000
+    check_every = 128 if quick else 250
+    tol = 0.35 if quick else 0.05  # quick: only exercises the path (256 masks never reach 0.05)
     n_img = 1 if quick else len(pyxai.data.SHAPE_CLASSES)
     x, labels, _ = pyxai.data.shapes(n_img, seed=777)  # trained model on its own kind of images
     kw = dict(n_masks=full, batch_size=BATCH, seed=0)
     used: list[int] = []
 
     def adaptive_counted() -> torch.Tensor:
-        ada = pyxai.RISE(model, adaptive=True, tol=tol, check_every=250, **kw)
+        ada = pyxai.RISE(model, adaptive=True, tol=tol, check_every=check_every, **kw)
         maps, counts = [], []
         for i in range(n_img):
             m, n = ada.attribute(x[i : i + 1], target=labels[i : i + 1], return_n_masks=True)
@@ -144,7 +145,7 @@ def rise_adaptive_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
             f"fixed_{full}": lambda: pyxai.RISE(model, **kw).attribute(x, target=labels),
             "floor": floor,
         },
-        notes=f"check_every 250, logits of the trained demo model, label as target; the floor is "
+        notes=f"check_every {check_every}, logits of the trained demo model, label as target; the floor is "
               f"the adaptive runs' forwards; fixed_{full} = {full * n_img} forward rows",
         summarize=summarize,
     )]
@@ -199,8 +200,8 @@ def _fa(name, model, x, cell: int) -> Case:
 @register("occlusion")
 def occlusion_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_occ("demo_cnn 64x64 b=4 win/stride", demo_model(), _inputs(4, 64), 16, 8),
-                _occ("resnet18 64x64 b=4 win/stride", random_resnet18(), _inputs(4, 64), 24, 20)]
+        return [_occ("demo_cnn 64x64 b=2 win/stride", demo_model(), _inputs(2, 64), 16, 8),
+                _occ("resnet18 64x64 b=2 win/stride", random_resnet18(), _inputs(2, 64), 24, 20)]
     return [_occ("demo_cnn 64x64 b=4 win/stride", demo_model(), _inputs(4, 64), 8, 4),
             _occ("resnet18 224x224 b=4 win/stride", random_resnet18(), _inputs(4, 224), 32, 16)]
 
@@ -208,7 +209,7 @@ def occlusion_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
 @register("feature_ablation")
 def feature_ablation_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_fa("demo_cnn 64x64 b=4", demo_model(), _inputs(4, 64), 16),
-                _fa("resnet18 64x64 b=4", random_resnet18(), _inputs(4, 64), 22)]
+        return [_fa("demo_cnn 64x64 b=2", demo_model(), _inputs(2, 64), 16),
+                _fa("resnet18 64x64 b=2", random_resnet18(), _inputs(2, 64), 22)]
     return [_fa("demo_cnn 64x64 b=4", demo_model(), _inputs(4, 64), 4),
             _fa("resnet18 224x224 b=4", random_resnet18(), _inputs(4, 224), 16)]
