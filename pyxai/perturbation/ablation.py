@@ -18,7 +18,7 @@ import torch
 
 from pyxai.engine.accumulators import ItemScores
 from pyxai.engine.base import CaptumAttribution
-from pyxai.engine.checks import check_output_batch, check_same_device
+from pyxai.engine.checks import check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
 from pyxai.engine.view import forward_view
@@ -69,12 +69,12 @@ def _format_call(
 def _run_drops(
     forward_func: Callable, xs: tuple[torch.Tensor, ...], target: Any, args: Any,
     n_items: int, make_chunk: Callable[[int, int], tuple[torch.Tensor, ...]],
-    perturbations_per_eval: int, show_progress: bool, desc: str, allow_aggregate: bool = False,
+    perturbations_per_eval: int, show_progress: bool, desc: str,
 ) -> torch.Tensor:
     """Output drops Tensor[n_items, R]: f(x)[target] - f(perturbation k)[target].
 
     R is B (one score per sample), or, for a model that aggregates its batch (Captum's
-    aggregated-output mode, ``allow_aggregate``: a scalar or a fixed-size output for the whole
+    aggregated-output mode: a scalar or a fixed-size output for the whole
     batch), the number of elements ``target`` selects in the output (all of them for None; see
     :func:`~pyxai.perturbation._captum.select_target`). As Captum, that mode takes
     ``perturbations_per_eval > 1`` only when the selected output grows with the batch.
@@ -92,8 +92,6 @@ def _run_drops(
         )
         runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
         return drops.result()
-    if not allow_aggregate:
-        check_output_batch(out0, b)
     sel0 = select_target(out0, target)
     base = sel0.reshape(1, -1)
     n_out = base.shape[1]
@@ -228,8 +226,7 @@ class FeatureAblation(CaptumAttribution):
             return tuple(out)
 
         drops = _run_drops(self.forward_func, xs, target, additional_forward_args, n, make_chunk,
-                           ppe, show_progress, "Feature Ablation attribution",
-                           allow_aggregate=True)
+                           ppe, show_progress, "Feature Ablation attribution")
         # drops: [n, R] (R = B, or the output size of an aggregating model). Each element takes
         # the drop of its own feature: attribution [R, *input dims] = drops[position of id, r]
         sorted_ids, perm = torch.sort(ids)  # ids[i] is at position i, so sorted_ids[j] -> perm[j]
@@ -369,8 +366,7 @@ class Occlusion(CaptumAttribution):
             return tuple(out)
 
         drops = _run_drops(self.forward_func, xs, target, additional_forward_args, total,
-                           make_chunk, ppe, show_progress, "Occlusion attribution",
-                           allow_aggregate=True)
+                           make_chunk, ppe, show_progress, "Occlusion attribution")
         attrs = tuple(
             occlusion_accumulate(drops[off : off + n], x.shape[1:], w, s, backend=backend)
             if w else drops[off]
