@@ -30,6 +30,12 @@ class AggregateOutputError(CaptumArgumentError):
     one row per input row is needed."""
 
 
+class CaptumIndexError(ValueError, IndexError):
+    """A target that does not index the model's output where Captum's indexing raises an
+    IndexError: a ValueError, and also an IndexError, so code catching Captum's error catches
+    pyxai's."""
+
+
 def format_inputs(
     inputs: torch.Tensor | Sequence[torch.Tensor], same_batch: bool = True
 ) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -142,6 +148,87 @@ def is_aggregated(outputs: torch.Tensor, batch: int) -> bool:
     """Captum's aggregated-output mode: the output is not one row per sample (a scalar, or a
     fixed-size Tensor for the whole batch)."""
     return outputs.dim() == 0 or outputs.shape[0] != batch
+
+
+def select_target(outputs: torch.Tensor, target: Any) -> torch.Tensor:
+    """The part of a whole model output that ``target`` selects, as Captum's ``_select_targets``
+    (used in its aggregated-output mode, where the output is not one row per sample).
+
+    ``outputs`` is Tensor[N, *D] (N need not be the batch): an int, a one-element integer Tensor
+    or a tuple (ints or slices) indexes the dims after the first, ``outputs[:, *target]``; a
+    Tensor[N] or a list of N ints picks one class per row of a Tensor[N, K]; a list of N tuples
+    indexes row ``i`` with ``(i, *target[i])``. None selects everything.
+
+    Raises:
+        CaptumArgumentError / CaptumTypeError (AssertionErrors, as Captum) or CaptumIndexError
+        (an IndexError, as Captum) naming ``target``: a form Captum rejects, a list or Tensor of
+        the wrong length, a 0-d output, an index out of range.
+    """
+    if target is None:
+        return outputs
+    shape = tuple(outputs.shape)
+    if outputs.dim() == 0:
+        raise CaptumIndexError(f"target={target!r} cannot index the 0-d output of forward_func "
+                               "(one scalar for the whole batch): pass target=None")
+    n = shape[0]
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise CaptumTypeError(f"target must hold integer indices, got dtype {target.dtype}")
+        if target.numel() == 1:
+            target = int(target.item())
+        elif target.dim() == 1 and target.numel() == n:
+            if outputs.dim() != 2:
+                raise CaptumArgumentError(f"a Tensor target of {n} classes needs an output of "
+                                          f"shape [{n}, K], got {shape}")
+            return _index(lambda: outputs.gather(1, target.to(outputs.device).long()[:, None])
+                          .squeeze(1), target, shape)
+        else:
+            raise CaptumArgumentError(f"target of shape {tuple(target.shape)} does not fit the "
+                                      f"output of shape {shape}: give one element, or one class "
+                                      f"per output row ({n})")
+    if isinstance(target, bool):
+        raise CaptumTypeError("target must be an int, a tuple, a list or a Tensor, got a bool")
+    if isinstance(target, (int, tuple)):
+        cols = (target,) if isinstance(target, int) else target
+        if len(cols) > outputs.dim() - 1:
+            raise CaptumArgumentError(f"target={target!r} indexes {len(cols)} dims but the output "
+                                      f"of shape {shape} has {outputs.dim() - 1} after the first")
+        return _index(lambda: outputs[(slice(None), *cols)], target, shape)
+    if not isinstance(target, list):
+        raise CaptumTypeError(f"target must be an int, a tuple, a list or a Tensor, got "
+                              f"{type(target).__name__}")
+    if len(target) != n:
+        raise CaptumArgumentError(f"target has {len(target)} entries but the output of shape "
+                                  f"{shape} has {n} rows")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+        if outputs.dim() != 2:
+            raise CaptumArgumentError(f"a list of {n} int targets needs an output of shape "
+                                      f"[{n}, K], got {shape}")
+        idx = torch.tensor(target, device=outputs.device)[:, None]
+        return _index(lambda: outputs.gather(1, idx).squeeze(1), target, shape)
+    if all(isinstance(t, tuple) for t in target):
+        return _index(lambda: torch.stack([outputs[(i, *t)] for i, t in enumerate(target)]),
+                      target, shape)
+    raise CaptumTypeError(f"target must be a list of ints or a list of tuples, got {target[:4]!r}")
+
+
+def _index(select: Callable[[], torch.Tensor], target: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """``select()``, an IndexError (also from ``gather``) turned into one naming ``target``."""
+    try:
+        return select()
+    except (IndexError, RuntimeError) as e:
+        raise CaptumIndexError(f"target={target!r} is out of range for the output of shape "
+                               f"{shape}: {e}") from None
+
+
+def expand_target(target: Any, n: int) -> Any:
+    """The target of ``n`` perturbations evaluated together, as Captum's ``_expand_target``: a
+    list is repeated ``n`` times, a Tensor of more than one element concatenated ``n`` times."""
+    if isinstance(target, list):
+        return target * n
+    if isinstance(target, torch.Tensor) and target.numel() > 1:
+        return torch.cat([target] * n)
+    return target
 
 
 def initial_scores(

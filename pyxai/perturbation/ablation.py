@@ -18,7 +18,7 @@ import torch
 
 from pyxai.engine.accumulators import ItemScores
 from pyxai.engine.base import CaptumAttribution
-from pyxai.engine.checks import check_output_batch, check_same_device
+from pyxai.engine.checks import check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import Target
 from pyxai.engine.view import forward_view
@@ -34,10 +34,12 @@ from pyxai.perturbation._captum import (
     CaptumArgumentError,
     ExpandingForward,
     as_output,
+    expand_target,
     format_args,
     format_baselines,
     format_inputs,
     is_aggregated,
+    select_target,
 )
 
 TensorOrTuple = torch.Tensor | tuple[torch.Tensor, ...]
@@ -67,13 +69,15 @@ def _format_call(
 def _run_drops(
     forward_func: Callable, xs: tuple[torch.Tensor, ...], target: Any, args: Any,
     n_items: int, make_chunk: Callable[[int, int], tuple[torch.Tensor, ...]],
-    perturbations_per_eval: int, show_progress: bool, desc: str, allow_aggregate: bool = False,
+    perturbations_per_eval: int, show_progress: bool, desc: str,
 ) -> torch.Tensor:
     """Output drops Tensor[n_items, R]: f(x)[target] - f(perturbation k)[target].
 
     R is B (one score per sample), or, for a model that aggregates its batch (Captum's
-    aggregated-output mode, ``allow_aggregate``: a scalar or a fixed-size output for the whole
-    batch), the number of output elements; that mode needs ``perturbations_per_eval == 1``.
+    aggregated-output mode: a scalar or a fixed-size output for the whole
+    batch), the number of elements ``target`` selects in the output (all of them for None; see
+    :func:`~pyxai.perturbation._captum.select_target`). As Captum, that mode takes
+    ``perturbations_per_eval > 1`` only when the selected output grows with the batch.
     """
     b = xs[0].shape[0]
     forward = ExpandingForward(forward_view(forward_func), format_args(args), b)
@@ -88,20 +92,10 @@ def _run_drops(
         )
         runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
         return drops.result()
-    if not allow_aggregate:
-        check_output_batch(out0, b)
-    if perturbations_per_eval != 1:
-        raise AggregateOutputError(
-            f"forward_func returned shape {tuple(out0.shape)} for a batch of {b}: an output "
-            "that does not grow with the batch (aggregated) needs perturbations_per_eval=1, got "
-            f"{perturbations_per_eval}"
-        )
-    if target is not None:
-        raise ValueError("target must be None when forward_func aggregates the batch (returned "
-                         f"shape {tuple(out0.shape)} for a batch of {b}): return the score to "
-                         "explain from forward_func")
-    base = out0.reshape(1, -1)
-    drops = base.new_zeros(n_items, base.shape[1])
+    sel0 = select_target(out0, target)
+    base = sel0.reshape(1, -1)
+    n_out = base.shape[1]
+    drops = base.new_zeros(n_items, n_out)
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
@@ -109,18 +103,38 @@ def _run_drops(
         bar = tqdm(total=n_items, desc=desc, unit="pert")
     try:
         with torch.inference_mode():
-            for k in range(n_items):
-                out = as_output(forward(*make_chunk(k, k + 1)))
-                if out.numel() != base.shape[1]:
-                    raise ValueError(f"forward_func returned {out.numel()} values for a "
-                                     f"perturbed batch but {base.shape[1]} for the inputs")
-                drops[k] = base[0] - out.reshape(-1).to(base.dtype)
+            for start in range(0, n_items, perturbations_per_eval):
+                stop = min(start + perturbations_per_eval, n_items)
+                k = stop - start
+                out = select_target(as_output(forward(*make_chunk(start, stop))),
+                                    expand_target(target, k))
+                if start == 0 and perturbations_per_eval > 1:
+                    _check_grows(sel0, out, b, k, perturbations_per_eval)
+                if out.numel() != k * n_out:
+                    raise ValueError(f"forward_func gave {out.numel()} target values for {k} "
+                                     f"perturbed batches but {n_out} for the inputs")
+                drops[start:stop] = base - out.reshape(k, n_out).to(base.dtype)
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(k)
     finally:
         if bar is not None:
             bar.close()
     return drops
+
+
+def _check_grows(sel0: torch.Tensor, out: torch.Tensor, b: int, k: int,
+                 perturbations_per_eval: int) -> None:
+    """Captum's check of the first batched forward: with ``perturbations_per_eval > 1`` the
+    target values of ``k`` perturbations evaluated together (``out``) must have ``k`` times the
+    first dim of those of the inputs (``sel0``); an output aggregating its whole batch cannot be
+    split into perturbations."""
+    if out.dim() and sel0.dim() and out.shape[0] == k * sel0.shape[0]:
+        return
+    raise AggregateOutputError(
+        f"forward_func's target values have shape {tuple(sel0.shape)} for a batch of {b} and "
+        f"{tuple(out.shape)} for {k} perturbations of it together: an output that does not grow "
+        f"with the batch (aggregated) needs perturbations_per_eval=1, got {perturbations_per_eval}"
+    )
 
 
 def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -169,7 +183,9 @@ class FeatureAblation(CaptumAttribution):
                 input, or a tuple of those (one per input). Default: None.
             target: Captum target (int, tuple, Tensor, list of int or of tuples), a callable
                 ``outputs -> Tensor[R]``, or None (the output itself for one-score-per-sample
-                models, else the predicted class). Default: None.
+                models, else the predicted class). For a model that aggregates its batch (a scalar
+                or a fixed-size output), as Captum: None (every output element) or an index into
+                it (``target=1`` on a Tensor[1, K] gives one attribution row). Default: None.
             additional_forward_args: extra arguments for ``forward_func`` after the inputs; tensors
                 are repeated along dim 0 for batched perturbations, as Captum. Default: None.
             feature_mask: integer Tensor (or tuple, one per input) broadcastable to the input, whose
@@ -210,8 +226,7 @@ class FeatureAblation(CaptumAttribution):
             return tuple(out)
 
         drops = _run_drops(self.forward_func, xs, target, additional_forward_args, n, make_chunk,
-                           ppe, show_progress, "Feature Ablation attribution",
-                           allow_aggregate=True)
+                           ppe, show_progress, "Feature Ablation attribution")
         # drops: [n, R] (R = B, or the output size of an aggregating model). Each element takes
         # the drop of its own feature: attribution [R, *input dims] = drops[position of id, r]
         sorted_ids, perm = torch.sort(ids)  # ids[i] is at position i, so sorted_ids[j] -> perm[j]
@@ -354,7 +369,7 @@ class Occlusion(CaptumAttribution):
                            make_chunk, ppe, show_progress, "Occlusion attribution")
         attrs = tuple(
             occlusion_accumulate(drops[off : off + n], x.shape[1:], w, s, backend=backend)
-            if w else drops[off].reshape(x.shape)
+            if w else drops[off]
             for x, w, s, off, n in zip(xs, windows, strides_, offsets, n_per)
         )
         return attrs if was_tuple else attrs[0]

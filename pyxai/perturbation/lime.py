@@ -52,6 +52,7 @@ from pyxai.perturbation._captum import (
     as_output,
     format_args,
     is_aggregated,
+    select_target,
 )
 from pyxai.perturbation.ablation import FeatureAblation, TensorOrTuple, _format_call
 from pyxai.perturbation.lime_base import (
@@ -104,7 +105,9 @@ class _Job:
     xs: Inputs
     bases: Inputs
     masks: Inputs
-    target: ResolvedTarget | None
+    #: resolved for a per-sample model; the user's (Captum form, for select_target) for a model
+    #: aggregating its batch
+    target: ResolvedTarget | Any
     n_feat: int
     extra: dict[str, Any]
     n_samples: int
@@ -241,16 +244,20 @@ class Lime(LimeBase):
             out0 = as_output(ExpandingForward(view, args, b)(*xs))
         model = copy.deepcopy(self.interpretable_model)  # each call fits its own
         own = own_model(model)
-        resolved = None
-        if is_aggregated(out0, b):  # one scalar for the batch: the batch is one example (Captum)
+        resolved: ResolvedTarget | Any = target
+        if is_aggregated(out0, b):  # one value for the batch: the batch is one example (Captum)
+            selected = select_target(out0, target)
+            if selected.numel() != 1:
+                raise AggregateOutputError(
+                    f"forward_func returned shape {tuple(out0.shape)} for a batch of {b}, and "
+                    f"target={target!r} selects {selected.numel()} values of it: a model that "
+                    "aggregates its batch must give one value per perturbed batch (pick it with "
+                    "target)")
             if ppe != 1:
                 raise AggregateOutputError(
                     f"forward_func returned shape {tuple(out0.shape)} for a batch of {b}: a model "
                     "that returns one value per batch needs perturbations_per_eval=1, got "
                     f"{ppe}")
-            if target is not None:
-                raise ValueError(f"target must be None when forward_func returns one value per "
-                                 f"batch (shape {tuple(out0.shape)} for a batch of {b})")
             groups: list[list[int] | None] = [None]
         else:
             resolved = resolve(target, out0)
@@ -323,7 +330,7 @@ class Lime(LimeBase):
         scores = torch.empty(n, e_count, device=dev)
         forward = ExpandingForward(job.view, args, rows_per_item)
         if group is None:
-            self._run_aggregated(forward, make_chunk, n, scores, job.show_progress)
+            self._run_aggregated(forward, make_chunk, n, scores, job.target, job.show_progress)
         else:
             ids = torch.tensor(group, device=dev)
 
@@ -373,8 +380,9 @@ class Lime(LimeBase):
                                               _user_form(pert, was_tuple), interp, **kwargs))
 
     def _run_aggregated(self, forward: Callable, make_chunk: Callable, n: int,
-                        scores: torch.Tensor, show_progress: bool) -> None:
-        """One forward per sample of a model that returns one value for the whole batch."""
+                        scores: torch.Tensor, target: Any, show_progress: bool) -> None:
+        """One forward per sample of a model that returns one value for the whole batch (the
+        value ``target`` selects in its output, as Captum)."""
         bar = None
         if show_progress:
             from tqdm.auto import tqdm
@@ -384,7 +392,7 @@ class Lime(LimeBase):
             for k in range(n):
                 chunk = make_chunk(k, k + 1)
                 with torch.inference_mode():
-                    out = as_output(forward(*chunk))
+                    out = select_target(as_output(forward(*chunk)), target)
                 if out.numel() != 1:
                     raise ValueError(f"forward_func returned {out.numel()} values for a perturbed "
                                      "batch; a model that aggregates its batch must return one")
