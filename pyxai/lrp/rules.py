@@ -395,8 +395,7 @@ class WSquare(_DeclaredRule):
 
     Args:
         stabilizer (float or callable, optional): Default: 1e-6
-        zero_params (str or list of str, optional): as :class:`Epsilon` (Flat: its weights are
-            ones and it has no bias; ``"weight"`` makes them zero). Default: None
+        zero_params (str or list of str, optional): as :class:`Epsilon`. Default: None
     """
 
     def __init__(self, stabilizer: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
@@ -425,13 +424,13 @@ class Norm(Rule):
     ``R_i = x_i (dz/dx_i)^T (R / stab(z))`` for a parameter-free module ``z = f(x)``.
 
     Args:
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
     """
 
     needs_output = True
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = float(stabilizer)
+    def __init__(self, stabilizer: Stab = 1e-6) -> None:
+        self.stabilizer = _check_stabilizer(stabilizer)
 
     def backward(self, module, x, out, grad, backend=None, nonneg=False):
         k = grad.shape[0] // x.shape[0]
