@@ -1,9 +1,10 @@
 """Zennit 0.5.1's rule keywords: ``zero_params`` and float-or-callable stabilisers.
 
 Zennit 0.5.1 is not the installed anchor (0.4.6 has neither keyword), so the rules are checked
-against hand-computed matrix forms (float64), against the default rule on a copy of the layer
+here against hand-computed matrix forms (float64), against the default rule on a copy of the layer
 whose named parameters were zeroed, and, on a ResNet-18 with random BatchNorm statistics, against
 Zennit 0.4.6's own engine running ``BasicHook`` replicas of 0.5.1's ``zero_params="bias"`` rules.
+(``test_zennit051_keywords.py`` compares with Zennit 0.5.1 itself where it is at hand.)
 """
 
 from __future__ import annotations
