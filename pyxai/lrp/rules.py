@@ -92,9 +92,9 @@ class Stabilizer:
                 f"dim={self.dim})")
 
 
-def _check_eps(value, name: str) -> float:
+def _check_eps(value, name: str, alternative: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite float, got {value!r}")
+        raise TypeError(f"{name} must be a finite float{alternative}, got {value!r}")
     return float(value)
 
 
@@ -104,12 +104,7 @@ def _check_stabilizer(value, name: str = "stabilizer") -> Stab:
         return value.epsilon
     if callable(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(
-            f"{name} must be a finite float or a callable (Tensor) -> Tensor (e.g. "
-            f"pyxai.rules.Stabilizer), got {value!r}"
-        )
-    return float(value)
+    return _check_eps(value, name, " or a callable (Tensor) -> Tensor (e.g. pyxai.rules.Stabilizer)")
 
 
 def _check_zero_params(value: ZeroParams) -> tuple[str, ...]:
