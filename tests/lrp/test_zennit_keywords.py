@@ -323,3 +323,23 @@ def test_resnet18_zero_bias_equals_zennit_engine(rng):
     other = pyxai.LRP(model, composite=default, output_relevance="one_hot").attribute(x, target)
     assert (other - want).abs().max() > 1e-3 * want.abs().max()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # the model as found
+
+
+@pytest.mark.parametrize("composite", ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
+def test_named_composites_take_zero_params(rng, composite):
+    """``LRP(..., zero_params="bias")`` == the same composite built from rules with that keyword."""
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    model = _random_bn(torchvision.models.resnet18(weights=None, num_classes=10), rng)
+    x = torch.randn(1, 3, 32, 32, generator=rng)
+    kw = dict(low=-3.0, high=3.0, stabilizer=rules.Stabilizer(1e-4))
+    got = pyxai.LRP(model, composite=composite, zero_params="bias", **kw).attribute(x, target=3)
+    from pyxai.lrp.composites import named_composite
+
+    named = named_composite(composite, zero_params="bias", **kw)
+    declared = [r for _, r in named.layer_map + named.first_map if hasattr(r, "program")]
+    assert len(declared) >= 2 and all(r.zero_params == ("bias",) for r in declared)
+    assert torch.equal(got, pyxai.LRP(model, composite=named).attribute(x, target=3))
+    plain = pyxai.LRP(model, composite=composite, **kw).attribute(x, target=3)
+    assert not torch.allclose(got, plain)
+    with pytest.raises(ValueError, match="zero_params"):
+        pyxai.LRP(model, composite=composite, zero_params="bais", **kw)
