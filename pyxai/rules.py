@@ -9,6 +9,7 @@ from pyxai.lrp.rules import (  # noqa: F401  (re-exported)
     Norm,
     Pass,
     Rule,
+    Stabilizer,
     WSquare,
     ZBox,
     ZPlus,

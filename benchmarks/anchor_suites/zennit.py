@@ -10,7 +10,10 @@ as they are (``anchor``) and with the plugin ``_zennit_plugin`` replacing the ru
 ``zennit.rules`` that pyxai has by pyxai's (``pyxai``; Gamma as ``Gamma(generalized=False)`` for
 Zennit 0.4.x, whose Gamma is not yet the generalised one). Only rule names are swapped: Zennit's
 canonizer classes and composites keep their own (pyxai's canonizers have Zennit's
-``register(model)``/``remove()``, not its per-layer ``register(linears, batch_norm)``).
+``register(model)``/``remove()`` and, for the BatchNorm merge, its per-layer
+``register(linears, batch_norm)``, but not its ``AttributeCanonizer`` / ``apply(root)`` protocol).
+With ``--rev 0.5.1`` put Zennit 0.5.1 first on ``PYTHONPATH`` (e.g. ``/tmp/zennit051``): its
+tests exercise ``zero_params`` and the stabiliser keywords.
 """
 
 from __future__ import annotations

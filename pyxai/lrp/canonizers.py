@@ -6,7 +6,8 @@ and patched forwards live on the view's module objects only. Nothing needs undoi
 dropped after the call), and two threads canonizing one model never see each other's changes.
 
 * :class:`SequentialMergeBatchNorm` folds every BatchNorm that directly follows a Linear-type leaf
-  (in registration order) into that layer: ``W' = W s``, ``b' = (b - mean) s + beta`` with
+  (in registration order) into that layer (or, Zennit's per-layer ``register(linears, batch_norm)``,
+  one given BatchNorm into the given layers): ``W' = W s``, ``b' = (b - mean) s + beta`` with
   ``s = gamma / sqrt(var + eps)``; the view's BatchNorm becomes the identity (mean 0, var 1,
   weight 1, bias 0; ``eps`` is kept, as Zennit does). The merged tensors are computed with autograd
   on, so relevances stay differentiable w.r.t. the model's parameters (``create_graph=True``).
@@ -20,7 +21,7 @@ dropped after the call), and two threads canonizing one model never see each oth
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
@@ -44,9 +45,13 @@ class Canonizer:
         canonize a view (:func:`canonize`)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        handle = CanonizerHandle(model)
+        return self._registered(model.modules(), lambda: self.apply(model))
+
+    def _registered(self, modules: Iterable[nn.Module], rewrite) -> CanonizerHandle:
+        """Run ``rewrite()`` on user modules, undoable on ``modules`` by the returned handle."""
+        handle = CanonizerHandle(modules)
         try:
-            self.apply(model)
+            rewrite()
         except BaseException:
             handle.remove()
             raise
@@ -65,13 +70,13 @@ class Canonizer:
 
 class CanonizerHandle:
     """Undo record of one :meth:`Canonizer.register`: the parameter, buffer and child dicts and
-    instance-level ``forward`` of every module of the model before the rewrite."""
+    instance-level ``forward`` of every module the rewrite may touch, before the rewrite."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, modules: Iterable[nn.Module]) -> None:
         self._saved: list | None = [
             (m, dict(m._parameters), dict(m._buffers), dict(m._modules), m.__dict__.get("forward"),
              "forward" in m.__dict__)
-            for m in model.modules()
+            for m in modules
         ]
 
     def remove(self) -> None:
@@ -115,25 +120,54 @@ class SequentialMergeBatchNorm(Canonizer):
         last = None
         for leaf in _leaves(view):
             if isinstance(last, types.Linear) and isinstance(leaf, types.BatchNorm):
-                self._merge(last, leaf)
+                self._merge([last], leaf)
             last = leaf
 
+    def register(self, model, batch_norm: nn.Module | None = None) -> CanonizerHandle:
+        """``register(model)``: :meth:`Canonizer.register`. ``register(linears, batch_norm)``:
+        Zennit's per-layer ``MergeBatchNorm.register``: fold ``batch_norm`` into each of
+        ``linears`` (one Linear-type module or a list of them, e.g. parallel branches the
+        BatchNorm follows) in place, until ``handle.remove()``.
+
+        Examples::
+
+            >>> handle = SequentialMergeBatchNorm().register([model.conv1], model.bn1)
+        """
+        if batch_norm is None:
+            return super().register(model)
+        linears = [model] if isinstance(model, nn.Module) else []
+        if isinstance(model, (list, tuple)):
+            linears = list(model)
+        if not linears or not all(isinstance(m, types.Linear) for m in linears):
+            raise TypeError(
+                f"linears must be a Linear-type module or a non-empty list of them, got {model!r}"
+            )
+        if not isinstance(batch_norm, types.BatchNorm):
+            raise TypeError(f"batch_norm must be a BatchNorm module, got {type(batch_norm).__name__}")
+        for m in linears:
+            out = m.out_channels if isinstance(m, types.Convolution) else m.out_features
+            if out != batch_norm.num_features:
+                raise ValueError(f"batch_norm has {batch_norm.num_features} features but linears has a "
+                                 f"{type(m).__name__} with {out} outputs")
+        return self._registered([*linears, batch_norm], lambda: self._merge(linears, batch_norm))
+
     @staticmethod
-    def _merge(linear: nn.Module, bn: nn.Module) -> None:
+    def _merge(linears: list[nn.Module], bn: nn.Module) -> None:
         if bn.running_mean is None or bn.running_var is None or bn.weight is None or bn.bias is None:
             raise ValueError(
                 f"cannot merge {type(bn).__name__} without running statistics and affine parameters; "
                 "pass canonizers=None"
             )
-        w = linear.weight
         scale = bn.weight / (bn.running_var + bn.eps) ** 0.5
-        if isinstance(linear, types.ConvolutionTranspose):
-            index = (None, slice(None), *((None,) * (w.dim() - 2)))
-        else:
-            index = (slice(None), *((None,) * (w.dim() - 1)))
-        bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
-        _replace(linear, "weight", w * scale[index])
-        _replace(linear, "bias", (bias - bn.running_mean) * scale + bn.bias)
+        for linear in linears:
+            w = linear.weight
+            if isinstance(linear, types.ConvolutionTranspose):
+                index = (None, slice(None), *((None,) * (w.dim() - 2)))
+            else:
+                index = (slice(None), *((None,) * (w.dim() - 1)))
+            bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+            _replace(linear, "weight", w * scale[index])
+            _replace(linear, "bias", (bias - bn.running_mean) * scale + bn.bias)
         _replace(bn, "running_mean", torch.zeros_like(bn.running_mean))
         _replace(bn, "running_var", torch.ones_like(bn.running_var))
         _replace(bn, "weight", torch.ones_like(bn.weight))

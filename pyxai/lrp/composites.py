@@ -190,6 +190,7 @@ def named_composite(
     stabilizer: float = 1e-6,
     layer_map: TypeMap | None = None,
     gamma_rule: str = "zennit>=0.5",
+    zero_params: str | list[str] | None = None,
 ) -> Composite:
     """Build one of Zennit's composites by name (``COMPOSITES``).
 
@@ -202,8 +203,10 @@ def named_composite(
             generalised rule of Zennit 0.5.x, equal to Zennit 0.5.1) or ``"zennit<0.5"`` (the
             rule of Zennit 0.4.x, equal to Zennit 0.4.6, which zennit-crp pins).
         low, high: ZBox bounds of the first convolution (``epsilon_gamma_box``, required).
-        stabilizer: stabiliser of every other rule.
+        stabilizer: stabiliser of every other rule (a float or a callable, as the rules take).
         layer_map: extra (types, rule) pairs checked before the composite's own.
+        zero_params: parameters (``"bias"``, ``"weight"``) the composite's Linear-type rules treat
+            as zero (Zennit 0.5.1's composites' keyword; a given Gamma object keeps its own).
 
     Returns:
         Composite
@@ -212,7 +215,7 @@ def named_composite(
         raise ValueError(f"unknown composite {name!r}; known: {', '.join(COMPOSITES)}")
     extra = _pairs(layer_map, "layer_map")
     base = extra + layer_map_base(stabilizer)
-    dense = (nn.Linear,), Epsilon(epsilon)
+    dense = (nn.Linear,), Epsilon(epsilon, zero_params=zero_params)
     if name == "gradient":
         return Composite(layer_map=extra, strict=False, name=name)
     if name == "epsilon_gamma_box":
@@ -223,15 +226,16 @@ def named_composite(
         if isinstance(gamma, Gamma):
             conv = gamma
         elif isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
-            conv = Gamma(gamma, stabilizer, generalized=gamma_rule == "zennit>=0.5")
+            conv = Gamma(gamma, stabilizer, generalized=gamma_rule == "zennit>=0.5", zero_params=zero_params)
         else:
             raise TypeError(f"gamma must be a float or a pyxai.rules.Gamma, got {type(gamma).__name__}")
         return Composite(
             layer_map=base + [(types.Convolution, conv), dense],
-            first_map=[(types.Convolution, ZBox(low, high, stabilizer))], name=name,
+            first_map=[(types.Convolution, ZBox(low, high, stabilizer, zero_params=zero_params))], name=name,
         )
-    conv_rule = ZPlus(stabilizer) if "plus" in name else AlphaBeta(2.0, 1.0, stabilizer)
-    first = [(types.Linear, Flat(stabilizer))] if name.endswith("_flat") else None
+    conv_rule = (ZPlus(stabilizer, zero_params) if "plus" in name
+                 else AlphaBeta(2.0, 1.0, stabilizer, zero_params))
+    first = [(types.Linear, Flat(stabilizer, zero_params))] if name.endswith("_flat") else None
     return Composite(layer_map=base + [(types.Convolution, conv_rule), dense], first_map=first, name=name)
 
 

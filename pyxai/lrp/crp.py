@@ -130,7 +130,8 @@ class CRP(_PropagationBase):
     """Concept relevance propagation: conditional heatmaps for many concepts of a layer at once.
 
     Args: as :class:`pyxai.LRP` (``model``, ``composite``, ``canonizers``, ``epsilon``, ``gamma``,
-    ``low``, ``high``, ``stabilizer``, ``output_relevance``, ``backend``, ``allow_training``).
+    ``low``, ``high``, ``stabilizer``, ``zero_params``, ``output_relevance``, ``backend``,
+    ``allow_training``).
 
     Every call works on its own canonized view of the model and keeps no state: one CRP object
     may serve many threads at once.

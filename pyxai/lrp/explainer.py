@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 import torch
 from torch import nn
@@ -44,15 +44,16 @@ class _PropagationBase:
         model: nn.Module,
         composite: Union[str, Composite] = "epsilon_plus_flat",
         canonizers: CanonizerSpec = "auto",
-        epsilon: float | None = None,
+        epsilon: float | Callable | None = None,
         gamma: float | Gamma | None = None,
         low: float | torch.Tensor | None = None,
         high: float | torch.Tensor | None = None,
-        stabilizer: float | None = None,
+        stabilizer: float | Callable | None = None,
         output_relevance: str = "score",
         backend: str | None = None,
         allow_training: bool = False,
         gamma_rule: str | None = None,
+        zero_params: str | list[str] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -61,7 +62,7 @@ class _PropagationBase:
         self.model = model
         self.composite = resolve_composite(
             composite, epsilon=epsilon, gamma=gamma, low=low, high=high, stabilizer=stabilizer,
-            gamma_rule=gamma_rule,
+            gamma_rule=gamma_rule, zero_params=zero_params,
         )
         if self.composite.name == "gradient" and canonizers == "auto":
             canonizers = None  # no rules, nothing to canonize: the plain gradient of the model as is
@@ -137,7 +138,10 @@ class LRP(_PropagationBase):
         epsilon, gamma, low, high, stabilizer (optional): parameters of the named composite
             (Zennit's defaults: epsilon 1e-6, gamma 0.25, stabilizer 1e-6; ``low``/``high``, the
             input bounds, are required by ``epsilon_gamma_box``). ``gamma`` may be a
-            :class:`pyxai.rules.Gamma` object.
+            :class:`pyxai.rules.Gamma` object; ``epsilon`` and ``stabilizer`` may be callables
+            (:class:`pyxai.rules.Stabilizer`), as the rules take.
+        zero_params (str or list of str, optional): parameters the named composite's rules treat
+            as zero (``"bias"``, ``"weight"``; Zennit 0.5.1's composites' keyword). Default: None
         gamma_rule (str, optional): the Gamma rule of ``epsilon_gamma_box`` for a float ``gamma``:
             ``"zennit>=0.5"`` (the generalised rule, equal to Zennit 0.5.1) or ``"zennit<0.5"``
             (equal to Zennit 0.4.6, which zennit-crp pins). Default: "zennit>=0.5"

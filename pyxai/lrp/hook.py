@@ -10,10 +10,15 @@ as in Zennit.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
 from torch import nn
+
+#: modules whose rule backward runs in this thread (it may call the module's own forward, as the
+#: pass-by-pass execution does for transposed convolutions: the hook must then stay out of it)
+_busy = threading.local()
 
 
 class _RuleNode(torch.autograd.Function):
@@ -29,7 +34,12 @@ class _RuleNode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, z = ctx.saved_tensors
-        rel = ctx.rule.backward(ctx.module, x, z if ctx.rule.needs_output else None, grad)
+        busy = _busy.__dict__.setdefault("modules", set())
+        busy.add(id(ctx.module))
+        try:
+            rel = ctx.rule.backward(ctx.module, x, z if ctx.rule.needs_output else None, grad)
+        finally:
+            busy.discard(id(ctx.module))
         return rel, None, None, None
 
 
@@ -57,6 +67,8 @@ def register(rule: Any, module: nn.Module) -> RuleHandle:
         x = args[0]
         if not (x.requires_grad or out.requires_grad) or not torch.is_grad_enabled():
             return None
+        if id(mod) in _busy.__dict__.get("modules", ()):
+            return None  # the rule's own backward running the module
         return _RuleNode.apply(x, out.detach(), rule, mod)
 
     return RuleHandle(module.register_forward_hook(hook))

@@ -5,6 +5,12 @@ of Linear-type layers are *declared*, once, as a :class:`pyxai.ops.lrp.Program` 
 modifier idea: for each pass an input modifier (x, x+, x-, 1, the box bounds), a parameter
 modifier of the weight and of the bias, a sign; for each denominator an output modifier (scale,
 which output units) — and a stabiliser ``stab(z) = z + eps * sign(z)`` with ``sign(0) = +1``.
+As in Zennit 0.5.1, every Linear-type rule takes ``zero_params`` (parameter names treated as zero
+in its modified forward passes; the layer's own output, which Gamma's output mask reads, keeps
+them) and its stabiliser (``epsilon`` for Epsilon, ``stabilizer`` for the others) as a float or
+a callable ``(Tensor) -> Tensor`` returning the stabilised denominator (:class:`Stabilizer`, or
+Zennit's own). A callable other than a plain :class:`Stabilizer` cannot be fused: the stabilise /
+divide step then runs in PyTorch on every backend (same numbers on both).
 The same declaration is executed by the batched ops (:mod:`pyxai.ops.lrp`: fused native kernels
 or their reference twins) and, for layers the ops do not cover (transposed convolutions, non-zero
 padding modes), pass by pass through the module's own forward (:func:`module_passes`).
@@ -18,17 +24,128 @@ Examples::
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from typing import Callable, Iterable, Union
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from pyxai.lrp.layers import Sum
 from pyxai.ops import lrp as lrp_ops
-from pyxai.ops.lrp import NEGATIVE, POSITIVE, Part, Program, Term, _stab, modify
+from pyxai.ops.lrp import NEGATIVE, POSITIVE, ZERO, Part, Program, Stab, Term, modify, stabilize
 
 __all__ = [
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
+    "Stabilizer",
 ]
+
+#: the parameters of Linear-type layers, the names ``zero_params`` may hold
+PARAM_NAMES = ("weight", "bias")
+ZeroParams = Union[str, Iterable[str], None]
+
+
+class Stabilizer:
+    """A stabiliser for a rule's denominator (Zennit's ``zennit.core.Stabilizer``).
+
+    ``stab(z) = z + eps * sign(z)`` (``clip=False``) or ``sign(z) * max(|z|, eps)`` (``clip=True``),
+    with ``sign(0) = +1``; ``norm_scale=True`` scales ``eps`` by ``sqrt(mean(z ** 2))`` over
+    ``dim`` (every dimension but the batch's by default). Without ``clip`` and ``norm_scale`` it is
+    the rules' plain float stabiliser, which the fused kernels run.
+
+    Args:
+        epsilon (float, optional): Default: 1e-6
+        clip (bool, optional): clip ``|z|`` at ``eps`` instead of adding it. Default: False
+        norm_scale (bool, optional): scale ``eps`` by the root mean square of ``z``. Default: False
+        dim (tuple of int, optional): dimensions of the root mean square. Default: None (all but 0)
+
+    Examples::
+
+        >>> rule = pyxai.rules.Epsilon(epsilon=Stabilizer(0.25, norm_scale=True))
+    """
+
+    def __init__(self, epsilon: float = 1e-6, clip: bool = False, norm_scale: bool = False,
+                 dim: tuple | None = None) -> None:
+        self.epsilon = _check_eps(epsilon, "epsilon")
+        self.clip, self.norm_scale = bool(clip), bool(norm_scale)
+        self.dim = None if dim is None else tuple(int(d) for d in dim)
+
+    @property
+    def plain(self) -> bool:
+        """Whether this is ``z + eps * sign(z)`` (a float stabiliser)."""
+        return not (self.clip or self.norm_scale)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """Tensor[N, ...] -> the stabilised Tensor[N, ...]."""
+        sign = torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+        eps = self.epsilon
+        if self.norm_scale:
+            dim = self.dim if self.dim is not None else tuple(range(1, z.dim()))
+            eps = eps * (z * z).mean(dim=dim, keepdim=True).sqrt()
+        if self.clip:
+            return sign * z.abs().clamp(min=eps)
+        return z + sign * eps
+
+    def __repr__(self) -> str:
+        return (f"Stabilizer(epsilon={self.epsilon!r}, clip={self.clip}, norm_scale={self.norm_scale}, "
+                f"dim={self.dim})")
+
+
+def _check_eps(value, name: str, alternative: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite float{alternative}, got {value!r}")
+    return float(value)
+
+
+def _check_stabilizer(value, name: str = "stabilizer") -> Stab:
+    """A rule's stabiliser argument as a float, or a callable (Zennit's ``Stabilizer.ensure``)."""
+    if isinstance(value, Stabilizer) and value.plain:
+        return value.epsilon
+    if callable(value):
+        return value
+    return _check_eps(value, name, " or a callable (Tensor) -> Tensor (e.g. pyxai.rules.Stabilizer)")
+
+
+def _check_zero_params(value: ZeroParams) -> tuple[str, ...]:
+    """``zero_params`` as a tuple of names (Zennit: a name or a list of names, None for none)."""
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else value
+    try:
+        names = tuple(names)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"zero_params must be a parameter name or a list of names, got {value!r}")
+    unknown = [n for n in names if n not in PARAM_NAMES]
+    if unknown:
+        raise ValueError(f"zero_params names parameters of Linear-type layers, {PARAM_NAMES}; got {unknown}")
+    return tuple(dict.fromkeys(names))
+
+
+def _zeroed(prog: Program, zero_params: tuple[str, ...]) -> Program:
+    """``prog`` with the named parameters set to zero in every pass."""
+    if not zero_params:
+        return prog
+
+    def term(t: Term) -> Term:
+        return dataclasses.replace(
+            t, weight=ZERO if "weight" in zero_params else t.weight,
+            bias=None if "bias" in zero_params else t.bias,
+        )
+
+    parts = tuple(dataclasses.replace(p, terms=tuple(term(t) for t in p.terms)) for p in prog.parts)
+    return dataclasses.replace(prog, parts=parts)
+
+
+def _output_view(stabilizer: Callable, shape: tuple) -> Callable:
+    """A callable stabiliser seeing ``z`` in the module's output ``shape`` (Linear on [N, ..., C])."""
+
+    def stab(z: torch.Tensor) -> torch.Tensor:
+        return stabilizer(z.reshape(shape)).reshape(z.shape)
+
+    return stab
 
 
 class Rule:
@@ -81,17 +198,22 @@ def _conv_padding(module: nn.Module) -> list[int] | None:
 
 
 class _DeclaredRule(Rule):
-    """A rule for Linear-type layers (Linear, Conv*d, ConvTranspose*d), declared by :meth:`declare`."""
+    """A rule for Linear-type layers (Linear, Conv*d, ConvTranspose*d), declared by :meth:`declare`.
+
+    ``zero_params`` (set by each rule's constructor) applies to every declared pass.
+    """
+
+    zero_params: tuple[str, ...] = ()
 
     def declare(self) -> Program:
         """The rule as a :class:`pyxai.ops.lrp.Program`."""
         raise NotImplementedError
 
     def program(self) -> Program:
-        """:meth:`declare`, built once per rule object."""
+        """:meth:`declare` with ``zero_params`` applied, built once per rule object."""
         prog = self.__dict__.get("_program")
         if prog is None:
-            prog = self.__dict__["_program"] = self.declare()
+            prog = self.__dict__["_program"] = _zeroed(self.declare(), self.zero_params)
         return prog
 
     def bounds(self) -> tuple:
@@ -104,6 +226,9 @@ class _DeclaredRule(Rule):
         lo, hi = self.bounds()
         if isinstance(module, nn.Linear):
             cin, cout = x.shape[-1], grad.shape[-1]
+            if callable(prog.stabilizer) and x.dim() != 2:
+                view = _output_view(prog.stabilizer, (*x.shape[:-1], cout))
+                prog = dataclasses.replace(prog, stabilizer=view)
             if lo is not None:
                 lo, hi = (lrp_ops._box(v, x, n).reshape(-1, cin) for v, n in ((lo, "low"), (hi, "high")))
             rel = lrp_ops.lrp_linear(
@@ -124,13 +249,17 @@ class Epsilon(_DeclaredRule):
     """LRP-epsilon: ``R_i = x_i sum_j W_ji R_j / stab_eps(z_j)``, z = the layer output (eps=0: LRP-0).
 
     Args:
-        epsilon (float, optional): stabiliser added with the sign of z. Default: 1e-6
+        epsilon (float or callable, optional): stabiliser added with the sign of z, or a callable
+            ``(z) -> stabilised z`` (:class:`Stabilizer`). Default: 1e-6
+        zero_params (str or list of str, optional): parameters (``"weight"``, ``"bias"``) treated
+            as zero, e.g. ``"bias"``: ``z = W x``. Default: None
     """
 
     needs_output = True
 
-    def __init__(self, epsilon: float = 1e-6) -> None:
-        self.epsilon = float(epsilon)
+    def __init__(self, epsilon: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
+        self.epsilon = _check_stabilizer(epsilon, "epsilon")
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         return Program((Part((Term("x"),)),), self.epsilon)
@@ -140,11 +269,13 @@ class ZPlus(_DeclaredRule):
     """LRP-z+ (alpha=1, beta=0): positive contributions ``W+ x+ + W- x-`` (+ b+) only.
 
     Args:
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
+        zero_params (str or list of str, optional): as :class:`Epsilon`. Default: None
     """
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = float(stabilizer)
+    def __init__(self, stabilizer: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         positive = Part((Term("pos", POSITIVE, POSITIVE), Term("neg", NEGATIVE, None)))
@@ -157,15 +288,19 @@ class AlphaBeta(_DeclaredRule):
     Args:
         alpha (float, optional): Default: 2.0
         beta (float, optional): Default: 1.0
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
+        zero_params (str or list of str, optional): as :class:`Epsilon`. Default: None
     """
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: Stab = 1e-6,
+                 zero_params: ZeroParams = None) -> None:
         if alpha < 0 or beta < 0:
             raise ValueError(f"AlphaBeta needs alpha >= 0 and beta >= 0, got alpha={alpha}, beta={beta}")
         if alpha - beta != 1:
             raise ValueError(f"AlphaBeta needs alpha - beta == 1, got alpha={alpha}, beta={beta}")
-        self.alpha, self.beta, self.stabilizer = float(alpha), float(beta), float(stabilizer)
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         positive = Part((Term("pos", POSITIVE, POSITIVE), Term("neg", NEGATIVE, None)), self.alpha)
@@ -183,13 +318,18 @@ class Gamma(_DeclaredRule):
 
     Args:
         gamma (float, optional): weight of the added positive (negative) parts. Default: 0.25
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
         generalized (bool, optional): False gives Zennit <= 0.4's rule, one pass with
             ``W + gamma W+`` and ``b + gamma b+`` for every unit. Default: True
+        zero_params (str or list of str, optional): as :class:`Epsilon`; the output mask
+            (``z > 0`` / ``z < 0``) is the layer's own output, unmodified, as in Zennit. Default: None
     """
 
-    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6, generalized: bool = True) -> None:
-        self.gamma, self.stabilizer, self.generalized = float(gamma), float(stabilizer), bool(generalized)
+    def __init__(self, gamma: float = 0.25, stabilizer: Stab = 1e-6, generalized: bool = True,
+                 zero_params: ZeroParams = None) -> None:
+        self.gamma, self.generalized = float(gamma), bool(generalized)
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     @property
     def needs_output(self) -> bool:  # type: ignore[override]
@@ -211,11 +351,14 @@ class ZBox(_DeclaredRule):
         low (float or Tensor): lowest input values (scalar, per-channel ``Tensor[C]`` or anything
             broadcastable to the input).
         high (float or Tensor): highest input values.
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
+        zero_params (str or list of str, optional): as :class:`Epsilon`. Default: None
     """
 
-    def __init__(self, low, high, stabilizer: float = 1e-6) -> None:
-        self.low, self.high, self.stabilizer = low, high, float(stabilizer)
+    def __init__(self, low, high, stabilizer: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
+        self.low, self.high = low, high
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         terms = (Term("x"), Term("low", POSITIVE, POSITIVE, -1.0), Term("high", NEGATIVE, NEGATIVE, -1.0))
@@ -229,11 +372,14 @@ class Flat(_DeclaredRule):
     """LRP-flat: relevance spread uniformly over each output's receptive field (weights 1, no bias).
 
     Args:
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
+        zero_params (str or list of str, optional): as :class:`Epsilon` (Flat: its weights are
+            ones and it has no bias; ``"weight"`` makes them zero). Default: None
     """
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = float(stabilizer)
+    def __init__(self, stabilizer: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         return Program((Part((Term("ones", "ones", None),)),), self.stabilizer)
@@ -243,11 +389,13 @@ class WSquare(_DeclaredRule):
     """LRP-w²: ``R_i = sum_j W_ji² R_j / stab(sum_i W_ji² + b_j²)`` (the bias enters squared).
 
     Args:
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
+        zero_params (str or list of str, optional): as :class:`Epsilon`. Default: None
     """
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = float(stabilizer)
+    def __init__(self, stabilizer: Stab = 1e-6, zero_params: ZeroParams = None) -> None:
+        self.stabilizer = _check_stabilizer(stabilizer)
+        self.zero_params = _check_zero_params(zero_params)
 
     def declare(self) -> Program:
         return Program((Part((Term("ones", "square", "square"),)),), self.stabilizer)
@@ -271,22 +419,26 @@ class Norm(Rule):
     ``R_i = x_i (dz/dx_i)^T (R / stab(z))`` for a parameter-free module ``z = f(x)``.
 
     Args:
-        stabilizer (float, optional): Default: 1e-6
+        stabilizer (float or callable, optional): Default: 1e-6
     """
 
     needs_output = True
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = float(stabilizer)
+    def __init__(self, stabilizer: Stab = 1e-6) -> None:
+        self.stabilizer = _check_stabilizer(stabilizer)
 
     def backward(self, module, x, out, grad, backend=None, nonneg=False):
         k = grad.shape[0] // x.shape[0]
         if isinstance(module, Sum) and out is not None and out.dim() >= 2:  # dz/dx: a broadcast
-            s = lrp_ops.lrp_stab_div(grad, out, self.stabilizer, backend)  # fused on native
+            if callable(self.stabilizer):
+                s = grad / _repeat_rows(stabilize(out, self.stabilizer), k)
+            else:
+                s = lrp_ops.lrp_stab_div(grad, out, self.stabilizer, backend)  # fused on native
             return _repeat_rows(x, k) * s.unsqueeze(module.dim)
         xx = _repeat_rows(x, k)
         z, vjp = torch.func.vjp(module.forward, xx)
-        s = grad / _stab(z if out is None else _repeat_rows(out, k), self.stabilizer)
+        s = grad / (stabilize(z, self.stabilizer) if out is None
+                    else _repeat_rows(stabilize(out, self.stabilizer), k))
         return xx * vjp(s)[0]
 
 
@@ -327,7 +479,7 @@ def module_passes(
     for part in rule.parts:
         passes = [(t, *run(t)) for t in part.terms]
         z = sum(t.sign * zt for t, zt, _ in passes)
-        s = part.scale * grad / _stab(z, rule.stabilizer)
+        s = part.scale * grad / stabilize(z, rule.stabilizer)
         if part.where != "all":
             s = s * ((z0 > 0) if part.where == "pos" else (z0 < 0)).to(s.dtype)
         for t, _, vjp in passes:

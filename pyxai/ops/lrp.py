@@ -4,7 +4,8 @@ A rule is declared once, as data (Zennit's modifier idea, SPECS §7.2): a :class
 of :class:`Part` s (output modifiers: a denominator, its scale and which output units it serves),
 each a sum of :class:`Term` s (one Zennit "pass": an input modifier, a parameter modifier for the
 weight and one for the bias, and a sign), and a stabiliser ``stab(z) = z + e * sign(z)`` with
-``sign(0) = +1``. For a layer ``z = W x + b`` and the relevance ``R`` at its output::
+``sign(0) = +1`` (or any callable ``stab(z)``, Zennit's callable stabilisers). For a layer
+``z = W x + b`` and the relevance ``R`` at its output::
 
     z_p = sum_{t in p} sign_t * (W_t in_t + b_t)
     s_p = scale_p * keep_p * R / stab(z_p)          keep_p: 1, or [z0 > 0], or [z0 < 0] (z0 = W x + b)
@@ -20,7 +21,9 @@ weight and one for the bias, and a sign), and a stabiliser ``stab(z) = z + e * s
 * the elementwise steps (split of x into x+ and x-, stabilise / divide / mask / scale, and the
   multiply-by-input-and-sum) are the fused kernels ``torch.ops.pyxai.lrp_split_sign``,
   ``lrp_stab_div`` and ``lrp_combine`` (backend "native") or their PyTorch twins below
-  (``"reference"``) — the only place where the backends differ.
+  (``"reference"``) — the only place where the backends differ. A *callable* stabiliser cannot be
+  fused: the stabilise / divide step then runs in PyTorch on every backend (the callable gets each
+  part's ``z_p`` shaped like the layer's output), so both backends still give the same numbers.
 
 Nothing reads a tensor value on the host: whether the negative input half can be skipped is the
 caller's ``nonneg`` flag (``pyxai.lrp`` knows it from the graph: the input of a layer after a ReLU),
@@ -36,7 +39,7 @@ convolution runs on all ``K * N`` rows. CRP uses this to explain many concepts i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +53,11 @@ IntN = Union[int, Sequence[int]]
 #: (every weight 1) or ``"square"`` (``p * p``).
 Param = Union[tuple, str]
 IDENTITY, POSITIVE, NEGATIVE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
+#: the parameter modifier of a parameter treated as zero (Zennit's ``zero_params``)
+ZERO = (0.0, 0.0, 0.0)
+#: A stabiliser: ``eps`` for ``z + eps * sign(z)`` (``sign(0) = +1``), or a callable
+#: ``(Tensor) -> Tensor`` returning the stabilised denominator (Zennit's callable stabilisers).
+Stab = Union[float, Callable[[torch.Tensor], torch.Tensor]]
 INPUTS = ("x", "pos", "neg", "ones", "low", "high")
 WHERE = {"all": 0, "pos": 1, "neg": 2}
 
@@ -90,12 +98,15 @@ class Part:
 
 @dataclass(frozen=True)
 class Program:
-    """A rule for Linear-type layers: its parts and stabiliser (see the module docstring)."""
+    """A rule for Linear-type layers: its parts and stabiliser (:data:`Stab`, see the module docstring)."""
 
     parts: tuple
-    stabilizer: float = 1e-6
+    stabilizer: Stab = 1e-6
 
     def __post_init__(self) -> None:
+        if not callable(self.stabilizer) and (
+                not isinstance(self.stabilizer, (int, float)) or isinstance(self.stabilizer, bool)):
+            raise TypeError(f"Program.stabilizer must be a float or a callable, got {self.stabilizer!r}")
         if not self.parts or not all(isinstance(p, Part) and p.terms for p in self.parts):
             raise ValueError(f"a Program needs parts with terms, got {self.parts!r}")
         inputs = set()
@@ -200,6 +211,34 @@ def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
     return z + torch.where(z >= 0, 1.0, -1.0).to(z.dtype) * eps
 
 
+def stabilize(z: torch.Tensor, stabilizer: Stab) -> torch.Tensor:
+    """``z`` stabilised for division by a :data:`Stab` (a float ``eps`` or a callable); a callable's
+    result must be a tensor shaped like ``z``."""
+    if not callable(stabilizer):
+        return _stab(z, stabilizer)
+    d = stabilizer(z)
+    if not isinstance(d, torch.Tensor) or d.shape != z.shape:
+        got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
+        raise ValueError(
+            f"stabilizer {stabilizer!r} must return a tensor shaped like its input {tuple(z.shape)}, "
+            f"got {got}"
+        )
+    return d
+
+
+def _stabilize_parts(z: torch.Tensor, stabilizer: Callable, groups: int, parts: int) -> torch.Tensor:
+    """A callable stabiliser on each part's ``z_p`` (Tensor[N, Cout, ...], the layer's output
+    layout) of the batched ``z`` (Tensor[N, G * P * Cout/G, ...], out-parts interleaved per group)."""
+    if parts == 1:
+        return stabilize(z, stabilizer)
+    nz, rest = z.shape[0], z.shape[2:]
+    cout = z.shape[1] // parts
+    zv = z.reshape(nz, groups, parts, cout // groups, *rest)
+    outs = [stabilize(zv[:, :, i].reshape(nz, cout, *rest), stabilizer) for i in range(parts)]
+    outs = [d.reshape(nz, groups, cout // groups, *rest) for d in outs]
+    return torch.stack(outs, dim=2).reshape(z.shape)
+
+
 def _xcat(parts: list[torch.Tensor], groups: int) -> torch.Tensor:
     """Input parts ``[N, C, ...]`` -> ``[N, G * P * C/G, ...]`` (group-interleaved)."""
     if len(parts) == 1:
@@ -218,15 +257,16 @@ def _split_sign_ref(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def _stab_div_ref(
     grad: torch.Tensor, z: torch.Tensor, z0: torch.Tensor | None, groups: int, coef: list[float],
-    mask: list[int], eps: float,
+    mask: list[int], eps: float | None,
 ) -> torch.Tensor:
-    """``s[r, g, p, c] = coef[p] * keep_p * grad[r, g, c] / stab(z[r % Nz, g, p, c])``."""
+    """``s[r, g, p, c] = coef[p] * keep_p * grad[r, g, c] / stab(z[r % Nz, g, p, c])``
+    (``eps=None``: ``z`` is already stabilised)."""
     p = len(coef)
     nr, cout = grad.shape[:2]
     nz = z.shape[0]
     rg = grad.reshape(nr // nz, nz, groups, 1, cout // groups, -1)
     zz = z.reshape(1, nz, groups, p, cout // groups, -1)
-    s = rg / _stab(zz, eps)
+    s = rg / (zz if eps is None else _stab(zz, eps))
     if any(mask):
         n0 = z0.shape[0]
         z0v = z0.reshape(1, n0, groups, 1, cout // groups, -1)
@@ -454,7 +494,11 @@ def _execute(
     z0 = None
     if any(masks):
         z0 = out if out is not None else geo.fwd(x, weight, bias)
-    s = ew.stab_div(grad, z, z0, g, [float(p.scale) for p in rule.parts], masks, rule.stabilizer)
+    coef = [float(p.scale) for p in rule.parts]
+    if callable(rule.stabilizer):  # not fusable: the same PyTorch step on every backend
+        s = _stab_div_ref(grad, _stabilize_parts(z, rule.stabilizer, g, len(coef)), z0, g, coef, masks, None)
+    else:
+        s = ew.stab_div(grad, z, z0, g, coef, masks, rule.stabilizer)
     gs = geo.adj(s, wc, x.shape[2:])
     if ones:
         return gs
