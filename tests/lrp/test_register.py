@@ -35,8 +35,9 @@ def test_register_equals_zennit(pair, layer, rng):
     mod = {"conv": nn.Conv2d(3, 5, 3, padding=1), "linear": nn.Linear(6, 4),
            "conv_transpose": nn.ConvTranspose2d(3, 4, 3, stride=2)}[layer]
     x = torch.randn(2, 6, generator=rng) if layer == "linear" else torch.randn(2, 3, 6, 6, generator=rng)
-    if layer == "conv_transpose":  # float64: ZBox's three passes cancel to small denominators
-        mod, x = mod.double(), x.double()
+    # float64: ZBox's three passes cancel to small denominators, where float32 rounding differs
+    # by 1e-4 relative between two equal formulas (seen on a Linear in CI)
+    mod, x = mod.double(), x.double()
     grad = torch.randn_like(mod(x), memory_format=torch.contiguous_format)
     results = []
     for make in (ours, theirs):
