@@ -154,10 +154,15 @@ def _elementwise_args(rng, dtype=torch.float64, requires_grad=False):
     def t(*shape):
         return torch.randn(*shape, generator=rng, dtype=dtype).requires_grad_(requires_grad)
 
+    def away(*shape):  # denominators at least 0.1 from 0: 1/z is smooth within gradcheck's step
+        z = torch.randn(*shape, generator=rng, dtype=dtype)
+        return (z.abs() + 0.1).copysign(z).requires_grad_(requires_grad)
+
     x = t(3, 4, 5, 6)
     return {
         "lrp_split_sign": (x, 2),
-        "lrp_stab_div": (t(6, 4, 5, 6), t(3, 8, 5, 6), t(3, 4, 5, 6).detach(), 2, [1.5, -0.5], [1, 2], 1e-6),
+        "lrp_stab_div": (t(6, 4, 5, 6), away(3, 8, 5, 6), away(3, 4, 5, 6).detach(), 2, [1.5, -0.5],
+                         [1, 2], 1e-6),
         "lrp_combine": (t(3, 8, 5, 6), t(6, 8, 5, 6), 2, [1.0, -1.0]),
     }
 
