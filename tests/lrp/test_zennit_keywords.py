@@ -97,9 +97,11 @@ def test_zero_bias_linear_equals_hand(rng, name, backend):
     got = rule.backward(m, x, out, g, backend=_backend(backend))
     want = _hand_zero_bias(name, m.weight.detach(), m.bias.detach(), x, g)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    # the default is the rule with the bias (ZBox's three passes cancel it: b - b+ - b- = 0)
-    default = RULES[name]().backward(m, x, out, g, backend=backend)
-    assert torch.allclose(default, want) == (name == "zbox")
+    # ZBox's three passes cancel the bias (b - b+ - b- = 0): its default equals zero_params="bias"
+    # (for the other rules the bias may or may not matter: ZPlus ignores an all-negative bias,
+    # CI seed 1216802491)
+    if name == "zbox":
+        assert torch.allclose(RULES[name]().backward(m, x, out, g, backend=backend), want)
 
 
 def _conv_layers(rng):
