@@ -45,6 +45,18 @@ SmoothShape check_smooth(const at::Tensor& params, const at::Tensor& weight, int
   return s;
 }
 
+SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& params,
+                                  const at::Tensor& weight, int64_t pad, int64_t step) {
+  const SmoothShape s = check_smooth(params, weight, pad, step);
+  check_float(grad, "grad");
+  TORCH_CHECK(grad.dim() == 3 && grad.size(0) == s.n && grad.size(1) == s.h && grad.size(2) == s.w,
+              "pyxai: 'grad' must have shape [", s.n, ", ", s.h, ", ", s.w, "], got ",
+              grad.sizes());
+  check_same_dtype(grad, params, "grad", "params");
+  check_same_device(grad, params, "grad", "params");
+  return s;
+}
+
 namespace {
 
 constexpr int64_t kBlockRows = 16;  // rows per backward task
@@ -204,14 +216,7 @@ at::Tensor smooth_masks_cpu(const at::Tensor& params_, const at::Tensor& weight_
 
 at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& params_,
                                      const at::Tensor& weight_, int64_t pad, int64_t step) {
-  const SmoothShape s = check_smooth(params_, weight_, pad, step);
-  check_float(grad_, "grad");
-  TORCH_CHECK(grad_.dim() == 3 && grad_.size(0) == s.n && grad_.size(1) == s.h &&
-                  grad_.size(2) == s.w,
-              "pyxai: 'grad' must have shape [", s.n, ", ", s.h, ", ", s.w, "], got ",
-              grad_.sizes());
-  check_same_dtype(grad_, params_, "grad", "params");
-  check_same_device(grad_, params_, "grad", "params");
+  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, pad, step);
   auto grad = grad_.contiguous();
   auto params = params_.contiguous();
   auto weight = weight_.contiguous();

@@ -31,14 +31,7 @@ at::Tensor smooth_masks_cuda_op(const at::Tensor& params_, const at::Tensor& wei
 
 at::Tensor smooth_masks_backward_cuda_op(const at::Tensor& grad_, const at::Tensor& params_,
                                          const at::Tensor& weight_, int64_t pad, int64_t step) {
-  const SmoothShape s = check_smooth(params_, weight_, pad, step);
-  check_float(grad_, "grad");
-  TORCH_CHECK(grad_.dim() == 3 && grad_.size(0) == s.n && grad_.size(1) == s.h &&
-                  grad_.size(2) == s.w,
-              "pyxai: 'grad' must have shape [", s.n, ", ", s.h, ", ", s.w, "], got ",
-              grad_.sizes());
-  check_same_dtype(grad_, params_, "grad", "params");
-  check_same_device(grad_, params_, "grad", "params");
+  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, pad, step);
   c10::cuda::CUDAGuard guard(params_.device());
   auto grad = grad_.contiguous();
   auto params = params_.contiguous();

@@ -101,6 +101,9 @@ namespace smooth_masks {
 // dtype and device, pad >= 0, step >= 1, H <= step * mid_h, W <= step * mid_w.
 SmoothShape check_smooth(const at::Tensor& params, const at::Tensor& weight, int64_t pad,
                          int64_t step);
+// check_smooth plus grad [N, H, W] of params' dtype and device (the backward).
+SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& params,
+                                  const at::Tensor& weight, int64_t pad, int64_t step);
 }  // namespace smooth_masks
 }  // namespace pyxai
 #endif
