@@ -4,7 +4,7 @@ Workload: the demo CNN (Clever-Hans variant's architecture, random weights), a b
 64x64 images of :func:`pyxai.data.shapes_cued`, eval mode; one step = zero the gradients, the loss,
 ``backward()`` (no optimizer update, so every run sees the same parameters).
 ``floor`` = cross-entropy alone; ``rrr`` / ``cam`` / ``lrp`` = cross-entropy + the loss on the
-whole batch (RRR takes its cross-entropy from the same forward). The x-floor column is the cost
+whole batch (RRR and CAM take the cross-entropy from their own forward). The x-floor column is the cost
 of the explanation term (the goal is <= 2x for RRR and CAM).
 """
 
@@ -42,7 +42,8 @@ def guided_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         return F.cross_entropy(logits, y) + penalty
 
     def cam() -> torch.Tensor:
-        return F.cross_entropy(model(x), y) + cam_loss(model, x, y, obj, layer=model.layer3)
+        penalty, logits = cam_loss(model, x, y, obj, layer=model.layer3, return_outputs=True)
+        return F.cross_entropy(logits, y) + penalty
 
     def lrp() -> torch.Tensor:
         return F.cross_entropy(model(x), y) + lrp_loss(model, x, y, obj)

@@ -112,7 +112,7 @@ class GuidedGradCam(ReLURuleAttribution):
         is_tuple, inp, args = format_call(self.model, inputs, additional_forward_args)
         view = model_view(self.model)
         assert view is not None
-        cams, resolved = layer_grad_cam(view.module, view, self.grad_cam.layer, inp, target,
+        cams, resolved, _ = layer_grad_cam(view.module, view, self.grad_cam.layer, inp, target,
                                         args, attribute_to_layer_input,
                                         grad_kwargs={"create_graph": create_graph})
         if len(cams) != 1:

@@ -22,7 +22,7 @@ def layer_grad_cam(
     forward_func: Callable, view: ModelView | None, layer: nn.Module, inputs: Inputs,
     target: Any, args: tuple, to_layer_input: bool = False, summation: bool = True,
     grad_kwargs: dict | None = None,
-) -> tuple[tuple[torch.Tensor, ...], ResolvedTarget]:
+) -> tuple[tuple[torch.Tensor, ...], ResolvedTarget, torch.Tensor]:
     """Captum's Grad-CAM at ``layer`` (no ReLU): ``sum_k mean(dS/dA_k) * A_k``, for each Tensor
     the layer outputs (or, ``to_layer_input``, receives): one map per Tensor, as Captum.
 
@@ -40,7 +40,8 @@ def layer_grad_cam(
 
     Returns:
         (per layer Tensor: Tensor[B, 1, *its dims] (Tensor[B, K, ...] without summation),
-        the resolved target).
+        the resolved target, the model outputs (attached to the graph with ``create_graph``, so a
+        training step can take its cross-entropy from the same forward; detached otherwise)).
     """
     grad_kwargs = dict(grad_kwargs or {})
     create_graph = bool(grad_kwargs.get("create_graph", False))
@@ -64,7 +65,7 @@ def layer_grad_cam(
         alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 \
             else grad
         attrs.append((alpha * act).sum(1, keepdim=True) if summation else alpha * act)
-    return tuple(attrs), resolved
+    return tuple(attrs), resolved, out if create_graph else out.detach()
 
 
 class LayerGradCam(GradientAttribution):
@@ -125,7 +126,7 @@ class LayerGradCam(GradientAttribution):
             kw["create_graph"] = True
         view = model_view(self.forward_func)
         forward = view.module if view is not None else self.forward_func
-        attrs, _ = layer_grad_cam(forward, view, self.layer, inp, target, args,
+        attrs, _, _ = layer_grad_cam(forward, view, self.layer, inp, target, args,
                                   attribute_to_layer_input, attr_dim_summation, kw)
         if relu_attributions:
             attrs = tuple(F.relu(a) for a in attrs)

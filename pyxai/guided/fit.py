@@ -17,6 +17,9 @@ __all__ = ["LOSSES", "fit"]
 #: Loss name -> ``(model, x, target, mask) -> scalar``. RRR takes the *irrelevant* mask (the cue),
 #: CAM and LRP the *relevant* one (the object).
 LOSSES: dict[str, Callable[..., Tensor]] = {"rrr": rrr_loss, "cam": cam_loss, "lrp": lrp_loss}
+#: Losses whose forward is an ordinary one (``return_outputs=True``): the step's cross-entropy reuses
+#: it. LRP's forward runs through rule-wrapped layers, whose gradients are not the model's.
+SHARED_FORWARD = ("rrr", "cam")
 
 
 def fit(
@@ -36,7 +39,8 @@ def fit(
     loss on the annotated ones.
 
     The model runs in eval mode (BatchNorm statistics frozen, as usual when fine-tuning a small set),
-    with Adam on all parameters.
+    with Adam on all parameters. RRR and CAM return the logits of their own forward, from which the
+    cross-entropy of the annotated images is taken (one forward per image, not two).
 
     Args:
         model (nn.Module): the classifier to fine-tune (its parameters change).
@@ -76,10 +80,17 @@ def fit(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             x, y = images[idx], labels[idx]
-            total = F.cross_entropy(model(x), y)
             sel = annotated[idx].to(x.device)
-            if explain is not None and bool(sel.any()):
-                total = total + weight * explain(model, x[sel], y[sel], masks[idx][sel])
+            if explain is None or not bool(sel.any()):
+                total = F.cross_entropy(model(x), y)
+            elif loss in SHARED_FORWARD:  # the cross-entropy of the annotated from the loss's forward
+                penalty, logits = explain(model, x[sel], y[sel], masks[idx][sel], return_outputs=True)
+                if not bool(sel.all()):
+                    logits = torch.cat([logits, model(x[~sel])])
+                total = F.cross_entropy(logits, torch.cat([y[sel], y[~sel]])) + weight * penalty
+            else:
+                penalty = explain(model, x[sel], y[sel], masks[idx][sel])
+                total = F.cross_entropy(model(x), y) + weight * penalty
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()

@@ -142,3 +142,18 @@ def test_fit_bad_input(rng):
         fit(model, x[:0], y[:0], mask[:0])
     with pytest.raises(ValueError, match="annotated must be"):
         fit(model, x, y, mask, annotated=torch.ones(2))
+
+
+@pytest.mark.parametrize("loss", [rrr_loss, cam_loss], ids=["rrr", "cam"])
+def test_returned_outputs_are_the_models_with_its_gradients(rng, loss):
+    """``return_outputs=True``: the logits equal ``model(x)``, and a cross-entropy taken from them has
+    the parameter gradients of one taken from an ordinary forward."""
+    model, x, y, mask = _setup(rng)
+    penalty, logits = loss(model, x, y, mask, return_outputs=True)
+    torch.testing.assert_close(penalty, loss(model, x, y, mask))
+    torch.testing.assert_close(logits, model(x))
+    params = list(model.parameters())
+    shared = torch.autograd.grad(F.cross_entropy(logits, y), params, retain_graph=True)
+    plain = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    for name_p, a, b in zip(model.named_parameters(), shared, plain):
+        torch.testing.assert_close(a, b, msg=name_p[0])
