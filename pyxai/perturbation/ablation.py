@@ -93,9 +93,29 @@ def _run_drops(
         runner.run(n_items, make_chunk, drops, rows_per_item=b, target=resolved, desc=desc)
         return drops.result()
     sel0 = select_target(out0, target)
-    base = sel0.reshape(1, -1)
-    n_out = base.shape[1]
-    drops = base.new_zeros(n_items, n_out)
+    base = sel0.reshape(-1)
+    drops = ItemScores(n_items, base, base=base)
+    _run_aggregated(forward, n_items, make_chunk, target, sel0, b, perturbations_per_eval, drops,
+                    show_progress, desc)
+    return drops.result()
+
+
+def _run_aggregated(
+    forward: Callable, n_items: int, make_chunk: Callable[[int, int], tuple[torch.Tensor, ...]],
+    target: Any, sel0: torch.Tensor, batch: int, perturbations_per_eval: int,
+    consume: Callable[[int, int, torch.Tensor], None], show_progress: bool, desc: str,
+) -> None:
+    """Evaluate perturbations ``[0, n_items)`` of a model that aggregates its batch (Captum's
+    aggregated-output mode), ``perturbations_per_eval`` per forward and in order, and hand each
+    chunk's target values to ``consume(start, stop, Tensor[stop - start, sel0.numel()])``.
+
+    ``forward`` is the :class:`~pyxai.perturbation._captum.ExpandingForward` of a ``batch``-row
+    input and ``sel0`` what ``target`` selects in the output of the unperturbed inputs (see
+    :func:`~pyxai.perturbation._captum.select_target`); a chunk's target is
+    :func:`~pyxai.perturbation._captum.expand_target`'s. The first batched forward is checked by
+    :func:`_check_grows`.
+    """
+    n_out = sel0.numel()
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
@@ -109,17 +129,16 @@ def _run_drops(
                 out = select_target(as_output(forward(*make_chunk(start, stop))),
                                     expand_target(target, k))
                 if start == 0 and perturbations_per_eval > 1:
-                    _check_grows(sel0, out, b, k, perturbations_per_eval)
+                    _check_grows(sel0, out, batch, k, perturbations_per_eval)
                 if out.numel() != k * n_out:
                     raise ValueError(f"forward_func gave {out.numel()} target values for {k} "
                                      f"perturbed batches but {n_out} for the inputs")
-                drops[start:stop] = base - out.reshape(k, n_out).to(base.dtype)
+                consume(start, stop, out.reshape(k, n_out))
                 if bar is not None:
                     bar.update(k)
     finally:
         if bar is not None:
             bar.close()
-    return drops
 
 
 def _check_grows(sel0: torch.Tensor, out: torch.Tensor, b: int, k: int,

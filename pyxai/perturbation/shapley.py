@@ -9,8 +9,15 @@ permutation chains), and only a ``[F, B]`` sum of credits and the last score of 
 kept: memory is flat in the number of samples.
 
 The permutations are drawn as Captum draws them (one ``torch.randperm(F)`` per sample from the
-global generator, before any forward), so with the same ``torch.manual_seed`` the results equal
-Captum's.
+global generator, after the baseline's forward and before any other), so with the same
+``torch.manual_seed`` the results equal Captum's.
+
+A model that aggregates its batch (Captum's aggregated-output mode: a scalar, a Python number or a
+fixed-size Tensor for the whole batch, e.g. ``model(x).sum()``) is explained as Captum does: the
+chains run one forward per step (``perturbations_per_eval`` must be 1), each feature is credited
+with the change of every output element that ``target`` selects (Captum's ``_select_targets``,
+see :func:`~pyxai.perturbation._captum.select_target`), and the attributions are
+``[*selected output shape, *input dims]`` (``[1, *input dims]`` for a scalar), float32.
 """
 
 from __future__ import annotations
@@ -25,8 +32,21 @@ from pyxai.engine.checks import check_output_batch, check_positive_int
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.view import forward_view
 from pyxai.gradient._common import resolve
-from pyxai.perturbation._captum import ExpandingForward, as_output, format_args
-from pyxai.perturbation.ablation import FeatureAblation, TensorOrTuple, _format_call
+from pyxai.perturbation._captum import (
+    AggregateOutputError,
+    CaptumArgumentError,
+    ExpandingForward,
+    as_output,
+    format_args,
+    is_aggregated,
+    select_target,
+)
+from pyxai.perturbation.ablation import (
+    FeatureAblation,
+    TensorOrTuple,
+    _format_call,
+    _run_aggregated,
+)
 
 
 class ChainCredits(Accumulator):
@@ -36,7 +56,8 @@ class ChainCredits(Accumulator):
 
     Args:
         perms: Tensor[S, F] int64 permutations (on the scores' device).
-        start: Tensor[B] scores at the baseline.
+        start: Tensor[B] scores at the baseline (B samples, or the R target values of a model
+            that aggregates its batch).
 
     Attributes:
         sum_credits: Tensor[F, B].
@@ -68,7 +89,9 @@ class ShapleyValueSampling(CaptumAttribution):
 
     Args:
         forward_func: model or callable ``(*inputs, *additional_forward_args) -> Tensor[B, ...]``
-            (one row per sample; Captum's aggregated-output mode is not supported).
+            (one row per sample), or, as Captum's aggregated-output mode, a scalar, a Python
+            number or a fixed-size Tensor for the whole batch (then ``perturbations_per_eval``
+            must be 1).
 
     Examples::
 
@@ -100,19 +123,30 @@ class ShapleyValueSampling(CaptumAttribution):
             baselines: the value of absent features: None (0), a scalar, a Tensor broadcastable
                 to the input, or a tuple of those. Default: None
             target: as :meth:`pyxai.FeatureAblation.attribute` (None: the output itself for one
-                score per sample, else the predicted class of the inputs). Default: None
+                score per sample, else the predicted class of the inputs). For a model that
+                aggregates its batch, as Captum: None (every output element) or an index into
+                the whole output (:func:`~pyxai.perturbation._captum.select_target`).
+                Default: None
             additional_forward_args: extra forward arguments (Tensors repeated per
                 perturbation). Default: None
             feature_mask: integer Tensor (or tuple) broadcastable to the input with feature ids
-                ``0 .. F-1`` (equal ids form one feature, across inputs too). Default: None, one
-                feature per scalar.
+                ``0 .. F-1`` (equal ids form one feature, across inputs too); for a model that
+                aggregates its batch, a first dim of 1. Default: None, one feature per scalar.
             n_samples: number of permutations. Default: 25
-            perturbations_per_eval: permutation steps per forward (``that * B`` rows).
-                Default: 1
+            perturbations_per_eval: permutation steps per forward (``that * B`` rows); 1 for
+                a model that aggregates its batch. Default: 1
             show_progress: progress bar. Default: False
 
         Returns:
-            Tensor (or tuple) shaped like the inputs, float32 (as Captum).
+            Tensor (or tuple) shaped like the inputs, float32 (as Captum); for a model that
+            aggregates its batch, ``[*selected output shape, *input dims]`` (first dim 1 for a
+            scalar).
+
+        Raises:
+            AggregateOutputError: the model aggregates its batch and ``perturbations_per_eval``
+                is not 1 (an AssertionError, as Captum's).
+            CaptumArgumentError: the model aggregates its batch and a feature mask has a first
+                dim other than 1 (an AssertionError, as Captum's).
         """
         xs, was_tuple, ppe, bases = _format_call(self.forward_func, inputs, perturbations_per_eval,
                                                  baselines)
@@ -121,41 +155,104 @@ class ShapleyValueSampling(CaptumAttribution):
         n_feat = int(max(int(m.max()) for m in masks if m.numel())) + 1
         if min(int(m.min()) for m in masks if m.numel()) < 0:
             raise ValueError("feature_mask ids must be >= 0 (features 0 .. F-1)")
-        # Captum's draws: one randperm per sample from the global generator
-        perms = torch.stack([torch.randperm(n_feat) for _ in range(n_samples)])
-        ranks = torch.empty_like(perms)
-        ranks.scatter_(1, perms, torch.arange(n_feat).expand(n_samples, n_feat).contiguous())
-        dev = xs[0].device
-        ranks_d = ranks.to(dev)
         b = xs[0].shape[0]
         forward = ExpandingForward(forward_view(self.forward_func), format_args(
             additional_forward_args), b)
         with torch.inference_mode():
+            out_base = as_output(forward(*bases))  # Captum's first forward
+        if is_aggregated(out_base, b):
+            values = self._aggregated(forward, out_base, target, xs, bases, masks, n_feat,
+                                      n_samples, ppe, show_progress)
+            return self._format(values, xs, masks, was_tuple)
+        perms = _draw(n_feat, n_samples)
+        with torch.inference_mode():
             out_in = as_output(forward(*xs))
-            out_base = as_output(forward(*bases))
         check_output_batch(out_in, b)
         resolved = resolve(target, out_in)  # None: decided on the inputs' outputs
         start = resolved(out_base)
-
-        def make_chunk(lo: int, hi: int) -> tuple[torch.Tensor, ...]:
-            items = torch.arange(lo, hi, device=dev)
-            r = ranks_d[items // n_feat]          # [k, F] rank of each feature in the chain
-            step = (items % n_feat).view(-1, *([1] * (r.dim() - 1)))
-            out = []
-            for x, base, m in zip(xs, bases, masks):
-                present = r[:, m.reshape(-1)].reshape(len(items), *m.shape) <= step.view(
-                    -1, *([1] * m.dim()))  # [k, *mask shape]
-                out.append(torch.where(present, x[None], base[None]).reshape(
-                    len(items) * x.shape[0], *x.shape[1:]))
-            return tuple(out)
-
         credits = ChainCredits(perms.to(start.device), start)
         runner = PerturbationRunner(forward, batch_size=ppe * b, show_progress=show_progress)
-        runner.run(n_samples * n_feat, make_chunk, credits, rows_per_item=b, target=resolved,
-                   desc="Shapley Value Sampling attribution")
+        runner.run(n_samples * n_feat, _chain_inputs(xs, bases, masks, perms), credits,
+                   rows_per_item=b, target=resolved, desc=_DESC)
         values = credits.result() / n_samples  # [F, B]
+        return self._format(values, xs, masks, was_tuple)
+
+    @staticmethod
+    def _aggregated(
+        forward: ExpandingForward, out_base: torch.Tensor, target: Any,
+        xs: tuple[torch.Tensor, ...], bases: tuple[torch.Tensor, ...],
+        masks: tuple[torch.Tensor, ...], n_feat: int, n_samples: int, ppe: int,
+        show_progress: bool,
+    ) -> torch.Tensor:
+        """Captum's aggregated-output mode: Tensor[F, *S] mean credits of the features for each
+        of the output elements that ``target`` selects (``S`` their shape, ``(1,)`` for a
+        scalar), one forward per chain step."""
+        sel0 = select_target(out_base, target)
+        if ppe != 1:
+            raise AggregateOutputError(
+                f"forward_func's output (shape {tuple(out_base.shape)} for a batch of "
+                f"{xs[0].shape[0]}) does not have one row per sample (aggregated): "
+                f"perturbations_per_eval must be 1, got {ppe}")
+        for i, m in enumerate(masks):
+            if m.shape[0] != 1:
+                raise CaptumArgumentError(
+                    f"feature_mask{f'[{i}]' if len(masks) > 1 else ''} has {m.shape[0]} rows but "
+                    "forward_func aggregates its batch (one attribution for the whole batch): "
+                    "give the mask a first dim of 1")
+        perms = _draw(n_feat, n_samples)
+        credits = ChainCredits(perms.to(sel0.device), sel0.reshape(-1))
+        _run_aggregated(forward, n_samples * n_feat, _chain_inputs(xs, bases, masks, perms),
+                        target, sel0, xs[0].shape[0], 1, credits, show_progress, _DESC)
+        shape = sel0.shape if sel0.dim() else (1,)
+        return (credits.result() / n_samples).reshape(n_feat, *shape)
+
+    @staticmethod
+    def _format(values: torch.Tensor, xs: tuple[torch.Tensor, ...],
+                masks: tuple[torch.Tensor, ...], was_tuple: bool) -> TensorOrTuple:
+        """The attributions from Tensor[F, *S] feature values: ``[*S, *input dims]`` per input
+        (``S`` is ``(B,)`` for one score per sample), float32."""
+        shape = values.shape[1:]
+        flat = values.reshape(values.shape[0], -1).T  # [R, F]
         attrs = []
         for x, m in zip(xs, masks):
-            idx = m.expand(x.shape).reshape(b, -1).to(values.device)
-            attrs.append(torch.gather(values.T, 1, idx).reshape(x.shape).float())
+            idx = m.expand(flat.shape[0], *x.shape[1:]).reshape(flat.shape[0], -1)
+            attrs.append(torch.gather(flat, 1, idx.to(flat.device))
+                         .reshape(*shape, *x.shape[1:]).float())
         return tuple(attrs) if was_tuple else attrs[0]
+
+
+_DESC = "Shapley Value Sampling attribution"
+
+
+def _draw(n_feat: int, n_samples: int) -> torch.Tensor:
+    """Tensor[n_samples, F] permutations as Captum draws them: one ``torch.randperm(F)`` per
+    sample from the global generator."""
+    return torch.stack([torch.randperm(n_feat) for _ in range(n_samples)])
+
+
+def _chain_inputs(
+    xs: tuple[torch.Tensor, ...], bases: tuple[torch.Tensor, ...],
+    masks: tuple[torch.Tensor, ...], perms: torch.Tensor,
+) -> Callable[[int, int], tuple[torch.Tensor, ...]]:
+    """``make_chunk(lo, hi)``: the inputs of the chain steps ``[lo, hi)``; step ``i`` of chain
+    ``i // F`` is the baseline with the first ``i % F + 1`` features of ``perms[i // F]``
+    present."""
+    n_samples, n_feat = perms.shape
+    ranks = torch.empty_like(perms)
+    ranks.scatter_(1, perms, torch.arange(n_feat).expand(n_samples, n_feat).contiguous())
+    dev = xs[0].device
+    ranks_d = ranks.to(dev)
+
+    def make_chunk(lo: int, hi: int) -> tuple[torch.Tensor, ...]:
+        items = torch.arange(lo, hi, device=dev)
+        r = ranks_d[items // n_feat]          # [k, F] rank of each feature in the chain
+        step = (items % n_feat).view(-1, *([1] * (r.dim() - 1)))
+        out = []
+        for x, base, m in zip(xs, bases, masks):
+            present = r[:, m.reshape(-1)].reshape(len(items), *m.shape) <= step.view(
+                -1, *([1] * m.dim()))  # [k, *mask shape]
+            out.append(torch.where(present, x[None], base[None]).reshape(
+                len(items) * x.shape[0], *x.shape[1:]))
+        return tuple(out)
+
+    return make_chunk
