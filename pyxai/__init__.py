@@ -48,6 +48,7 @@ from pyxai.perturbation import (
     LimeBase,
     MeaningfulPerturbation,
     Occlusion,
+    ShapleyValues,
     ShapleyValueSampling,
 )
 from pyxai.sobol import SobolAttribution
@@ -62,7 +63,7 @@ __all__ += ["LRP", "CRP", "rules", "data", "metrics", "models"]
 __all__ += ["ExtremalPerturbation", "MeaningfulPerturbation"]
 __all__ += ["STEP", "video", "dataset", "similarity", "spray", "guided", "viz"]
 __all__ += ["Deconvolution", "LayerActivation", "GradientShap", "ShapleyValueSampling",
-            "LayerIntegratedGradients", "LayerConductance"]
+            "ShapleyValues", "LayerIntegratedGradients", "LayerConductance"]
 __all__ += ["DeepLift", "DeepLiftShap"]
 __all__ += ["XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "EigenCAM", "EigenGradCAM",
             "KPCA_CAM", "AblationCAM", "FullGrad"]

@@ -43,7 +43,7 @@ FILES: dict[str, tuple[str, ...]] = {
 EXTRA_FILES: dict[str, tuple[str, ...]] = {
     "test_deconvolution.py": ("Deconvolution",),
     "test_gradient_shap.py": ("GradientShap",),
-    "test_shapley.py": ("ShapleyValueSampling",),
+    "test_shapley.py": ("ShapleyValueSampling", "ShapleyValues"),
     "test_kernel_shap.py": ("KernelShap",),
     "test_lime.py": ("Lime", "LimeBase"),
     "layer/test_layer_activation.py": ("LayerActivation",),

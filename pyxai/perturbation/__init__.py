@@ -1,5 +1,5 @@
-"""Perturbation explainers: RISE, Occlusion, FeatureAblation, ShapleyValueSampling, Lime, LimeBase
-and KernelShap (Captum drop-ins), ExtremalPerturbation (TorchRay semantics) and
+"""Perturbation explainers: RISE, Occlusion, FeatureAblation, ShapleyValueSampling, ShapleyValues,
+Lime, LimeBase and KernelShap (Captum drop-ins), ExtremalPerturbation (TorchRay semantics) and
 MeaningfulPerturbation (Fong & Vedaldi 2017), batched. Lime's surrogate models are in
 :mod:`.linear_model`."""
 
@@ -10,7 +10,8 @@ from pyxai.perturbation.lime import Lime
 from pyxai.perturbation.lime_base import LimeBase
 from pyxai.perturbation.meaningful import MeaningfulPerturbation
 from pyxai.perturbation.rise import RISE
-from pyxai.perturbation.shapley import ShapleyValueSampling
+from pyxai.perturbation.shapley import ShapleyValues, ShapleyValueSampling
 
 __all__ = ["ExtremalPerturbation", "FeatureAblation", "KernelShap", "Lime", "LimeBase",
-           "MeaningfulPerturbation", "Occlusion", "RISE", "ShapleyValueSampling"]
+           "MeaningfulPerturbation", "Occlusion", "RISE", "ShapleyValueSampling",
+           "ShapleyValues"]
