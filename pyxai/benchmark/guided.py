@@ -3,9 +3,9 @@
 Workload: the demo CNN (Clever-Hans variant's architecture, random weights), a batch of 32 (quick: 8)
 64x64 images of :func:`pyxai.data.shapes_cued`, eval mode; one step = zero the gradients, the loss,
 ``backward()`` (no optimizer update, so every run sees the same parameters).
-``floor`` = cross-entropy alone; ``rrr`` / ``cam`` / ``lrp`` = cross-entropy + the loss on the
-whole batch (RRR and CAM take the cross-entropy from their own forward). The x-floor column is the cost
-of the explanation term (the goal is <= 2x for RRR and CAM).
+``floor`` = cross-entropy alone; ``rrr`` / ``cam`` / ``lrp`` / ``occlusion`` = cross-entropy + the
+loss on the whole batch (RRR, CAM and occlusion take the cross-entropy from their own forward).
+The x-floor column is the cost of the explanation term (the goal is <= 2x for RRR and CAM).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pyxai.benchmark.core import Case, register
 @register("guided")
 def guided_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     from pyxai.data import shapes_cued
-    from pyxai.guided import cam_loss, lrp_loss, rrr_loss
+    from pyxai.guided import cam_loss, lrp_loss, occlusion_loss, rrr_loss
     from pyxai.models import demo_cnn
 
     torch.manual_seed(0)
@@ -45,12 +45,17 @@ def guided_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         penalty, logits = cam_loss(model, x, y, obj, layer=model.layer3, return_outputs=True)
         return F.cross_entropy(logits, y) + penalty
 
+    def occlusion() -> torch.Tensor:
+        penalty, logits = occlusion_loss(model, x, y, cue, return_outputs=True)
+        return F.cross_entropy(logits, y) + penalty
+
     def lrp() -> torch.Tensor:
         return F.cross_entropy(model(x), y) + lrp_loss(model, x, y, obj)
 
     return [Case(
         name=f"demo_cnn 64x64 b={b} training step",
-        impls={"floor": step(None), "rrr": step(rrr), "cam": step(cam), "lrp": step(lrp)},
+        impls={"floor": step(None), "rrr": step(rrr), "cam": step(cam), "lrp": step(lrp),
+               "occlusion": step(occlusion)},
         device=device,
         notes="floor = cross-entropy step (forward + backward); others add the explanation loss",
     )]

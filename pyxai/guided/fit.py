@@ -10,16 +10,18 @@ from torch import Tensor, nn
 
 from pyxai.guided.cam import cam_loss
 from pyxai.guided.lrp import lrp_loss
+from pyxai.guided.occlusion import occlusion_loss
 from pyxai.guided.rrr import rrr_loss
 
 __all__ = ["LOSSES", "fit"]
 
-#: Loss name -> ``(model, x, target, mask) -> scalar``. RRR takes the *irrelevant* mask (the cue),
-#: CAM and LRP the *relevant* one (the object).
-LOSSES: dict[str, Callable[..., Tensor]] = {"rrr": rrr_loss, "cam": cam_loss, "lrp": lrp_loss}
+#: Loss name -> ``(model, x, target, mask) -> scalar``. RRR and occlusion take the *irrelevant* mask
+#: (the cue), CAM and LRP the *relevant* one (the object).
+LOSSES: dict[str, Callable[..., Tensor]] = {"rrr": rrr_loss, "cam": cam_loss, "lrp": lrp_loss,
+                                            "occlusion": occlusion_loss}
 #: Losses whose forward is an ordinary one (``return_outputs=True``): the step's cross-entropy reuses
 #: it. LRP's forward runs through rule-wrapped layers, whose gradients are not the model's.
-SHARED_FORWARD = ("rrr", "cam")
+SHARED_FORWARD = ("rrr", "cam", "occlusion")
 
 
 def fit(
@@ -39,18 +41,18 @@ def fit(
     loss on the annotated ones.
 
     The model runs in eval mode (BatchNorm statistics frozen, as usual when fine-tuning a small set),
-    with Adam on all parameters. RRR and CAM return the logits of their own forward, from which the
+    with Adam on all parameters. RRR, CAM and occlusion return the logits of their own forward, from which the
     cross-entropy of the annotated images is taken (one forward per image, not two).
 
     Args:
         model (nn.Module): the classifier to fine-tune (its parameters change).
         images (Tensor[N, C, H, W]), labels (Tensor[N] int64): training data.
-        masks (Tensor[N, 1, H, W]): bool; for ``"rrr"`` the irrelevant region (the cue), for
-            ``"cam"``/``"lrp"`` the relevant one (the object).
+        masks (Tensor[N, 1, H, W]): bool; for ``"rrr"`` and ``"occlusion"`` the irrelevant region
+            (the cue), for ``"cam"`` and ``"lrp"`` the relevant one (the object).
         annotated (Tensor[N] bool, optional): which images have a mask; the explanation loss is
             computed on those only. Default: all
-        loss (str, optional): ``"rrr"``, ``"cam"``, ``"lrp"`` or ``"none"`` (cross-entropy only).
-            Default: "rrr"
+        loss (str, optional): ``"rrr"``, ``"cam"``, ``"lrp"``, ``"occlusion"`` or ``"none"``
+            (cross-entropy only). Default: "rrr"
         weight (float, optional): factor of the explanation loss. Default: 1.0
         epochs (int, optional), lr (float, optional), batch_size (int, optional), seed (int,
             optional): optimisation settings (``seed`` orders the batches). Defaults: 1, 1e-3, 32, 0

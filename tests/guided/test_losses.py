@@ -10,7 +10,7 @@ from torch import nn
 
 import pyxai
 from pyxai.engine.view import same_state, state_fingerprint
-from pyxai.guided import cam_loss, fit, lrp_loss, rrr_loss
+from pyxai.guided import cam_loss, fit, lrp_loss, occlusion_loss, rrr_loss
 
 
 class Tiny(nn.Module):
@@ -46,6 +46,8 @@ LOSS_CASES = [
     ("rrr-all", lambda m, x, y, mask: rrr_loss(m, x, None, ~mask)),
     ("cam", lambda m, x, y, mask: cam_loss(m, x, y, mask, layer=m.layer3)),
     ("lrp", lambda m, x, y, mask: lrp_loss(m, x, y, mask)),
+    ("occlusion", lambda m, x, y, mask: occlusion_loss(m, x, y, ~mask)),
+    ("occlusion-all", lambda m, x, y, mask: occlusion_loss(m, x, None, ~mask, baseline=x.mean(0))),
 ]
 
 
@@ -95,7 +97,7 @@ def test_cam_and_lrp_losses_equal_their_maps_energy(rng):
     torch.testing.assert_close(lrp_loss(model, x, y, mask).detach(), share.mean())
 
 
-@pytest.mark.parametrize("loss", ["rrr", "cam", "lrp"])
+@pytest.mark.parametrize("loss", ["rrr", "cam", "lrp", "occlusion"])
 def test_fit_step_is_cross_entropy_plus_weighted_loss_on_the_annotated(rng, loss):
     """One fit step equals one Adam step on CE(all) + weight * loss(annotated) done by hand."""
     model, x, y, mask = _setup(rng)
@@ -106,7 +108,7 @@ def test_fit_step_is_cross_entropy_plus_weighted_loss_on_the_annotated(rng, loss
     history = fit(model, x, y, mask, annotated=annotated, loss=loss, weight=3.0, epochs=1, lr=1e-2,
                   batch_size=4)
     opt = torch.optim.Adam(manual.parameters(), lr=1e-2)
-    extra = {"rrr": rrr_loss, "cam": cam_loss, "lrp": lrp_loss}[loss]
+    extra = {"rrr": rrr_loss, "cam": cam_loss, "lrp": lrp_loss, "occlusion": occlusion_loss}[loss]
     total = F.cross_entropy(manual(x), y) + 3.0 * extra(manual, x[annotated], y[annotated], mask[annotated])
     total.backward()
     opt.step()
@@ -115,7 +117,7 @@ def test_fit_step_is_cross_entropy_plus_weighted_loss_on_the_annotated(rng, loss
         torch.testing.assert_close(p, q, msg=name)
 
 
-@pytest.mark.parametrize("loss", [rrr_loss, cam_loss, lrp_loss])
+@pytest.mark.parametrize("loss", [rrr_loss, cam_loss, lrp_loss, occlusion_loss])
 def test_bad_masks(rng, loss):
     model, x, y, mask = _setup(rng)
     with pytest.raises(ValueError, match="mask must be Tensor"):
@@ -144,7 +146,7 @@ def test_fit_bad_input(rng):
         fit(model, x, y, mask, annotated=torch.ones(2))
 
 
-@pytest.mark.parametrize("loss", [rrr_loss, cam_loss], ids=["rrr", "cam"])
+@pytest.mark.parametrize("loss", [rrr_loss, cam_loss, occlusion_loss], ids=["rrr", "cam", "occlusion"])
 def test_returned_outputs_are_the_models_with_its_gradients(rng, loss):
     """``return_outputs=True``: the logits equal ``model(x)``, and a cross-entropy taken from them has
     the parameter gradients of one taken from an ordinary forward."""
@@ -157,3 +159,32 @@ def test_returned_outputs_are_the_models_with_its_gradients(rng, loss):
     plain = torch.autograd.grad(F.cross_entropy(model(x), y), params)
     for name_p, a, b in zip(model.named_parameters(), shared, plain):
         torch.testing.assert_close(a, b, msg=name_p[0])
+
+
+def test_occlusion_equals_feature_ablation_of_the_region(rng):
+    """Per class, the log-probability change is Captum's FeatureAblation attribution of the region
+    as one feature (baseline 0.5) on a log-softmax model; the loss sums their squares."""
+    model, x, y, mask = _setup(rng)
+    irrelevant = ~mask
+    logsoftmax = nn.Sequential(model, nn.LogSoftmax(dim=1)).eval()
+    ablation = pyxai.FeatureAblation(logsoftmax)
+    per_class = torch.stack([
+        ablation.attribute(x, target=k, baselines=0.5, feature_mask=irrelevant.long().expand_as(x))
+        .flatten(1)[torch.arange(2), irrelevant.expand_as(x).flatten(1).int().argmax(1)]
+        for k in range(3)], dim=1)  # Tensor[B, K]: the value of one pixel inside the region
+    torch.testing.assert_close(occlusion_loss(model, x, None, irrelevant).detach(),
+                               per_class.pow(2).sum(1).mean())
+    own = per_class.gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(occlusion_loss(model, x, y, irrelevant).detach(), own.pow(2).mean())
+
+
+def test_occlusion_bad_baseline(rng):
+    model, x, y, mask = _setup(rng)
+    with pytest.raises(ValueError, match="baseline of shape"):
+        occlusion_loss(model, x, y, mask, baseline=torch.zeros(5, 5, dtype=x.dtype))
+    with pytest.raises(ValueError, match="baseline must be finite"):
+        occlusion_loss(model, x, y, mask, baseline=float("nan"))
+    with pytest.raises(ValueError, match="baseline must be a finite"):
+        occlusion_loss(model, x, y, mask, baseline=torch.full((1,), float("inf"), dtype=x.dtype))
+    with pytest.raises(TypeError, match="baseline must be a float"):
+        occlusion_loss(model, x, y, mask, baseline="grey")

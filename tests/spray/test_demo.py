@@ -11,5 +11,4 @@ def test_spray_finds_the_cue_cluster():
     found = analyse(demo_cnn(variant="clever_hans"), images, cued, display=())
     print(f"{int(cued.sum())} of {len(cued)} tagged: cue cluster purity {found['purity']:.3f}, "
           f"recall {found['recall']:.3f}")
-    assert found["purity"] >= 0.9 and found["recall"] >= 0.9
-    assert found["result"].suggested_clusters == 2
+    assert found["purity"] >= 0.9 and found["recall"] >= 0.9  # measured 1.000 / 0.96
