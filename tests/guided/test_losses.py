@@ -30,15 +30,22 @@ class Tiny(nn.Module):
 
 
 def _setup(rng):
-    model = Tiny().double().eval()
-    x = torch.rand(2, 3, 8, 8, generator=rng, dtype=torch.float64)
-    # per sample, the class whose Grad-CAM map has the most mass (a random net can give all-zero maps)
-    cams = torch.stack([pyxai.LayerGradCam(model, model.layer3).attribute(x, c, relu_attributions=True)
-                        .sum((1, 2, 3)) for c in range(3)], dim=1)
-    y = cams.argmax(1)
+    """A float64 Tiny model, inputs and per-sample targets where every loss has a gradient: the class
+    whose Grad-CAM map and positive LRP relevance outside the mask have the most mass (a random net
+    can give all-zero maps; then inputs and weights are drawn again, at most 20 times)."""
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
     mask[:, :, 2:6, 1:5] = True
-    return model, x, y, mask
+    for _ in range(20):
+        model = Tiny().double().eval()
+        x = torch.rand(2, 3, 8, 8, generator=rng, dtype=torch.float64)
+        cams = torch.stack([pyxai.LayerGradCam(model, model.layer3).attribute(x, c, relu_attributions=True)
+                            .sum((1, 2, 3)) for c in range(3)], dim=1)
+        rel = torch.stack([(pyxai.LRP(model).attribute(x, c).sum(1, keepdim=True).relu() * ~mask)
+                           .sum((1, 2, 3)) for c in range(3)], dim=1)
+        score = cams * rel
+        if bool((score.amax(1) > 1e-6).all()):
+            break
+    return model, x, score.argmax(1), mask
 
 
 LOSS_CASES = [
