@@ -47,6 +47,9 @@ class Method:
             or ``"clip"`` (clip models only, Tensor[B, C, T, H, W]: STEP).
         signed: the maps' sign means something (evidence for / against the target): pictures use
             a colour map centred at zero; otherwise only their ranking counts (scaled min..max).
+        none_is_every_output: ``target=None`` makes the class explain every output (Captum's
+            multi-task output of ShapleyValueSampling / ShapleyValues: Tensor[B, K, ...]); the
+            registry's ``explain`` then passes the predicted class, the None of every other method.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Method:
     wraps: str | None = None
     inputs: str = "image"
     signed: bool = False
+    none_is_every_output: bool = False
 
     @property
     def needs_layer(self) -> bool:
@@ -83,9 +87,13 @@ class Method:
         explainer = cls(getattr(pyxai, self.wraps)(model), **kwargs) if self.wraps else \
             cls(model, **kwargs)
         call = self.call
+        predicted = self.none_is_every_output
 
         def explain(inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
             extra = call(inputs) if callable(call) else call
+            if target is None and predicted:
+                with torch.no_grad():
+                    target = model(inputs).argmax(1)
             return explainer.attribute(inputs, target=target, **extra)
 
         return explain
@@ -179,11 +187,11 @@ METHODS.update({m.name: m for m in [
     Method("shapley_sampling", "ShapleyValueSampling",
            "Shapley value sampling on a 4 x 4 grid, 4 permutations (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 4), "n_samples": 4,
-                           "perturbations_per_eval": 16}, signed=True),
+                           "perturbations_per_eval": 16}, signed=True, none_is_every_output=True),
     Method("shapley_values", "ShapleyValues",
            "exact Shapley values on a 2 x 2 grid, all 24 permutations (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 2), "perturbations_per_eval": 16},
-           signed=True),
+           signed=True, none_is_every_output=True),
     Method("lime", "Lime", "Lime on an 8 x 8 grid, 128 samples, Lasso alpha 0.01 (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 8), "n_samples": 128,
                            "perturbations_per_eval": 32}, signed=True),

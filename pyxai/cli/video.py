@@ -141,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--method", default="gradcam", help="registry method name (default: gradcam)")
     v.add_argument("-o", "--out", help="output video (default: pyxai_out/demo_video.mp4 for the "
                    "demo, pyxai_out/<input>_video.mp4 otherwise)")
-    v.add_argument("--maps", help="also write the raw maps to this .npz file")
+    v.add_argument("--maps", help="also write the raw maps to this .npz file or .zarr store")
     v.add_argument("--clip-len", type=int, help="frames per window (clip models; default 16)")
     v.add_argument("--stride", type=int, default=4, help="frames between windows (default 4)")
     v.add_argument("--batch-frames", type=int, help="frames (or windows) per explainer call")

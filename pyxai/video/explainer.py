@@ -370,8 +370,9 @@ class VideoExplainer:
         Args:
             src: any source of :mod:`pyxai.video.io`.
             out: output video path (H.264, else MPEG-4), or None for no video. Default: None
-            maps: ``.npz`` path for the raw maps (``maps`` float16 [N, 1, H, W], ``scores`` [N]),
-                or None. Default: None
+            maps: ``.npz`` or ``.zarr`` path for the raw maps (``maps`` float16 [N, 1, H, W],
+                ``scores`` float32 [N]; Zarr is appended every 64 frames, memory flat:
+                :class:`pyxai.video.maps.MapsWriter`), or None. Default: None
             fps: frame rate of the output. Default: the source's, else 25
             show_progress: tqdm bar with frames/s. Default: False
             alpha, cmap, scale: overlay settings (:func:`pyxai.video.overlay.overlay_frame`).
@@ -387,13 +388,13 @@ class VideoExplainer:
         before is in it. Errors are re-raised after that.
         """
         from pyxai.video.io import VideoWriter, probe_fps
+        from pyxai.video.maps import MapsWriter
         from pyxai.video.overlay import overlay_frame
         from pyxai.video.pipeline import BackgroundSink
 
         out_fps = fps if fps is not None else probe_fps(src)
+        maps_writer = MapsWriter(maps) if maps is not None else None
         writer = VideoWriter(out, out_fps) if out is not None else None
-        maps_list: list[np.ndarray] = []
-        scores: list[float] = []
         latencies: list[float] = []
         probe: list[Tensor] = []
         bar = None
@@ -414,9 +415,8 @@ class VideoExplainer:
                 live = count / max(now - start, 1e-9)
                 if sink is not None:
                     sink.submit((frame, heat, score, self.label(cls), live))
-                if maps is not None:
-                    maps_list.append(heat.numpy().astype(np.float16))
-                scores.append(score)
+                if maps_writer is not None:
+                    maps_writer.add(heat, score)
                 if measure_model and len(probe) < self._probe_frames():
                     probe.append(frame)
                 if show_progress and bar is None:  # after the first frame: bad sources print no bar
@@ -436,8 +436,8 @@ class VideoExplainer:
             finally:
                 if writer is not None:
                     writer.close()
-                if maps is not None and maps_list:
-                    np.savez_compressed(maps, maps=np.stack(maps_list), scores=np.asarray(scores))
+                if maps_writer is not None:
+                    maps_writer.close()
         seconds = time.perf_counter() - start
         lat = np.asarray(latencies) * 1e3
         stats = {
