@@ -13,6 +13,7 @@ Workloads (CPU unless --device): torchvision ResNet-18 with random weights, eval
 * shapley_sampling: batch 2, 64x64, a 4 x 4 grid of features, 4 permutations (quick: 32x32, a
   2 x 2 grid, 2 permutations), perturbations_per_eval 16. Floor: the bare forwards (the baseline,
   the inputs and one per permutation step) at the same batch size. Same torch seed before both.
+* shapley_values: the same on a 2 x 2 grid, all 24 permutations (96 steps).
 * deeplift: batch 4, 224x224 (quick: batch 2, 32x32), a random baseline; deeplift_shap: batch 2
   (quick 1), a distribution of 4 baselines. Floor: forward + input-gradient backward of the rows
   both libraries run (2 B, resp. 2 B R). Captum raises for a module used twice in one forward
@@ -134,33 +135,49 @@ def layer_activation_cases(quick: bool, device: str) -> list[Case]:
     )]
 
 
-@register("shapley_sampling")
-def shapley_cases(quick: bool, device: str) -> list[Case]:
+def _shapley_case(cls: str, quick: bool, device: str) -> Case:
+    import math
+
     import pyxai
     from pyxai.registry import _grid_mask
 
+    exact = cls == "ShapleyValues"
     b, size, n, cells = (2, 32, 2, 2) if quick else (2, 64, 4, 4)
+    cells = 2 if exact else cells
     model, x = _setup(b, size, device)
-    mask = _grid_mask(x, cells)
-    kw = dict(target=3, feature_mask=mask, n_samples=n)
+    kw = dict(target=3, feature_mask=_grid_mask(x, cells), perturbations_per_eval=16)
+    if exact:
+        n = math.factorial(cells**2)  # every permutation
+    else:
+        kw["n_samples"] = n
     rows = b * (2 + n * cells**2)
 
     def ours() -> torch.Tensor:
         torch.manual_seed(0)
-        return pyxai.ShapleyValueSampling(model).attribute(x, perturbations_per_eval=16, **kw)
+        return getattr(pyxai, cls)(model).attribute(x, **kw)
 
     def captum() -> torch.Tensor:
-        from captum.attr import ShapleyValueSampling
+        import captum.attr
 
         torch.manual_seed(0)
-        return ShapleyValueSampling(model).attribute(x, perturbations_per_eval=16, **kw)
+        return getattr(captum.attr, cls)(model).attribute(x, **kw)
 
-    return [Case(
+    return Case(
         name=f"resnet18 {size}x{size} b={b}, {cells**2} features, {n} permutations",
         impls={"pyxai": ours, "floor": forward_floor(model, x, rows, 16 * b), "captum": captum},
         parity=[("pyxai", "captum", 1e-4)], device=device,
         notes=f"floor = {rows} bare forwards in chunks of {16 * b} rows",
-    )]
+    )
+
+
+@register("shapley_sampling")
+def shapley_cases(quick: bool, device: str) -> list[Case]:
+    return [_shapley_case("ShapleyValueSampling", quick, device)]
+
+
+@register("shapley_values")
+def shapley_values_cases(quick: bool, device: str) -> list[Case]:
+    return [_shapley_case("ShapleyValues", quick, device)]
 
 
 def _lime_case(cls: str, quick: bool, device: str) -> Case:
