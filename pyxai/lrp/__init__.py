@@ -8,6 +8,7 @@
 
 from pyxai.lrp import rules
 from pyxai.lrp.canonizers import (
+    AttributeCanonizer,
     Canonizer,
     CompositeCanonizer,
     ResidualBlockCanonizer,
@@ -22,7 +23,8 @@ from pyxai.lrp.explainer import LRP
 from pyxai.lrp.layers import Sum
 
 __all__ = [
-    "COMPOSITES", "CRP", "Canonizer", "Composite", "CompositeCanonizer", "LRP", "ReferenceSamples",
+    "COMPOSITES", "CRP", "AttributeCanonizer", "Canonizer", "Composite", "CompositeCanonizer", "LRP",
+    "ReferenceSamples",
     "ResNetCanonizer", "ResidualBlockCanonizer", "SequentialMergeBatchNorm", "Sum", "VGGCanonizer",
     "canonize", "named_composite", "rules",
 ]

@@ -15,6 +15,8 @@ dropped after the call), and two threads canonizing one model never see each oth
   block with their attributes, such as ``pyxai.models.demo_cnn``'s) so the residual addition is a
   :class:`~pyxai.lrp.layers.Sum` module over ``stack([identity, out], -1)``, which composites give
   the Norm rule.
+* :class:`AttributeCanonizer` (Zennit's): any attributes a user's ``attribute_map(name, module)``
+  returns (patched forwards, inserted modules), set on the view's modules.
 * ``VGGCanonizer`` = merge; ``ResNetCanonizer`` = merge + residual blocks; ``"auto"`` picks by
   looking at the model.
 """
@@ -219,6 +221,101 @@ class ResidualBlockCanonizer(Canonizer):
             fwd = _basic_forward if kind == "basic" else _bottleneck_forward
             module.canonizer_sum = Sum()
             module.forward = fwd.__get__(module)
+
+
+_MISSING = object()
+
+
+class AttributeCanonizer(Canonizer):
+    """Zennit's ``AttributeCanonizer``: set the attributes ``attribute_map(name, module)`` returns
+    on every module it returns a dict for (``None``: leave the module alone).
+
+    Typical attributes are a patched ``forward`` (``types.MethodType(fn, module)``: bind it to the
+    ``module`` passed in, which is the view's copy) and new child modules (``Sum()``). On a view
+    (pyxai's LRP/CRP) nothing needs undoing; :meth:`register` sets them on the user's model until
+    ``handle.remove()``, which restores each attribute as it was (Zennit deletes them).
+
+    Args:
+        attribute_map (callable): ``(name: str, module: nn.Module) -> dict | None``.
+
+    Examples::
+
+        >>> def attribute_map(name, module):
+        ...     if isinstance(module, BasicBlock):
+        ...         return {"forward": types.MethodType(my_forward, module), "canonizer_sum": Sum()}
+        >>> lrp = pyxai.LRP(model, canonizers=[SequentialMergeBatchNorm(), AttributeCanonizer(attribute_map)])
+    """
+
+    def __init__(self, attribute_map) -> None:
+        if not callable(attribute_map):
+            raise TypeError(f"attribute_map must be a callable (name, module) -> dict or None, got "
+                            f"{type(attribute_map).__name__}")
+        self.attribute_map = attribute_map
+
+    def _targets(self, root: nn.Module) -> list[tuple[nn.Module, dict]]:
+        """(module, attributes) for every module of ``root`` the map applies to, found before any
+        is set (new child modules are not visited)."""
+        found = []
+        for name, module in list(root.named_modules()):
+            attributes = self.attribute_map(name, module)
+            if attributes is None:
+                continue
+            if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
+                raise TypeError(f"attribute_map({name!r}, ...) must return None or a dict of attribute "
+                                f"names, got {type(attributes).__name__}")
+            found.append((module, attributes))
+        return found
+
+    def apply(self, view: nn.Module) -> None:
+        for module, attributes in self._targets(view):
+            for key, value in attributes.items():
+                setattr(module, key, value)
+
+    def register(self, model: nn.Module, attributes: dict | None = None) -> CanonizerHandle:
+        """``register(model)``: set the attributes on the user's ``model`` in place, until
+        ``handle.remove()``. ``register(module, attributes)``: Zennit's per-module form, the given
+        attributes on one module."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        targets = [(model, attributes)] if attributes is not None else self._targets(model)
+        handle = _AttributeHandle(targets)
+        try:
+            for module, attrs in targets:
+                for key, value in attrs.items():
+                    setattr(module, key, value)
+        except BaseException:
+            handle.remove()
+            raise
+        self.__dict__.setdefault("_handles", []).append(handle)
+        return handle
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.attribute_map!r})"
+
+
+class _AttributeHandle(CanonizerHandle):
+    """Undo record of an :class:`AttributeCanonizer` registration: each attribute's previous value
+    where it lived (parameter, buffer, child module or instance dict), or its absence."""
+
+    def __init__(self, targets: list[tuple[nn.Module, dict]]) -> None:
+        self._saved = []
+        for module, attrs in targets:
+            for key in attrs:
+                where = next((d for d in ("_parameters", "_buffers", "_modules")
+                              if key in getattr(module, d)), "__dict__")
+                self._saved.append((module, key, where, getattr(module, where).get(key, _MISSING)
+                                    if where != "__dict__" else vars(module).get(key, _MISSING)))
+
+    def remove(self) -> None:
+        if self._saved is None:
+            return
+        for module, key, where, old in reversed(self._saved):
+            for d in ("_parameters", "_buffers", "_modules"):
+                getattr(module, d).pop(key, None)
+            vars(module).pop(key, None)
+            if old is not _MISSING:
+                (vars(module) if where == "__dict__" else getattr(module, where))[key] = old
+        self._saved = None
 
 
 class CompositeCanonizer(Canonizer):
