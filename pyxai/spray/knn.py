@@ -33,11 +33,13 @@ def knn(features: Tensor, k: int, max_elements: int = 1 << 24) -> Tensor:
     sq = (features * features).sum(dim=1)
     block = max(1, min(n, max_elements // max(n, 1)))
     out = torch.empty(n, k, dtype=torch.int64, device=features.device)
+    columns = features.T.contiguous()
     for start in range(0, n, block):
         rows = features[start : start + block]
-        d2 = sq[start : start + block, None] - 2 * rows @ features.T + sq[None, :]
-        idx = torch.arange(start, start + rows.shape[0], device=features.device)
-        d2[torch.arange(rows.shape[0], device=features.device), idx] = float("inf")
+        # |y|^2 - 2 x.y in one GEMM: a row's own |x|^2 shifts all its distances alike, ranks nothing
+        d2 = torch.addmm(sq[None, :], rows, columns, alpha=-2)
+        r = torch.arange(rows.shape[0], device=features.device)
+        d2[r, r + start] = float("inf")
         out[start : start + block] = d2.topk(k, dim=1, largest=False, sorted=True).indices
     return out
 
