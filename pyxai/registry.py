@@ -20,6 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from pyxai.engine.view import forward_view
+
 Explain = Callable[[torch.Tensor, Any], torch.Tensor]
 
 
@@ -91,9 +93,9 @@ class Method:
 
         def explain(inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
             extra = call(inputs) if callable(call) else call
-            if target is None and predicted:
-                with torch.no_grad():
-                    target = model(inputs).argmax(1)
+            if target is None and predicted:  # a train-mode model's statistics stay as they are
+                with torch.inference_mode():
+                    target = forward_view(model)(inputs).argmax(1)
             return explainer.attribute(inputs, target=target, **extra)
 
         return explain

@@ -66,3 +66,19 @@ def test_bench_workloads_use_registry_names():
     # an old bench name is only an alias (of a registry name), never a workload of its own
     assert not set(core.ALIASES) & set(workloads)
     assert all(name in workloads for name in core.ALIASES.values())
+
+
+def test_shapley_predicted_class_leaves_a_train_mode_model_as_it_was(rng):
+    """The Shapley methods' None (the predicted class, which the registry computes itself) runs
+    the model through a view: a train-mode model's BatchNorm statistics are not updated."""
+    import warnings
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    before = state_fingerprint(model)
+    x = torch.rand(2, 3, 8, 8, generator=rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "explained in training mode"
+        maps = registry.build("shapley_values", model)(x, None)
+    assert maps.shape == x.shape and model.training
+    assert same_state(before, state_fingerprint(model)) == []
