@@ -303,8 +303,7 @@ class _AttributeHandle(CanonizerHandle):
             for key in attrs:
                 where = next((d for d in ("_parameters", "_buffers", "_modules")
                               if key in getattr(module, d)), "__dict__")
-                self._saved.append((module, key, where, getattr(module, where).get(key, _MISSING)
-                                    if where != "__dict__" else vars(module).get(key, _MISSING)))
+                self._saved.append((module, key, where, getattr(module, where).get(key, _MISSING)))
 
     def remove(self) -> None:
         if self._saved is None:
@@ -314,7 +313,7 @@ class _AttributeHandle(CanonizerHandle):
                 getattr(module, d).pop(key, None)
             vars(module).pop(key, None)
             if old is not _MISSING:
-                (vars(module) if where == "__dict__" else getattr(module, where))[key] = old
+                getattr(module, where)[key] = old
         self._saved = None
 
 
