@@ -31,7 +31,9 @@ def occlusion_loss(model: nn.Module, x: Tensor, target: Any, mask: Tensor,
     can meet by flattening its response around the cue (saturated units) while still using it, or
     a map-energy loss (:func:`cam_loss`, :func:`lrp_loss`), whose map a model can move off the cue
     while its prediction still depends on it, this measures the cue's whole effect. Two ordinary
-    forwards (no hooks, no double backward).
+    forwards of the model itself, in its mode (no hooks, no double backward): in training mode
+    both update its BatchNorm statistics, as any training forward does (the occluded copies'
+    too); :func:`pyxai.guided.fit` runs the model in eval mode.
 
     Args:
         model (nn.Module): the classifier, logits Tensor[B, K].
