@@ -49,6 +49,9 @@ class Method:
             or ``"clip"`` (clip models only, Tensor[B, C, T, H, W]: STEP).
         signed: the maps' sign means something (evidence for / against the target): pictures use
             a colour map centred at zero; otherwise only their ranking counts (scaled min..max).
+        needs: modules of optional packages the method's defaults import, and ``extra``, the
+            pyxai extra that installs them (``pyxai explain`` with no ``--method`` leaves the
+            method out, saying so, when one is missing: :attr:`missing`).
         none_is_every_output: ``target=None`` makes the class explain every output (Captum's
             multi-task output of ShapleyValueSampling / ShapleyValues: Tensor[B, K, ...]); the
             registry's ``explain`` then passes the predicted class, the None of every other method.
@@ -64,10 +67,19 @@ class Method:
     inputs: str = "image"
     signed: bool = False
     none_is_every_output: bool = False
+    needs: tuple[str, ...] = ()
+    extra: str | None = None
 
     @property
     def needs_layer(self) -> bool:
         return self.layer is not None
+
+    @property
+    def missing(self) -> list[str]:
+        """The modules of :attr:`needs` that cannot be imported here."""
+        import importlib.util
+
+        return [m for m in self.needs if importlib.util.find_spec(m) is None]
 
     def build(self, model: nn.Module | Callable, layer: nn.Module | None = None, **overrides: Any
               ) -> Explain:
@@ -196,7 +208,8 @@ METHODS.update({m.name: m for m in [
            signed=True, none_is_every_output=True),
     Method("lime", "Lime", "Lime on an 8 x 8 grid, 128 samples, Lasso alpha 0.01 (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 8), "n_samples": 128,
-                           "perturbations_per_eval": 32}, signed=True),
+                           "perturbations_per_eval": 32}, signed=True, needs=("sklearn",),
+           extra="lime"),
     Method("kernel_shap", "KernelShap", "Kernel SHAP on an 8 x 8 grid, 128 samples (Captum)",
            call=lambda x: {"feature_mask": _grid_mask(x, 8), "n_samples": 128,
                            "perturbations_per_eval": 32}, signed=True),

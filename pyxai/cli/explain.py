@@ -112,6 +112,13 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError("pyxai explain draws its figures with matplotlib: pip install matplotlib "
                          "(or pip install 'pyxai-attribution[viz]')") from None
     wanted = args.method or registry.names(inputs="image")
+    if not args.method:  # every method: those whose optional package is missing are left out
+        skipped = [registry.get(n) for n in wanted if registry.get(n).missing]
+        if skipped:
+            print("pyxai explain: leaving out " + ", ".join(
+                f"{m.name} (needs {', '.join(m.missing)}: pip install 'pyxai-attribution[{m.extra}]')"
+                for m in skipped))
+            wanted = [n for n in wanted if n not in {m.name for m in skipped}]
     for name in wanted:
         if registry.get(name).inputs == "clip":  # unknown names fail here, before any model is loaded
             raise ValueError(f"method {name!r} explains clip models (Tensor[B, C, T, H, W]), not "

@@ -115,3 +115,20 @@ def test_help_lists_methods_and_defaults(argv, capsys):
     for name in pyxai.registry.names():
         assert name in out
     assert "n_masks=1000" in out
+
+
+def test_explain_leaves_out_methods_whose_optional_package_is_missing(monkeypatch, capsys):
+    """The README's first command installs no extra: with scikit-learn missing, ``pyxai explain``
+    runs every other method and says which it left out and how to get it."""
+    from pyxai import registry
+    from pyxai.cli import build_parser
+    from pyxai.cli.explain import _check_args
+
+    monkeypatch.setattr(registry.Method, "missing",
+                        property(lambda self: ["sklearn"] if "sklearn" in self.needs else []))
+    args = build_parser().parse_args(["explain"])
+    wanted = _check_args(args)
+    assert "lime" not in wanted and "kernel_shap" in wanted and "gradcam" in wanted
+    printed = capsys.readouterr().out
+    assert "leaving out lime (needs sklearn: pip install 'pyxai-attribution[lime]')" in printed
+    assert _check_args(build_parser().parse_args(["explain", "--method", "lime"])) == ["lime"]
