@@ -159,8 +159,8 @@ def test_native_generator_equals_the_reference_in_float64(rng):
 
 def test_reference_with_torchray_mask_generator_and_the_core_kernel(rng):
     ep = pytest.importorskip("torchray.attribution.extremal_perturbation")
-    model = tiny_net(rng)
-    x = torch.rand(1, 3, 6, 24, 24, generator=rng)
+    model = tiny_net(rng).double()  # float64: float32 last-bit differences grow to 4e-4 in the
+    x = torch.rand(1, 3, 6, 24, 24, generator=rng, dtype=torch.float64)  # optimisation (seed 1608570804)
     kw = dict(max_iter=4, sigma=7.0, core_frames=3, core_start=1)
     with warnings.catch_warnings():  # TorchRay's MaskGenerator warns about meshgrid (once a process)
         warnings.simplefilter("ignore", UserWarning)
