@@ -11,17 +11,23 @@ import torch
 torch.set_num_threads(int(os.environ.get("PYXAI_TEST_THREADS", "2")))
 
 
+def fresh_seed() -> int:
+    """``PYXAI_TEST_SEED`` when set, else a fresh seed; printed, for fixtures wider than one test."""
+    fixed = os.environ.get("PYXAI_TEST_SEED")
+    seed = int(fixed) if fixed else int(torch.seed() % (2**31))
+    print(f"[seed {seed}]")
+    return seed
+
+
 @pytest.fixture
 def rng(request) -> torch.Generator:
     """A CPU generator seeded freshly for each test (the global one too); the seed is in the report.
 
     ``PYXAI_TEST_SEED=N`` replays a run: every test that uses this fixture then starts from seed N.
     """
-    fixed = os.environ.get("PYXAI_TEST_SEED")
-    seed = int(fixed) if fixed else int(torch.seed() % (2**31))
+    seed = fresh_seed()
     torch.manual_seed(seed)  # the global generator too (model inits), so the printed seed replays the test
     request.node.user_properties.append(("seed", seed))
-    print(f"[seed {seed}]")
     return torch.Generator().manual_seed(seed)
 
 

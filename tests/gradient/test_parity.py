@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import pyxai
+from tests.conftest import fresh_seed
 from tests.gradient._models import ARCHS, last_conv_layer
 
 ca = pytest.importorskip("captum.attr")
@@ -28,7 +29,7 @@ def close(a, b, tol=1e-5):
 
 @pytest.fixture(scope="module", params=list(ARCHS))
 def arch(request):
-    torch.manual_seed(torch.seed() % 2**31)
+    torch.manual_seed(fresh_seed())
     return request.param, ARCHS[request.param]()
 
 
@@ -87,7 +88,7 @@ def test_noise_tunnel(arch, batch, nt_type):
     if name not in ("resnet18", "mobilenet_v3_small"):
         pytest.skip("two architectures are enough")
     x, t = batch
-    seed = int(torch.seed() % 2**31)
+    seed = int(torch.randint(2**31, ()))  # from the rng fixture's seed
     torch.manual_seed(seed)
     a = pyxai.NoiseTunnel(pyxai.Saliency(m)).attribute(
         x, nt_type=nt_type, nt_samples=5, nt_samples_batch_size=2, stdevs=0.3, target=t)
@@ -102,7 +103,7 @@ def test_noise_tunnel_wraps_captum_methods(arch, batch):
     if name != "demo_cnn":
         pytest.skip("one architecture is enough")
     x, t = batch
-    seed = int(torch.seed() % 2**31)
+    seed = int(torch.randint(2**31, ()))  # from the rng fixture's seed
     for target in (t, None):
         torch.manual_seed(seed)
         a = pyxai.NoiseTunnel(ca.Saliency(m)).attribute(x, nt_samples=3, stdevs=0.2,
@@ -118,7 +119,7 @@ def test_noise_tunnel_ig_delta(arch, batch):
     if name != "resnet18":
         pytest.skip("one architecture is enough")
     x, t = batch
-    seed = int(torch.seed() % 2**31)
+    seed = int(torch.randint(2**31, ()))  # from the rng fixture's seed
     torch.manual_seed(seed)
     a, da = pyxai.NoiseTunnel(pyxai.IntegratedGradients(m)).attribute(
         x, nt_samples=3, stdevs=0.2, target=t, n_steps=4, return_convergence_delta=True)
@@ -172,7 +173,7 @@ def test_tuple_inputs_and_additional_args(rng):
               internal_batch_size=9, n_steps=7)
     close(pyxai.IntegratedGradients(m).attribute((a, b), **kw),
           ca.IntegratedGradients(m).attribute((a, b), **kw))
-    seed = int(torch.seed() % 2**31)
+    seed = int(torch.randint(2**31, ()))  # from the rng fixture's seed
     kw = dict(nt_samples=4, stdevs=(0.1, 0.3), baselines=(a * 0, b * 0 + 0.5), target=[0, 1, 2, 3],
               additional_forward_args=args, n_steps=5, nt_samples_batch_size=3)
     torch.manual_seed(seed)
