@@ -175,10 +175,24 @@ def averaged_transforms(model, mixed, guided=False, blur_output=False):
     return s1, s2
 
 
+def nmf_invariance_labels(model, samples2, n_components=10, random_state=None, batch_size=32):
+    """explain-cl's TIP ``get_pixel_invariance_dataset`` NMF labels: row means of
+    ``NMF(n_components, init='random').fit_transform(relu(model(views)))``, Tensor[T, 1]."""
+    from sklearn.decomposition import NMF
+
+    with torch.no_grad():
+        feats = torch.cat([F.relu(model(samples2[b:b + batch_size]))
+                           for b in range(0, samples2.shape[0], batch_size)])
+    nmf = NMF(n_components=n_components, init="random", random_state=random_state)
+    w = nmf.fit_transform(feats.cpu().numpy())
+    return torch.from_numpy(w.mean(1)).unsqueeze(-1)
+
+
 def pixel_invariance(samples1, samples2, labels, size, epochs, lr, l1_weight, weight, bias,
-                     zero_small_values=True, blur_output=True):
+                     zero_small_values=True, blur_output=True, labels_invariance=None, nmf_weight=None):
     """explain-cl ``pixel_invariance`` for one image (the surrogate initialised with the given
-    ``weight``, ``bias`` instead of nn.Linear's random draw)."""
+    ``weight``, ``bias`` instead of nn.Linear's random draw); with ``labels_invariance`` and
+    ``nmf_weight``, its NMF (TIP) version."""
     import torchvision.transforms as T
     import torchvision.transforms.functional as TF
 
@@ -193,6 +207,8 @@ def pixel_invariance(samples1, samples2, labels, size, epochs, lr, l1_weight, we
     for _ in range(epochs):
         preds = (surrogate(x1) + surrogate(x2)) / 2
         loss = criterion(preds, labels)
+        if nmf_weight is not None:
+            loss += nmf_weight * nn.MSELoss()(torch.sigmoid(preds), labels_invariance)
         if l1_weight is not None:
             loss += l1_weight * sum(p.abs().sum() for p in surrogate.parameters())
         opt.zero_grad()

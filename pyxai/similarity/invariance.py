@@ -10,6 +10,12 @@ torchvision ``Resize`` on tensors) is trained with logits ``(g(image) + g(view))
 normalised, values < 0.5 zeroed (``zero_small_values``), blurred with ``gaussian_blur(11, 5)``
 (``blur_output``) and resized to the image. The surrogates of all 2B images train as one batched
 linear map (each its own weights and loss).
+
+The NMF variant (explain-cl's TIP version, ``nmf_weight`` set): scikit-learn's
+``NMF(n_components, init="random")`` factorises the views' ``relu(f(view))`` (Tensor[T, D]) as
+``W H``; each view's invariance target is its row mean of ``W`` (Tensor[T]), and the loss gains
+``nmf_weight * MSE(sigmoid(logits), target)`` (mean over the views). The reference trains this
+variant for 100 epochs.
 """
 
 from __future__ import annotations
@@ -80,14 +86,19 @@ class PixelInvariance:
         blur_output (bool, optional): ``gaussian_blur(11, 5)`` the map. Default: True
         augment (callable, optional): ``(Tensor[N, C, H, W], generator) -> views``. Default:
             :func:`no_shift_augment`
-        seed (int, optional): seed of the views and of the surrogate's initialisation. Default: 0
+        nmf_weight (float, optional): weight of the NMF invariance term (None: off, the plain
+            variant). Needs scikit-learn. Default: None
+        n_components (int, optional): NMF components of the NMF variant. Default: 10
+        seed (int, optional): seed of the views, of the surrogate's initialisation and of the NMF
+            initialisation (``random_state=seed``). Default: 0
         pooling (optional): see :mod:`pyxai.similarity`. Default: None
         batch_size (int, optional): encoder inputs per forward. Default: None
     """
 
     def __init__(self, encoder: Callable, n_augments: int = 1000, size: int = 64, epochs: int = 1000,
                  lr: float = 0.1, l1_weight: float | None = 0.2, zero_small_values: bool = True,
-                 blur_output: bool = True, augment: Callable | None = None, seed: int = 0,
+                 blur_output: bool = True, augment: Callable | None = None,
+                 nmf_weight: float | None = None, n_components: int = 10, seed: int = 0,
                  pooling: Pooling = None, batch_size: int | None = None) -> None:
         self.encoder = encoder
         self.n_augments = check_positive_int(n_augments, "n_augments")
@@ -105,6 +116,13 @@ class PixelInvariance:
         if augment is not None and not callable(augment):
             raise TypeError("augment must be a callable (images, generator) -> views")
         self.augment = augment or no_shift_augment
+        if nmf_weight is not None:
+            if isinstance(nmf_weight, bool) or not isinstance(nmf_weight, (int, float)) \
+                    or not (nmf_weight >= 0 and math.isfinite(nmf_weight)):
+                raise ValueError(f"nmf_weight must be a finite number >= 0 or None, got {nmf_weight!r}")
+            _nmf_class()  # the NMF variant needs scikit-learn: say so now, not after the forwards
+        self.nmf_weight = nmf_weight
+        self.n_components = check_positive_int(n_components, "n_components")
         self.seed = check_int(seed, "seed")
         self.pooling = check_pooling(pooling)
         self.batch_size = batch_size
@@ -112,16 +130,35 @@ class PixelInvariance:
     def dataset(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Views Tensor[N_img, n_augments, C, H, W] and labels Tensor[N_img, n_augments] (cosine of
         each view's embedding to its image's) for Tensor[N_img, C, H, W] images."""
+        views, labels, _ = self._dataset(images)
+        return views, labels
+
+    def _dataset(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`dataset` and the views' embeddings Tensor[N_img, n_augments, D]."""
         g = torch.Generator().manual_seed(self.seed)
         f = embedder(self.encoder, self.pooling)
         runner = PerturbationRunner(f, self.batch_size)
         z = check_nonzero(runner.outputs(images), "encoder(images)")
-        views, labels = [], []
+        views, labels, embeddings = [], [], []
         for i in range(images.shape[0]):
             v = self.augment(images[i:i + 1].expand(self.n_augments, *images.shape[1:]), g)
+            zv = runner.outputs(v)
             views.append(v)
-            labels.append(cosine(runner.outputs(v), z[i:i + 1]))
-        return torch.stack(views), torch.stack(labels)
+            labels.append(cosine(zv, z[i:i + 1]))
+            embeddings.append(zv)
+        return torch.stack(views), torch.stack(labels), torch.stack(embeddings)
+
+    def nmf_targets(self, view_embeddings: Tensor) -> Tensor:
+        """The NMF variant's invariance targets Tensor[N_img, T] of the views' embeddings
+        Tensor[N_img, T, D]: per image, the row means of ``W`` of scikit-learn's
+        ``NMF(n_components, init="random", random_state=seed).fit_transform(relu(z))``."""
+        nmf = _nmf_class()
+        out = []
+        for z in view_embeddings.detach():
+            data = z.clamp_min(0).cpu().numpy()  # in its own dtype, as the reference hands it over
+            w = nmf(n_components=self.n_components, init="random", random_state=self.seed).fit_transform(data)
+            out.append(torch.from_numpy(w.mean(1)))
+        return torch.stack(out).to(view_embeddings.device, view_embeddings.dtype)
 
     def init_params(self, n: int, channels: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Surrogate weights Tensor[n, P] and biases Tensor[n] drawn as ``nn.Linear`` initialises
@@ -139,19 +176,30 @@ class PixelInvariance:
             return x
         return F.interpolate(x, size=s, mode="bilinear", align_corners=False, antialias=True)
 
-    def fit(self, images: Tensor, views: Tensor, labels: Tensor) -> Tensor:
-        """Train the surrogates; returns their weights as maps Tensor[N_img, C, size, size]."""
+    def fit(self, images: Tensor, views: Tensor, labels: Tensor, nmf_targets: Tensor | None = None) -> Tensor:
+        """Train the surrogates; returns their weights as maps Tensor[N_img, C, size, size].
+
+        ``nmf_targets`` (Tensor[N_img, T], from :meth:`nmf_targets`) adds the NMF term; it is
+        required when ``nmf_weight`` is set and ignored otherwise.
+        """
+        if self.nmf_weight is not None and nmf_targets is None:
+            raise ValueError("nmf_targets is required when nmf_weight is set (see nmf_targets())")
         n, c = images.shape[:2]
         x1 = self._resized(images).reshape(n, -1)  # [N_img, P]
         x2 = self._resized(views.flatten(0, 1)).reshape(n, self.n_augments, -1)  # [N_img, T, P]
         w, b = self.init_params(n, c, x1.dtype)
         w, b = w.to(x1.device).requires_grad_(), b.to(x1.device).requires_grad_()
         y = labels.detach().to(x1.dtype)
+        if self.nmf_weight is not None:
+            y_nmf = nmf_targets.detach().to(x1.device, x1.dtype)
         with torch.enable_grad():
             for _ in range(self.epochs):
                 p1 = (x1 * w).sum(-1)[:, None] + b[:, None]  # [N_img, 1]: g(image) (same for every view)
                 p2 = torch.einsum("ntp,np->nt", x2, w) + b[:, None]
-                loss = F.binary_cross_entropy_with_logits((p1 + p2) / 2, y, reduction="sum")
+                logits = (p1 + p2) / 2
+                loss = F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
+                if self.nmf_weight is not None:  # each surrogate its own mean over its views
+                    loss = loss + self.nmf_weight * (torch.sigmoid(logits) - y_nmf).pow(2).mean(1).sum()
                 if self.l1_weight is not None:
                     loss = loss + self.l1_weight * (w.abs().sum() + b.abs().sum())
                 gw, gb = torch.autograd.grad(loss, (w, b))
@@ -178,6 +226,17 @@ class PixelInvariance:
         check_pair(img1, img2, self.encoder)
         out = []
         for img in (img1, img2):
-            views, labels = self.dataset(img)
-            out.append(self.heatmap(self.fit(img, views, labels), tuple(img.shape[2:])).to(out_dtype(img)))
+            views, labels, embeddings = self._dataset(img)
+            targets = None if self.nmf_weight is None else self.nmf_targets(embeddings)
+            weights = self.fit(img, views, labels, targets)
+            out.append(self.heatmap(weights, tuple(img.shape[2:])).to(out_dtype(img)))
         return out[0], out[1]
+
+
+def _nmf_class() -> type:
+    try:
+        from sklearn.decomposition import NMF
+    except ImportError:
+        raise ImportError("PixelInvariance's NMF variant (nmf_weight) needs scikit-learn: "
+                          "pip install 'pyxai-attribution[similarity]'") from None
+    return NMF

@@ -73,6 +73,13 @@ def test_bad_input(enc):
         S.FeatureVisualization(enc, mode="dream")
     with pytest.raises(ValueError, match="epochs"):
         S.PixelInvariance(enc, epochs=0)
+    with pytest.raises(ValueError, match="nmf_weight"):
+        S.PixelInvariance(enc, nmf_weight=float("nan"))
+    with pytest.raises(ValueError, match="n_components"):
+        S.PixelInvariance(enc, nmf_weight=1.0, n_components=0)
+    with pytest.raises(ValueError, match="nmf_targets"):
+        img = torch.rand(1, 3, 16, 16)
+        S.PixelInvariance(enc, nmf_weight=1.0).fit(img, img[:, None], torch.ones(1, 1))
 
 
 def test_pooling_for_feature_map_encoders(rng):

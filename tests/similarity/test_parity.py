@@ -166,3 +166,29 @@ def test_pixel_invariance(name, rng, encoders):
             heat = ref.pixel_invariance(pure, views[b], labels[b][:, None], 32, 15, 0.05, 0.2, w[b], bias[b])
             expect = F.interpolate(heat[None, None], size=img.shape[2:], mode="bilinear", align_corners=False)
             torch.testing.assert_close(maps[b:b + 1], expect, atol=2e-4, rtol=1e-3)
+
+
+def test_pixel_invariance_nmf(rng, encoders):
+    """The NMF (TIP) variant: targets from scikit-learn's NMF of relu(f(views)), the MSE term."""
+    pytest.importorskip("sklearn")
+    enc, _, _ = encoders("simclr")
+    x1, x2 = pairs("simclr", rng)
+    seed = int(torch.randint(1000, (), generator=rng))
+    pi = S.PixelInvariance(enc, n_augments=24, size=32, epochs=15, lr=0.05, nmf_weight=0.5,
+                           n_components=4, seed=seed)
+    m1, m2 = pi.attribute(x1, x2)
+    for img, maps in ((x1, m1), (x2, m2)):
+        views, labels, embeddings = pi._dataset(img)
+        targets = pi.nmf_targets(embeddings)
+        w, bias = pi.init_params(img.shape[0], img.shape[1], img.dtype)
+        for b in range(img.shape[0]):
+            want = ref.nmf_invariance_labels(enc, views[b], 4, random_state=seed)
+            torch.testing.assert_close(targets[b], want[:, 0].to(targets.dtype), atol=1e-5, rtol=1e-4)
+            pure = img[b:b + 1].expand(pi.n_augments, -1, -1, -1)
+            heat = ref.pixel_invariance(pure, views[b], labels[b][:, None], 32, 15, 0.05, 0.2, w[b], bias[b],
+                                        labels_invariance=want.to(img.dtype), nmf_weight=0.5)
+            expect = F.interpolate(heat[None, None], size=img.shape[2:], mode="bilinear", align_corners=False)
+            torch.testing.assert_close(maps[b:b + 1], expect, atol=2e-4, rtol=1e-3)
+    # the NMF term changes the map (it is not ignored)
+    plain = S.PixelInvariance(enc, n_augments=24, size=32, epochs=15, lr=0.05, seed=seed).attribute(x1, x2)[0]
+    assert not torch.allclose(plain, m1, atol=1e-4)
