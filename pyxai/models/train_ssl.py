@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", choices=sorted(SSL_WEIGHTS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="default: the shipped weights path")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seeds", type=int, default=6)

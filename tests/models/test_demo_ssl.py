@@ -32,11 +32,12 @@ def test_weights_and_contract(name, rng):
     assert not torch.equal(untrained.head[0].weight, enc.head[0].weight)
 
 
-@pytest.mark.parametrize("name,floor", [("simclr", 0.20), ("barlow_twins", 0.20)])
+@pytest.mark.parametrize("name,floor", [("simclr", 0.25), ("barlow_twins", 0.25)])
 def test_linear_probe_beats_chance(name, floor):
     """A small probe (600 images, deterministic) on the frozen features beats the 1/6 chance of
-    6 classes (measured 0.218 SimCLR, 0.215 Barlow Twins; the README states the 2000-image figures
-    of the training script). The demo encoders learned little: see the README."""
+    6 classes and a randomly initialised encoder (measured 0.295 SimCLR, 0.282 Barlow Twins;
+    random initialisation 0.212 / 0.182; the README states the 2000-image figures of the training
+    script). The demo encoders learned a little, not much: see the README."""
     acc = linear_probe(LOADERS[name](), n_train=600, n_eval=600, steps=50)
     assert acc > floor
 
