@@ -11,6 +11,7 @@ itself is compared with NumPy's up to that sign in ``test_projection_equals_nump
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import numpy as np
@@ -69,6 +70,10 @@ def _models(g: torch.Generator):
     ]
 
 
+def _name(model: torch.nn.Module, module: torch.nn.Module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
 def _reference(cls: str, model, layers, reshape, x, targets, **kw) -> np.ndarray:
     ref = getattr(pg, cls)(model, layers, reshape_transform=reshape)
     try:
@@ -84,13 +89,20 @@ def test_cams_equal_pytorch_grad_cam(rng, aligned_svd):
         t = torch.randint(0, 10, (2,), generator=rng).tolist()
         for cls in GRAD_CAMS:
             ours = getattr(pyxai, cls)(model, layers, reshape_transform=reshape)
-            tol = TOL_KPCA if cls == "KPCA_CAM" else TOL
             maps = {}
             for targets, eigen in [(t, False), (None, True)]:
-                a = _reference(cls, model, layers, reshape, x, targets, eigen_smooth=eigen)
+                if cls == "KPCA_CAM":  # the reference in float64: its float32 kernel PCA alone is off
+                    # by up to 2.9e-3 from its float64 one (CI seed 1445330499, VGG-11); pyxai's
+                    # (float64 inside) is within 1.2e-7 of the float64 reference there
+                    m64 = copy.deepcopy(model).double()
+                    layers64 = [m64.get_submodule(_name(model, la)) for la in layers]
+                    a = _reference(cls, m64, layers64, reshape, x.double(), targets,
+                                   eigen_smooth=eigen).astype(np.float32)
+                else:
+                    a = _reference(cls, model, layers, reshape, x, targets, eigen_smooth=eigen)
                 maps[eigen] = b = ours(x, targets, eigen_smooth=eigen)
                 assert b.dtype == np.float32 and b.shape == a.shape == (2, size, size)
-                assert np.abs(a - b).max() < tol, (arch, cls, eigen)
+                assert np.abs(a - b).max() < TOL, (arch, cls, eigen)
             tensor = ours.attribute(x, target=torch.tensor(t))
             assert tensor.shape == (2, 1, size, size) and tensor.device == x.device
             np.testing.assert_array_equal(tensor[:, 0].numpy(), maps[False])
