@@ -23,7 +23,7 @@ dropped after the call), and two threads canonizing one model never see each oth
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
@@ -47,11 +47,11 @@ class Canonizer:
         canonize a view (:func:`canonize`)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        return self._registered(model.modules(), lambda: self.apply(model))
+        return self._registered(CanonizerHandle(model.modules()), lambda: self.apply(model))
 
-    def _registered(self, modules: Iterable[nn.Module], rewrite) -> CanonizerHandle:
-        """Run ``rewrite()`` on user modules, undoable on ``modules`` by the returned handle."""
-        handle = CanonizerHandle(modules)
+    def _registered(self, handle: CanonizerHandle | _AttributeHandle, rewrite: Callable[[], None]
+                    ) -> CanonizerHandle | _AttributeHandle:
+        """Run ``rewrite()`` on user modules, undoable by ``handle`` (taken before it), returned."""
         try:
             rewrite()
         except BaseException:
@@ -151,7 +151,8 @@ class SequentialMergeBatchNorm(Canonizer):
             if out != batch_norm.num_features:
                 raise ValueError(f"batch_norm has {batch_norm.num_features} features but linears has a "
                                  f"{type(m).__name__} with {out} outputs")
-        return self._registered([*linears, batch_norm], lambda: self._merge(linears, batch_norm))
+        return self._registered(CanonizerHandle([*linears, batch_norm]),
+                                lambda: self._merge(linears, batch_norm))
 
     @staticmethod
     def _merge(linears: list[nn.Module], bn: nn.Module) -> None:
@@ -226,6 +227,12 @@ class ResidualBlockCanonizer(Canonizer):
 _MISSING = object()
 
 
+def _set_attributes(targets: list[tuple[nn.Module, dict]]) -> None:
+    for module, attributes in targets:
+        for key, value in attributes.items():
+            setattr(module, key, value)
+
+
 class AttributeCanonizer(Canonizer):
     """Zennit's ``AttributeCanonizer``: set the attributes ``attribute_map(name, module)`` returns
     on every module it returns a dict for (``None``: leave the module alone).
@@ -267,9 +274,7 @@ class AttributeCanonizer(Canonizer):
         return found
 
     def apply(self, view: nn.Module) -> None:
-        for module, attributes in self._targets(view):
-            for key, value in attributes.items():
-                setattr(module, key, value)
+        _set_attributes(self._targets(view))
 
     def register(self, model: nn.Module, attributes: dict | None = None) -> CanonizerHandle:
         """``register(model)``: set the attributes on the user's ``model`` in place, until
@@ -278,16 +283,7 @@ class AttributeCanonizer(Canonizer):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         targets = [(model, attributes)] if attributes is not None else self._targets(model)
-        handle = _AttributeHandle(targets)
-        try:
-            for module, attrs in targets:
-                for key, value in attrs.items():
-                    setattr(module, key, value)
-        except BaseException:
-            handle.remove()
-            raise
-        self.__dict__.setdefault("_handles", []).append(handle)
-        return handle
+        return self._registered(_AttributeHandle(targets), lambda: _set_attributes(targets))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.attribute_map!r})"
