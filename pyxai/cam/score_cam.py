@@ -133,6 +133,22 @@ class ScoreCAM(BaseCAM):
     def get_cam_weights(self, inputs: torch.Tensor, layer_index: int, target: ResolvedTarget,
                         activations: torch.Tensor, grads: torch.Tensor | None,
                         forward: Callable) -> torch.Tensor:
+        b, k = activations.shape[:2]
+        scores = ChannelScores(target, b * k, k, inputs.dtype, inputs.device)
+        self.run_masks(inputs, self.channel_grids(inputs, activations), forward, scores)
+        return torch.softmax(scores.result(), dim=-1)
+
+    @staticmethod
+    def channel_grids(inputs: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """The masks' grids: each activation map min-max normalised over its upsampled values.
+
+        Args:
+            inputs: Tensor[B, C, H, W].
+            activations: Tensor[B, K, h, w] (any K: a subset of the layer's channels too).
+
+        Returns:
+            Tensor[B * K, h, w], checked once here (the chunks then read no values).
+        """
         if inputs.dim() != 4 or activations.dim() != 4:
             raise ValueError("ScoreCAM supports image inputs Tensor[B, C, H, W] only")
         b, k = activations.shape[:2]
@@ -140,7 +156,15 @@ class ScoreCAM(BaseCAM):
         a = activations.to(inputs.dtype).reshape(b * k, *activations.shape[2:])
         lo, hi = upsampled_minmax(a, size)
         grids = ((a - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]).contiguous()
-        check_grids(grids, None, size, mode=MODE)  # once per call: the chunks read no values
+        check_grids(grids, None, size, mode=MODE)
+        return grids
+
+    def run_masks(self, inputs: torch.Tensor, grids: torch.Tensor, forward: Callable,
+                  acc: Accumulator) -> None:
+        """Run ``forward`` on every masked image ``x[i // K] * upsample(grids[i])`` into ``acc``
+        (``grids`` Tensor[B * K, h, w], K per image), chunk by chunk."""
+        b = inputs.shape[0]
+        k = grids.shape[0] // b
 
         def make_chunk(start: int, stop: int) -> torch.Tensor:
             parts = []
@@ -150,8 +174,6 @@ class ScoreCAM(BaseCAM):
                                             backend=self.backend, validate=False))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        scores = ChannelScores(target, b * k, k, inputs.dtype, inputs.device)
         runner = PerturbationRunner(forward, batch_size=self.batch_size,
                                     show_progress=self.show_progress)
-        runner.run(b * k, make_chunk, scores, rows_per_item=1, desc="ScoreCAM", sample=inputs[:1])
-        return torch.softmax(scores.result(), dim=-1)
+        runner.run(b * k, make_chunk, acc, rows_per_item=1, desc="ScoreCAM", sample=inputs[:1])

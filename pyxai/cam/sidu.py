@@ -21,7 +21,7 @@ The masks are binary grids built here (finite, no offsets), so the chunked ops r
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -38,16 +38,24 @@ from pyxai.ops.masks import upsample_blend, weighted_mask_sum
 CELL = 8
 
 
-def uniqueness(outputs: torch.Tensor, block: int = 256) -> torch.Tensor:
+def uniqueness(outputs: torch.Tensor, block: int = 256,
+               columns: torch.Tensor | None = None) -> torch.Tensor:
     """``U_k = sum_j ||P_k - P_j||_2`` for Tensor[N, D] outputs, blockwise (float64).
+
+    Args:
+        outputs: Tensor[N, D].
+        block: rows per ``torch.cdist`` block.
+        columns: Tensor[N] bool, the ``j`` summed over (None: all).
 
     Returns:
         Tensor[N] of outputs' dtype.
     """
     p = outputs.double()
+    keep = None if columns is None else columns.to(torch.float64)
     u = torch.empty(p.shape[0], dtype=torch.float64, device=p.device)
     for i in range(0, p.shape[0], block):
-        u[i : i + block] = torch.cdist(p[i : i + block], p).sum(1)
+        d = torch.cdist(p[i : i + block], p)
+        u[i : i + block] = (d if keep is None else d * keep).sum(1)
     return u.to(outputs.dtype)
 
 
@@ -57,25 +65,48 @@ class MaskedOutputs(Accumulator):
 
     Args:
         n_items: B * N perturbations.
-        like: Tensor[1, ...] an output row (shape, dtype, device).
+        like: Tensor[1, ...] an output row (shape, dtype, device), or None to take them from the
+            first chunk of outputs.
         softmax: apply a softmax over the last dim first.
 
     Attributes:
         sum_outputs: Tensor[B * N, ...], zero for perturbations not evaluated (yet).
     """
 
-    def __init__(self, n_items: int, like: torch.Tensor, softmax: bool) -> None:
-        self.softmax = softmax
-        self.sum_outputs = like.new_zeros(n_items, *like.shape[1:])
+    def __init__(self, n_items: int, like: torch.Tensor | None, softmax: bool) -> None:
+        self.softmax, self.n_items = softmax, n_items
+        self.sum_outputs = None if like is None else like.new_zeros(n_items, *like.shape[1:])
 
     def update(self, start: int, stop: int, values: torch.Tensor) -> None:
         if self.softmax:
             values = torch.softmax(values, dim=-1)
+        if self.sum_outputs is None:  # ``like=None``: shaped by the first chunk
+            self.sum_outputs = values.new_zeros(self.n_items, *values.shape[1:])
         self.sum_outputs[start:stop] += values.to(self.sum_outputs.dtype)
 
     def result(self) -> torch.Tensor:
         """Tensor[B * N, ...] outputs."""
         return self.sum_outputs
+
+
+class Features(NamedTuple):
+    """One call's clean pass (:meth:`SIDU.features`).
+
+    Attributes:
+        x: Tensor[B, C, H, W] the checked inputs.
+        view: the call's model view.
+        p0: Tensor[B, ...] the clean outputs (after the optional softmax).
+        resolved: the resolved target.
+        grids: Tensor[B, N, h, w] the binary masks at layer size.
+        canvas: the upsampling size (``CELL * ceil(size / CELL)``).
+    """
+
+    x: torch.Tensor
+    view: Any
+    p0: torch.Tensor
+    resolved: Any
+    grids: torch.Tensor
+    canvas: tuple[int, int]
 
 
 class SIDU(Explainer):
@@ -162,6 +193,13 @@ class SIDU(Explainer):
         Returns:
             Tensor[B, 1, H, W] (raw SIDU values, not normalised).
         """
+        f = self.features(inputs, target)
+        b, n = f.grids.shape[:2]
+        outs = self.masked_outputs(f, f.grids.reshape(b * n, *f.grids.shape[2:]), n)
+        return self.saliency(f, outs.view(b, n, *outs.shape[1:]))
+
+    def features(self, inputs: torch.Tensor, target: Any = None) -> Features:
+        """Checks, the clean forward and the binary masks of ``inputs`` Tensor[B, C, H, W]."""
         if isinstance(inputs, torch.Tensor):
             check_same_device(self.model, inputs)
         x = check_inputs(inputs, "inputs", ndims=(4,))
@@ -182,38 +220,73 @@ class SIDU(Explainer):
                 "reshape_transform that maps it to Tensor[B, N, h, w]"
             )
         p0 = self._outputs(p0.clone())
-        resolved = resolve_target(target, p0)
-        b, n = act.shape[:2]
         h, w = x.shape[2:]
         canvas = (CELL * math.ceil(h / CELL), CELL * math.ceil(w / CELL))
         # binary grids, no offsets: valid by construction (the chunked ops read no values)
-        grids = (act > self.threshold).to(x.dtype).reshape(b * n, *act.shape[2:]).contiguous()
+        grids = (act > self.threshold).to(x.dtype).contiguous()
+        return Features(x, view, p0, resolve_target(target, p0), grids, canvas)
+
+    def masked_outputs(self, f: Features, grids: torch.Tensor, per_image: int) -> torch.Tensor:
+        """The model outputs (after the optional softmax) on ``x[i // per_image] * M_i``.
+
+        Args:
+            f: :meth:`features` of the call.
+            grids: Tensor[B * per_image, h, w] binary masks, ``per_image`` for each image.
+            per_image: masks per image.
+
+        Returns:
+            Tensor[B * per_image, ...] outputs.
+        """
+        x, m = f.x, per_image
 
         def make_chunk(start: int, stop: int) -> torch.Tensor:
             parts = []
-            for img in range(start // n, (stop - 1) // n + 1):
-                s, e = max(start, img * n), min(stop, (img + 1) * n)
-                parts.append(upsample_blend(x[img : img + 1], grids[s:e], canvas=canvas,
+            for img in range(start // m, (stop - 1) // m + 1):
+                s, e = max(start, img * m), min(stop, (img + 1) * m)
+                parts.append(upsample_blend(x[img : img + 1], grids[s:e], canvas=f.canvas,
                                             mode="bilinear_reflect", backend=self.backend,
                                             validate=False))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        acc = MaskedOutputs(b * n, p0[:1], self.softmax)
-        runner = PerturbationRunner(view.module, batch_size=self.batch_size,
+        acc = MaskedOutputs(grids.shape[0], f.p0[:1], self.softmax)
+        runner = PerturbationRunner(f.view.module, batch_size=self.batch_size,
                                     show_progress=self.show_progress)
-        runner.run(b * n, make_chunk, acc, rows_per_item=1, desc="SIDU", sample=x[:1])
-        outs = acc.result()
-        rows_b = torch.arange(b * n, device=p0.device) // n
-        s0 = resolved(p0)[rows_b]
-        sk = resolved(outs, rows_b)
+        runner.run(grids.shape[0], make_chunk, acc, rows_per_item=1, desc="SIDU", sample=x[:1])
+        return acc.result()
+
+    def saliency(self, f: Features, outs: torch.Tensor,
+                 seen: torch.Tensor | None = None) -> torch.Tensor:
+        """The maps from the masked outputs.
+
+        Args:
+            f: :meth:`features` of the call (its masks ``M_k``).
+            outs: Tensor[B, N, ...] the outputs on the masked images (mask ``k`` of image ``b``).
+            seen: Tensor[B, N] bool, the masks whose outputs count (the others weigh zero and
+                are left out of the uniqueness sums and the mean), or None for all of them.
+
+        Returns:
+            Tensor[B, 1, H, W].
+        """
+        b, n = f.grids.shape[:2]
+        h, w = f.x.shape[2:]
+        rows_b = torch.arange(b * n, device=f.p0.device) // n
+        s0 = f.resolved(f.p0)[rows_b]
+        sk = f.resolved(outs.reshape(b * n, *outs.shape[2:]), rows_b)
         sd = torch.exp(-((s0 - sk) ** 2) / (2 * self.sigma**2)).view(b, n)
         maps = []
         for img in range(b):
-            u = uniqueness(outs[img * n : (img + 1) * n].reshape(n, -1))
-            u = (u - u.min()) / (u.max() - u.min() + 1e-13)
-            weights = (sd[img] * u).to(x.dtype)[:, None]
-            sal = weighted_mask_sum(grids[img * n : (img + 1) * n], weights, (h, w),
-                                    canvas=canvas, mode="bilinear_reflect", backend=self.backend,
-                                    validate=False)
-            maps.append(sal / n / self.p1)
+            cols = None if seen is None else seen[img]
+            u = uniqueness(outs[img].reshape(n, -1), columns=cols)
+            if cols is None:
+                u = (u - u.min()) / (u.max() - u.min() + 1e-13)
+                weights, count = sd[img] * u, n
+            else:
+                lo = torch.where(cols, u, torch.inf).min()
+                hi = torch.where(cols, u, -torch.inf).max()
+                weights = torch.where(cols, sd[img] * (u - lo) / (hi - lo + 1e-13), 0)
+                count = cols.sum()
+            sal = weighted_mask_sum(f.grids[img], weights.to(f.x.dtype)[:, None], (h, w),
+                                    canvas=f.canvas, mode="bilinear_reflect",
+                                    backend=self.backend, validate=False)
+            maps.append(sal / count / self.p1)
         return torch.stack(maps)

@@ -9,5 +9,6 @@ or written; tensors and iterables of tensors work without it.
 from pyxai.video.explainer import VideoExplainer
 from pyxai.video.step import STEP
 from pyxai.video.streaming import StreamingRISE
+from pyxai.video.streaming_cam import StreamingScoreCAM, StreamingSIDU
 
-__all__ = ["STEP", "StreamingRISE", "VideoExplainer"]
+__all__ = ["STEP", "StreamingRISE", "StreamingSIDU", "StreamingScoreCAM", "VideoExplainer"]

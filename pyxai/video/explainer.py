@@ -3,7 +3,8 @@
 Frame models (``Tensor[B, C, H, W] -> Tensor[B, K]``) get batches of ``batch_frames`` frames explained
 by any registry method. Clip models (``Tensor[B, C, T, H, W] -> Tensor[B, K]``, ``clip_len`` set) get
 sliding windows (:mod:`pyxai.video.clips`), each frame's map the mean of the windows covering it.
-``masks_per_frame`` turns RISE into the streaming estimate of :mod:`pyxai.video.streaming`.
+``masks_per_frame`` turns RISE, Score-CAM and SIDU into the streaming estimates of
+:mod:`pyxai.video.streaming` (RISE) and :mod:`pyxai.video.streaming_cam` (Score-CAM, SIDU).
 Decoding runs ahead in a thread and overlay + encoding behind in another (:mod:`pyxai.video.pipeline`),
 with bounded queues.
 """
@@ -31,6 +32,9 @@ __all__ = ["VideoExplainer"]
 #: Methods that run the model once on the frames and apply the target once to those outputs, so the
 #: frames' scores come with the map (no extra forward).
 SINGLE_PASS = ("saliency", "inputxgradient", "guided_backprop", "gradcam", "gradcampp", "lrp")
+
+#: Methods with a streaming mode (``masks_per_frame``): a per-frame budget of masks.
+STREAMING = ("rise", "scorecam", "sidu")
 
 Frame = tuple[int, Tensor, Tensor, float]
 
@@ -83,9 +87,13 @@ class VideoExplainer:
         transform: callable Tensor[N, C, H, W] frames in [0, 1] -> model inputs of the same
             batch (normalisation, resizing). Default: None
         labels: class names for the overlay text. Default: None (the class index)
-        masks_per_frame: with ``method="rise"`` on a frame model, streaming RISE with this budget
-            per frame (:class:`pyxai.video.streaming.StreamingRISE`). Default: None
-        decay: streaming RISE decay per frame. Default: 0.9
+        masks_per_frame: with ``method="rise"``, ``"scorecam"`` or ``"sidu"`` on a frame model,
+            the streaming mode with this budget of masks per frame
+            (:class:`pyxai.video.streaming.StreamingRISE`: masks of a fixed pool;
+            :class:`~pyxai.video.streaming_cam.StreamingScoreCAM` /
+            :class:`~pyxai.video.streaming_cam.StreamingSIDU`: channel masks, round-robin).
+            Default: None
+        decay: streaming RISE decay per frame (RISE only). Default: 0.9
         device: device the frames are moved to. Default: the model's device
         queue_depth: bound of the decode and encode queues. Default: 8
         **method_kwargs: constructor keywords of the method (e.g. ``n_masks=500``).
@@ -128,9 +136,10 @@ class VideoExplainer:
         self.layer, self.target, self.transform = layer, target, transform
         self.labels = None if labels is None else list(labels)
         if masks_per_frame is not None:
-            if method != "rise" or self.clip_len is not None:
-                raise ValueError("masks_per_frame (streaming mode) needs method='rise' on a frame "
-                                 "model (clip_len=None)")
+            if method not in STREAMING or self.clip_len is not None:
+                raise ValueError(f"masks_per_frame (streaming mode) needs method= one of "
+                                 f"{', '.join(map(repr, STREAMING))} on a frame model "
+                                 f"(clip_len=None), got method={method!r}")
             check_positive_int(masks_per_frame, "masks_per_frame")
         self.masks_per_frame, self.decay = masks_per_frame, decay
         self.device = torch.device(device) if device is not None else \
@@ -139,7 +148,7 @@ class VideoExplainer:
         self.method_kwargs = method_kwargs
         self._explain: Callable | None = None
         self._streaming: Any = None
-        if masks_per_frame is not None:  # validate its arguments now
+        if masks_per_frame is not None and method == "rise":  # validate its arguments now
             from pyxai.video.streaming import StreamingRISE
 
             StreamingRISE(model, masks_per_frame, decay, **method_kwargs)
@@ -151,19 +160,43 @@ class VideoExplainer:
             return self.labels[cls]
         return f"class {cls}" if cls >= 0 else self.method_name
 
+    def _layer(self, probe: Tensor) -> nn.Module | None:
+        """The target layer: ``layer``, else (methods that need one) the last feature layer."""
+        if self.layer is None and self._method is not None and self._method.needs_layer:
+            from pyxai.models.spec import last_feature_layer
+
+            self.layer = last_feature_layer(self.model, probe)
+        return self.layer
+
     def _build(self, probe: Tensor) -> Callable:
         """The ``explain(inputs, target)`` callable, built once (layer found on ``probe``)."""
         if self._explain is None:
             if self._method is None:
                 self._explain = self.method
             else:
-                layer = self.layer
-                if self._method.needs_layer and layer is None:
-                    from pyxai.models.spec import last_feature_layer as _last_feature_layer
-
-                    layer = _last_feature_layer(self.model, probe)
-                self._explain = self._method.build(self.model, layer, **self.method_kwargs)
+                self._explain = self._method.build(self.model, self._layer(probe),
+                                                   **self.method_kwargs)
         return self._explain
+
+    def _build_streaming(self, probe: Tensor) -> Any:
+        """The streaming explainer (``update(frame, target) -> map``), built once."""
+        if self._streaming is None:
+            assert self._method is not None
+            kwargs = {**self._method.init, **self.method_kwargs}
+            k = self.masks_per_frame
+            if self.method == "rise":
+                from pyxai.video.streaming import StreamingRISE
+
+                self._streaming = StreamingRISE(self.model, k, self.decay, **self.method_kwargs)
+            elif self.method == "scorecam":
+                from pyxai.video.streaming_cam import StreamingScoreCAM
+
+                self._streaming = StreamingScoreCAM(self.model, [self._layer(probe)], k, **kwargs)
+            else:
+                from pyxai.video.streaming_cam import StreamingSIDU
+
+                self._streaming = StreamingSIDU(self.model, self._layer(probe), k, **kwargs)
+        return self._streaming
 
     def _inputs(self, frames: Tensor) -> Tensor:
         """Frames Tensor[N, C, H, W] in [0, 1] -> model inputs (on the device, transformed)."""
@@ -219,7 +252,7 @@ class VideoExplainer:
         if self.clip_len is not None:
             yield from self._clip_stream(frames, name)
         elif self.masks_per_frame is not None:
-            yield from self._streaming_rise(frames, name)
+            yield from self._streaming_stream(frames, name)
         else:
             yield from self._frame_stream(frames, name)
 
@@ -263,10 +296,9 @@ class VideoExplainer:
             if error is not None:
                 raise error
 
-    def _streaming_rise(self, frames: Iterator, name: str) -> Iterator:
-        from pyxai.video.streaming import StreamingRISE
-
-        srise = StreamingRISE(self.model, self.masks_per_frame, self.decay, **self.method_kwargs)
+    def _streaming_stream(self, frames: Iterator, name: str) -> Iterator:
+        if self._streaming is not None:
+            self._streaming.reset()  # a new stream: nothing carried over from the last one
         view = forward_view(self.model)
         for index, (frame, stamp) in enumerate(frames):
             x = self._inputs(frame[None])
@@ -278,7 +310,8 @@ class VideoExplainer:
                 classes = resolved.classes
                 target = classes if classes is not None else self.target
                 cls = -1 if classes is None else int(classes[0])
-                return srise.update(x, target), float(resolved(outputs)), cls
+                live = self._build_streaming(x)
+                return live.update(x, target), float(resolved(outputs)), cls
 
             heat, score, cls = self._fit(name, tuple(frame.shape), run, x)
             heat = _frame_map(heat, tuple(frame.shape[-2:])).cpu()[0]
