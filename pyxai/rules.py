@@ -3,10 +3,15 @@
 
 from pyxai.lrp.rules import (  # noqa: F401  (re-exported)
     AlphaBeta,
+    BasicHook,
+    ClampMod,
     Epsilon,
     Flat,
     Gamma,
+    GammaMod,
+    NoMod,
     Norm,
+    ParamMod,
     Pass,
     Rule,
     Stabilizer,
@@ -14,4 +19,5 @@ from pyxai.lrp.rules import (  # noqa: F401  (re-exported)
     ZBox,
     ZPlus,
     __all__,
+    zero_bias,
 )

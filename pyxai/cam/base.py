@@ -182,7 +182,7 @@ class BaseCAM(Explainer):
               eigen_smooth: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(per layer ``relu(sum_k w_k A_k)`` at layer size, the model outputs)."""
         x = self._check_call(inputs, create_graph)
-        view = model_view(self.model)
+        view = model_view(self.model, frozen=not create_graph)  # no graph before the layers
         assert view is not None
         acts, grads, resolved, out, _ = self._capture(view, x, target, create_graph, name)
         cams = []

@@ -24,17 +24,18 @@ from torch import nn
 from pyxai.engine.view import ModelView, is_nested, is_training, warn_training
 
 
-def model_view(forward_func: Callable) -> ModelView | None:
+def model_view(forward_func: Callable, frozen: bool = False) -> ModelView | None:
     """A fresh :class:`ModelView` of ``forward_func`` when it is an ``nn.Module``, else None.
 
     Warns (once per explainer call) when the model is in training mode; the view gives modules in
-    training mode private buffers, so BatchNorm statistics of the model never change.
+    training mode private buffers, so BatchNorm statistics of the model never change. ``frozen``:
+    see :class:`ModelView`.
     """
     if not isinstance(forward_func, nn.Module):
         return None
     if not is_nested() and is_training(forward_func):
         warn_training(forward_func)
-    return ModelView(forward_func)
+    return ModelView(forward_func, frozen=frozen)
 
 
 def check_layers(model: object, layers: Sequence[nn.Module], name: str = "target_layers") -> list:

@@ -35,7 +35,8 @@ from torch import nn
 _OWN = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
 
 
-def _copy_module(module: nn.Module, memo: dict[int, nn.Module], private_buffers: bool) -> nn.Module:
+def _copy_module(module: nn.Module, memo: dict[int, nn.Module], private_buffers: bool,
+                 frozen: bool = False) -> nn.Module:
     found = memo.get(id(module))
     if found is not None:
         return found  # a module registered twice stays one module in the view
@@ -50,14 +51,18 @@ def _copy_module(module: nn.Module, memo: dict[int, nn.Module], private_buffers:
         # container: a shallow copy, so registering on the view does not register on the model
         if isinstance(value, (dict, set, list)):
             d[key] = value.copy()
-    d["_parameters"] = dict(module._parameters)
+    params = dict(module._parameters)
+    if frozen:  # aliases of the same storage that autograd does not track (no copy)
+        params = {k: None if p is None else nn.Parameter(p.detach(), requires_grad=False)
+                  for k, p in params.items()}
+    d["_parameters"] = params
     buffers = dict(module._buffers)
     if private_buffers and module.training:
         buffers = {k: None if b is None else b.clone() for k, b in buffers.items()}
     d["_buffers"] = buffers
     d["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
     d["_modules"] = {
-        k: None if m is None else _copy_module(m, memo, private_buffers)
+        k: None if m is None else _copy_module(m, memo, private_buffers, frozen)
         for k, m in module._modules.items()
     }
     return view
@@ -70,6 +75,9 @@ class ModelView:
         model: the user's module (left untouched).
         private_buffers: give modules in training mode their own copies of their buffers (so
             BatchNorm statistics updated by the view's forwards never reach the model). Default: True
+        frozen: the view's parameters are aliases of the model's that do not require grad, so a
+            forward records no graph before the first tensor that does (a captured layer): for
+            gradients w.r.t. activations or inputs only, never w.r.t. the parameters. Default: False
 
     Attributes:
         module: the view's root module; call it like the model.
@@ -82,12 +90,13 @@ class ModelView:
         >>> handle = layer.register_forward_hook(hook)   # model.layer4 has no new hook
     """
 
-    def __init__(self, model: nn.Module, private_buffers: bool = True) -> None:
+    def __init__(self, model: nn.Module, private_buffers: bool = True, frozen: bool = False
+                 ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.original = model
         self._memo: dict[int, nn.Module] = {}
-        self.module = _copy_module(model, self._memo, private_buffers)
+        self.module = _copy_module(model, self._memo, private_buffers, frozen)
 
     def __getitem__(self, module: nn.Module) -> nn.Module:
         """The view's copy of ``module`` (a module of the original model)."""

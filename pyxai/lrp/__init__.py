@@ -1,6 +1,7 @@
 """LRP and CRP: rules, composites, canonizers and the explainers that run them (Zennit's design).
 
-    rules        pyxai.rules.Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass, Norm
+    rules        pyxai.rules.Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass, Norm; custom
+                 rules in Zennit's form: BasicHook with ParamMod, NoMod, ClampMod, GammaMod, zero_bias
     composites   which rule on which module: named ones (Zennit's) or Composite(layer_map=...)
     canonizers   rewrites of a per-call model view: BatchNorm merging, residual sums (ResNet, VGG, demo_cnn)
     LRP, CRP     the explainers

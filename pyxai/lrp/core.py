@@ -165,6 +165,7 @@ def _wrapper(state: _LayerState) -> Callable:
             return _RuleFunction.apply(x, state, nonneg)
         return state.forward(*args, **kwargs)
 
+    forward._pyxai_forward = state.forward  # the module's own forward (a BasicHook's passes run it)
     return forward
 
 

@@ -14,6 +14,8 @@ divide step then runs in PyTorch on every backend (same numbers on both).
 The same declaration is executed by the batched ops (:mod:`pyxai.ops.lrp`: fused native kernels
 or their reference twins) and, for layers the ops do not cover (transposed convolutions, non-zero
 padding modes), pass by pass through the module's own forward (:func:`module_passes`).
+Custom rules in Zennit's form (``BasicHook`` with ``ParamMod`` / ``NoMod`` / ``ClampMod`` /
+``GammaMod``, ``zero_bias``) live in :mod:`pyxai.lrp.basic_hook` and are exported here.
 
 Examples::
 
@@ -38,7 +40,7 @@ from pyxai.ops.lrp import NEGATIVE, POSITIVE, ZERO, Part, Program, Stab, Term, m
 
 __all__ = [
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
-    "Stabilizer",
+    "Stabilizer", "BasicHook", "ParamMod", "NoMod", "ClampMod", "GammaMod", "zero_bias",
 ]
 
 #: the parameters of Linear-type layers, the names ``zero_params`` may hold
@@ -487,3 +489,14 @@ def module_passes(
             r = t.sign * (g if t.input == "ones" else inputs[t.input] * g)
             rel = r if rel is None else rel + r
     return rel
+
+
+# custom rules in Zennit's form (defined after Rule, which they extend)
+from pyxai.lrp.basic_hook import (  # noqa: E402
+    BasicHook,
+    ClampMod,
+    GammaMod,
+    NoMod,
+    ParamMod,
+    zero_bias,
+)

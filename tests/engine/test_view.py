@@ -82,3 +82,27 @@ def test_fingerprint_sees_every_kind_of_change(rng):
     h.remove()
     model[1].running_mean += 1
     assert same_state(before, state_fingerprint(model)) == ["tensor:1.running_mean"]
+
+
+def test_frozen_view_records_no_graph_before_a_captured_layer(rng):
+    """``frozen=True``: the same outputs from the same storage, no parameter in the graph, and
+    Grad-CAM (which uses it) equal to the gradient taken through the unfrozen model."""
+    import pyxai
+
+    model = randomised_resnet18(rng)
+    x = torch.randn(2, 3, 32, 32, generator=rng)
+    view = ModelView(model, frozen=True)
+    assert torch.equal(view(x), model(x))
+    w = view[model.fc].weight
+    assert not w.requires_grad and w.data_ptr() == model.fc.weight.data_ptr()
+    assert model.fc.weight.requires_grad  # the model's own parameters as they were
+    with torch.enable_grad():
+        assert not view(x).requires_grad  # nothing tracked: no graph was recorded
+    (cam,) = pyxai.GradCAM(model, [model.layer4]).layer_cams(x, target=[1, 2])
+    acts = {}
+    handle = model.layer4.register_forward_hook(lambda m, i, o: acts.update(a=o))
+    out = model(x)
+    handle.remove()
+    g = torch.autograd.grad(out[[0, 1], [1, 2]].sum(), acts["a"])[0]
+    ref = torch.relu((g.mean((2, 3), keepdim=True) * acts["a"]).sum(1)).detach()
+    torch.testing.assert_close(cam, ref, atol=1e-6, rtol=1e-5)

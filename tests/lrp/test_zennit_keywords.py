@@ -340,7 +340,10 @@ def test_named_composites_take_zero_params(rng, composite):
     named = named_composite(composite, zero_params="bias", **kw)
     declared = [r for _, r in named.layer_map + named.first_map if hasattr(r, "program")]
     assert len(declared) >= 2 and all(r.zero_params == ("bias",) for r in declared)
-    assert torch.equal(got, pyxai.LRP(model, composite=named).attribute(x, target=3))
+    # the same arithmetic, but not always the same bits: float32 reductions round with the
+    # tensors' memory alignment (seen here: 1,100 of 3,072 values 1 ulp apart in some processes)
+    torch.testing.assert_close(got, pyxai.LRP(model, composite=named).attribute(x, target=3),
+                               rtol=1e-5, atol=1e-6 * float(got.abs().max()))
     plain = pyxai.LRP(model, composite=composite, **kw).attribute(x, target=3)
     assert not torch.allclose(got, plain)
     with pytest.raises(ValueError, match="zero_params"):
