@@ -43,7 +43,9 @@ def test_write_then_read_round_trip(tmp_path, rng, codec):
     assert len(back) == 6 and back[0].shape == (3, 32, 32)
     for a, b in zip(imgs, back):
         err = np.abs(a.astype(float) / 255 - b.permute(1, 2, 0).numpy()).mean()
-        assert err < 0.03
+        # lossy 4:2:0 at 32 x 32: libx264 measured median 0.024, max 0.032 over 300 seeds x 6
+        # frames (2 Dec 2026); a wrong frame or channel order is ~0.2
+        assert err < 0.045
 
 
 def test_directory_and_tensor_sources(tmp_path, rng):
