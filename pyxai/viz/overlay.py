@@ -8,6 +8,8 @@ evidence for the target, blue: against), scaled by ``max|map|``; an unsigned map
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import numpy as np
@@ -88,6 +90,14 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return to_numpy((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
 
 
+@functools.lru_cache(maxsize=1)
+def _font() -> Any:
+    """PIL's default font, loaded once (``ImageDraw`` would decode it on every call)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
 def label_frame(pixels: np.ndarray, text: str | None = None, scale: int = 1) -> np.ndarray:
     """ndarray[H, W, 3] uint8 -> ndarray[H*s, W*s, 3] uint8: enlarged ``scale`` times (nearest),
     then ``text`` written top-left in white on a black band (nothing written for None or "")."""
@@ -100,9 +110,10 @@ def label_frame(pixels: np.ndarray, text: str | None = None, scale: int = 1) -> 
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     if text:
         draw = ImageDraw.Draw(pil)
-        box = draw.textbbox((2, 1), text)
+        font = _font()
+        box = draw.textbbox((2, 1), text, font=font)
         draw.rectangle((0, 0, min(pil.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
-        draw.text((2, 1), text, fill=(255, 255, 255))
+        draw.text((2, 1), text, fill=(255, 255, 255), font=font)
     return np.asarray(pil).copy()
 
 
