@@ -4,6 +4,7 @@
     pyxai video in.mp4 --model torchvision:r3d_18 --weights w.pth --method gradcam -o out.mp4
     pyxai video frames_dir/ --model torchvision:resnet18 --method gradcam --batch-frames 16
     pyxai video in.mp4 --model demo --method rise --masks-per-frame 64     # streaming RISE
+    pyxai video in.mp4 --model demo --method scorecam --masks-per-frame 16 # streaming Score-CAM
 
 Clip models (torchvision's video models, the bundled ``demo-video``) get sliding windows of
 ``--clip-len`` frames; image models get batches of ``--batch-frames`` frames.
@@ -145,7 +146,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--clip-len", type=int, help="frames per window (clip models; default 16)")
     v.add_argument("--stride", type=int, default=4, help="frames between windows (default 4)")
     v.add_argument("--batch-frames", type=int, help="frames (or windows) per explainer call")
-    v.add_argument("--masks-per-frame", type=int, help="streaming RISE: masks per frame")
+    v.add_argument("--masks-per-frame", type=int, help="streaming mode of rise, scorecam or sidu: masks "
+                   "per frame (RISE: of its pool; Score-CAM / SIDU: channel masks, round-robin)")
     v.add_argument("--n-masks", type=int, help="masks of RISE (the pool in streaming mode)")
     v.add_argument("--size", type=int, help="model input size for torchvision models "
                    "(default 112 video, 224 image)")

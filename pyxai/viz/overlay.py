@@ -9,7 +9,6 @@ evidence for the target, blue: against), scaled by ``max|map|``; an unsigned map
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
 import numpy as np
