@@ -43,6 +43,21 @@ def test_user_video_with_a_torchvision_frame_model(tmp_path, capsys, rng):
     assert np.load(tmp_path / "m.npz")["maps"].shape == (5, 1, 40, 48)
 
 
+@pytest.mark.parametrize("method", ["scorecam", "sidu"])
+def test_streaming_channel_methods(tmp_path, capsys, rng, method):
+    src = tmp_path / "in.mp4"
+    with VideoWriter(src, 10) as w:
+        for i in range(4):
+            w.write(np.full((32, 32, 3), 60 * i, np.uint8))
+    out = tmp_path / "out.mp4"
+    rc = main(["video", str(src), "--model", "demo", "--method", method, "--masks-per-frame", "8",
+               "-o", str(out), "--maps", str(tmp_path / "m.npz"), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert _n_frames(out) == 4
+    maps = np.load(tmp_path / "m.npz")["maps"]
+    assert maps.shape == (4, 1, 32, 32) and np.isfinite(maps).all()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["video", "missing.mp4"], "video source not found: missing.mp4"),
     (["video", "--method", "nope"], "unknown method 'nope'"),
