@@ -172,15 +172,12 @@ def test_feature_visualization_equals_direct_loop(enc, rng):
     assert feat.shape == ref.shape and not torch.equal(feat, out)
 
 
-def test_model_difference_equals_direct_loop(enc, rng):
-    enc = enc.double()
-    phi_a = nn.Sequential(enc.backbone.stem, enc.backbone.layer1).eval()
-    phi_b = nn.Sequential(enc.backbone.stem).eval()
-    x0 = torch.rand(2, 3, 16, 16, generator=rng, dtype=torch.float64)
+def _check_model_difference(phi_a: nn.Module, phi_b: nn.Module, x0: torch.Tensor) -> None:
+    """ModelDifference == the reference's loop, one image at a time, for both directions."""
     md = S.ModelDifference(phi_a, phi_b, iterations=5, lr=1e3, decay_every=2)
     a, b = md.attribute(x0)
     for phi, out, decay in ((phi_a, a, True), (phi_b, b, False)):
-        for i0 in range(2):  # one image at a time, as the reference
+        for i0 in range(x0.shape[0]):  # one image at a time, as the reference
             x = md.init(x0.shape, x0.dtype)[i0:i0 + 1].clone().requires_grad_()
             opt = torch.optim.SGD([x], lr=1e3, momentum=0.9)
             with torch.no_grad():
@@ -195,3 +192,35 @@ def test_model_difference_equals_direct_loop(enc, rng):
                 loss.backward()
                 opt.step()
             torch.testing.assert_close(out[i0], x.detach().clamp(0, 1)[0])
+
+
+def test_model_difference_equals_direct_loop(enc, rng):
+    enc = enc.double()
+    phi_a = nn.Sequential(enc.backbone.stem, enc.backbone.layer1).eval()
+    phi_b = nn.Sequential(enc.backbone.stem).eval()
+    _check_model_difference(phi_a, phi_b, torch.rand(2, 3, 16, 16, generator=rng,
+                                                      dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vit"])
+def test_synthesis_on_torchvision_encoders(name, rng, encoders):
+    """FeatureVisualization and ModelDifference on a random ResNet-50 (randomised BN) and a
+    ViT-B/16 equal the direct loops, as on the demo encoder (the ViT takes one size only: one
+    octave)."""
+    model, _, _ = encoders(name)
+    size, octaves = (32, 1) if name == "vit" else (24, 2)
+    ref = torch.rand(1, 3, size, size, generator=rng, dtype=torch.float64)
+    fv = S.FeatureVisualization(model, octaves=octaves, iterations=2,
+                                seed=int(torch.randint(1000, (1,), generator=rng)))
+    out = fv.attribute(ref)
+    init = fv.init(ref.shape, ref.dtype)
+    torch.testing.assert_close(out[0], _dream_direct(model, ref, init, octaves, 1.4, 2, 0.01))
+    if name == "vit":  # the whole encoder against its patch embedding (Tensor[N, 768, 2, 2])
+        phi_a, phi_b = model, model.conv_proj
+    else:  # two depths of the backbone
+        phi_a = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1)
+        phi_b = nn.Sequential(model.conv1, model.bn1, model.relu)
+    phi_a, phi_b = phi_a.eval(), phi_b.eval()
+    before = [state_fingerprint(m) for m in (phi_a, phi_b)]
+    _check_model_difference(phi_a, phi_b, ref)
+    assert all(same_state(b, state_fingerprint(m)) == [] for b, m in zip(before, (phi_a, phi_b)))
