@@ -211,3 +211,13 @@ def test_pipeline_errors_surface_in_the_caller():
             sink.submit(i)
         sink.close()
     assert list(prefetch(iter(range(20)), depth=3)) == list(range(20))
+
+
+def test_preset(tmp_path, rng):
+    imgs = _smooth_frames(rng, 3)
+    with VideoWriter(tmp_path / "slow.mp4", 10, preset="medium") as w:
+        for img in imgs:
+            w.write(img)
+    assert len(list(iter_frames(str(tmp_path / "slow.mp4")))) == 3
+    with pytest.raises(ValueError, match="preset must be one of"):
+        VideoWriter(tmp_path / "x.mp4", 10, preset="quick")
