@@ -40,34 +40,20 @@ from __future__ import annotations
 
 import contextlib
 import types
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from pyxai.lrp.rules import Rule, _check_stabilizer, _repeat_rows
+from pyxai.lrp.rules import Rule, _check_stabilizer, _names, _repeat_rows
+from pyxai.lrp.rules import ZeroParams as Names  # a name or names of parameters
 from pyxai.ops.lrp import Stab, stabilize
 
 __all__ = ["BasicHook", "ParamMod", "NoMod", "ClampMod", "GammaMod", "zero_bias"]
 
-Names = Union[str, Iterable[str], None]
 #: an input or output modifier: ``(Tensor) -> Tensor``
 TensorMod = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _names(value: Names, name: str) -> tuple[str, ...] | None:
-    """A name or an iterable of names as a tuple (None stays None)."""
-    if value is None:
-        return None
-    names = (value,) if isinstance(value, str) else value
-    try:
-        names = tuple(names)
-    except TypeError:
-        names = None
-    if names is None or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"{name} must be a parameter name or a list of names, got {value!r}")
-    return names
 
 
 def zero_bias(zero_params: Names = None) -> list[str]:

@@ -109,17 +109,23 @@ def _check_stabilizer(value, name: str = "stabilizer") -> Stab:
     return _check_eps(value, name, " or a callable (Tensor) -> Tensor (e.g. pyxai.rules.Stabilizer)")
 
 
-def _check_zero_params(value: ZeroParams) -> tuple[str, ...]:
-    """``zero_params`` as a tuple of names (Zennit: a name or a list of names, None for none)."""
+def _names(value: ZeroParams, name: str) -> tuple[str, ...] | None:
+    """A name or an iterable of names as a tuple (None stays None); TypeError naming ``name``."""
     if value is None:
-        return ()
+        return None
     names = (value,) if isinstance(value, str) else value
     try:
         names = tuple(names)
     except TypeError:
         names = None
     if names is None or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"zero_params must be a parameter name or a list of names, got {value!r}")
+        raise TypeError(f"{name} must be a parameter name or a list of names, got {value!r}")
+    return names
+
+
+def _check_zero_params(value: ZeroParams) -> tuple[str, ...]:
+    """``zero_params`` as a tuple of names (Zennit: a name or a list of names, None for none)."""
+    names = _names(value, "zero_params") or ()
     unknown = [n for n in names if n not in PARAM_NAMES]
     if unknown:
         raise ValueError(f"zero_params names parameters of Linear-type layers, {PARAM_NAMES}; got {unknown}")

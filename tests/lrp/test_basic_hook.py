@@ -6,15 +6,12 @@ AlphaBeta, Flat, WSquare) on Linear / Conv2d / ConvTranspose2d (rule.backward wi
 blocks, and rule.register) and on a small conv net in a Composite (also with create_graph: the
 parameter gradients of the relevances); (b) they equal Zennit 0.5.1's BasicHook itself, Zennit's
 quirks included (a subprocess from ``PYXAI_ZENNIT051``, default ``/tmp/zennit051``: see
-tests/lrp/test_zennit051_keywords.py; skipped without it); (c) the user's module is untouched
+tests/lrp/_zennit051.py; skipped without it); (c) the user's module is untouched
 during and after; (d) bad arguments raise errors naming them. float64, fresh random inputs.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +24,8 @@ from pyxai.engine.view import same_state, state_fingerprint
 from pyxai.lrp import Composite
 from pyxai.lrp.composites import layer_map_base
 from pyxai.rules import BasicHook, ClampMod, GammaMod, NoMod, ParamMod, zero_bias
+from tests.lrp import _zennit051
 
-ZENNIT051 = os.environ.get("PYXAI_ZENNIT051", "/tmp/zennit051")
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 
 
@@ -241,51 +238,34 @@ ZENNIT_RULES = [
 ]
 COMPOSITE = (ZENNIT_RULES[2], ZENNIT_RULES[3], ZENNIT_RULES[1])  # first conv, convs, linear
 
-ZENNIT_SCRIPT = r'''
-import sys, torch
-sys.path.insert(0, sys.argv[1])
-import zennit, zennit.core as zc, zennit.rules as zr
+ZENNIT_BODY = r'''
+import zennit.core as zc, zennit.rules as zr
 from torch import nn
-from zennit.attribution import Gradient
 from zennit.composites import SpecialFirstLayerMapComposite
 from zennit.types import Activation, AvgPool
-data = torch.load(sys.argv[2], weights_only=False)
 ns = {"torch": torch, "BasicHook": zc.BasicHook, "ParamMod": zc.ParamMod, "Stabilizer": zc.Stabilizer,
       "NoMod": zr.NoMod, "ClampMod": zr.ClampMod, "GammaMod": zr.GammaMod, "zero_bias": zr.zero_bias}
-rels = []
-for expr, (module, x, g) in zip(data["rules"], data["layers"]):
-    handle = eval(expr, ns).register(module)
-    x = x.clone().requires_grad_(True)
-    rel, = torch.autograd.grad(module(x), x, g)
-    handle.remove()
-    rels.append(rel)
-first, conv, lin = (eval(e, ns) for e in data["composite"])
-comp = SpecialFirstLayerMapComposite([(Activation, zr.Pass()), (AvgPool, zr.Norm()), (nn.Conv2d, conv),
-                                      (nn.Linear, lin)], [(nn.Conv2d, first)])
-with Gradient(data["model"], comp) as attributor:
-    _, net = attributor(data["x"].clone().requires_grad_(True), data["onehot"])
-import importlib.metadata as md
-torch.save({"rels": rels, "net": net, "version": md.version("zennit"), "file": zennit.__file__}, sys.argv[3])
+
+
+def make_composite(exprs):
+    first, conv, lin = (eval(e, ns) for e in exprs)
+    return SpecialFirstLayerMapComposite([(Activation, zr.Pass()), (AvgPool, zr.Norm()),
+                                          (nn.Conv2d, conv), (nn.Linear, lin)], [(nn.Conv2d, first)])
 '''
 
 
 def test_basic_hook_equals_zennit_051(rng, tmp_path: Path):
-    if not (Path(ZENNIT051) / "zennit").is_dir():
-        pytest.skip(f"zennit 0.5.1 not found at {ZENNIT051} (see tests/lrp/test_zennit051_keywords.py)")
+    _zennit051.require()
     cases = [(expr, _layer(kind, rng)) for expr in ZENNIT_RULES for kind in ("linear", "conv")]
     model = Net().double().eval()
     x = torch.randn(2, 3, 9, 9, generator=rng, dtype=torch.float64)
     target = torch.tensor([4, 1])
     onehot = torch.zeros(2, 5, dtype=torch.float64)
     onehot[torch.arange(2), target] = 1
-    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save({"rules": [e for e, _ in cases], "layers": [(m, xl, g) for _, (m, xl, _, g) in cases],
-                "composite": COMPOSITE, "model": model, "x": x, "onehot": onehot}, src)
-    proc = subprocess.run([sys.executable, "-c", ZENNIT_SCRIPT, ZENNIT051, str(src), str(dst)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = torch.load(dst, weights_only=False)
-    assert res["version"] == "0.5.1" and res["file"].startswith(ZENNIT051)
+    res = _zennit051.run(ZENNIT_BODY, {"rules": [e for e, _ in cases],
+                                       "layers": [(m, xl, g) for _, (m, xl, _, g) in cases],
+                                       "composite": COMPOSITE, "model": model, "x": x,
+                                       "onehot": onehot}, tmp_path)
     ns = {n: getattr(rules, n) for n in rules.__all__} | {"torch": torch}
     for (expr, (module, xl, out, g)), want in zip(cases, res["rels"]):
         msg = lambda m, e=expr: f"{e}: {m}"  # noqa: E731

@@ -10,12 +10,8 @@ pyxai's here (``Stabilizer`` is ``zennit.core.Stabilizer`` / ``pyxai.rules.Stabi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torchvision
 from torch import nn
@@ -26,8 +22,8 @@ from pyxai.lrp import Composite
 from pyxai.lrp import types as T
 from pyxai.lrp.composites import layer_map_base
 from tests.gradient._models import randomise_bn
+from tests.lrp import _zennit051
 
-ZENNIT051 = os.environ.get("PYXAI_ZENNIT051", "/tmp/zennit051")
 RULES = [
     "Epsilon(0.01, zero_params='bias')",
     "Epsilon(Stabilizer(0.1, norm_scale=True), zero_params=['weight'])",
@@ -49,33 +45,22 @@ RULES = [
 COMPOSITE = ("Gamma(0.25, zero_params='bias')",
              "Epsilon(Stabilizer(0.1, norm_scale=True), zero_params='bias')")
 
-ZENNIT_SCRIPT = r'''
-import sys, torch
-sys.path.insert(0, sys.argv[1])
-import zennit, zennit.rules as zr
+ZENNIT_BODY = r'''
+import zennit.rules as zr
 from torch import nn
-from zennit.attribution import Gradient
 from zennit.composites import LayerMapComposite
 from zennit.core import Stabilizer
 from zennit.layer import Sum
 from zennit.torchvision import ResNetCanonizer
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution
-data = torch.load(sys.argv[2], weights_only=False)
 ns = {**vars(zr), "Stabilizer": Stabilizer}
-rels = []
-for expr, (module, x, g) in zip(data["rules"], data["layers"]):
-    handle = eval(expr, ns).register(module)
-    x = x.clone().requires_grad_(True)
-    rel, = torch.autograd.grad(module(x), x, g)
-    handle.remove()
-    rels.append(rel)
-conv, lin = (eval(e, ns) for e in data["composite"])
-base = [(Activation, zr.Pass()), (Sum, zr.Norm()), (AvgPool, zr.Norm()), (BatchNorm, zr.Pass())]
-comp = LayerMapComposite(base + [(Convolution, conv), (nn.Linear, lin)], canonizers=[ResNetCanonizer()])
-with Gradient(data["model"], comp) as attributor:
-    _, net = attributor(data["x"].clone().requires_grad_(True), data["onehot"])
-import importlib.metadata as md
-torch.save({"rels": rels, "net": net, "version": md.version("zennit"), "file": zennit.__file__}, sys.argv[3])
+
+
+def make_composite(exprs):
+    conv, lin = (eval(e, ns) for e in exprs)
+    base = [(Activation, zr.Pass()), (Sum, zr.Norm()), (AvgPool, zr.Norm()), (BatchNorm, zr.Pass())]
+    return LayerMapComposite(base + [(Convolution, conv), (nn.Linear, lin)],
+                             canonizers=[ResNetCanonizer()])
 '''
 
 
@@ -91,9 +76,7 @@ def _layers(rng) -> list:
 
 
 def test_rules_and_resnet18_equal_zennit_051(rng, tmp_path: Path):
-    if not (Path(ZENNIT051) / "zennit").is_dir():
-        pytest.skip(f"zennit 0.5.1 not found at {ZENNIT051} (pip install --no-deps --target "
-                    f"{ZENNIT051} zennit==0.5.1)")
+    _zennit051.require()
     layers = _layers(rng)
     cases = [(expr, layer) for expr in RULES for layer in layers]
     model = randomise_bn(torchvision.models.resnet18(num_classes=10), rng).eval()
@@ -101,14 +84,9 @@ def test_rules_and_resnet18_equal_zennit_051(rng, tmp_path: Path):
     target = torch.tensor([2, 5])
     onehot = torch.zeros(2, 10)
     onehot[torch.arange(2), target] = 1
-    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save({"rules": [e for e, _ in cases], "layers": [lay for _, lay in cases],
-                "composite": COMPOSITE, "model": model, "x": x, "onehot": onehot}, src)
-    proc = subprocess.run([sys.executable, "-c", ZENNIT_SCRIPT, ZENNIT051, str(src), str(dst)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = torch.load(dst, weights_only=False)
-    assert res["version"] == "0.5.1" and res["file"].startswith(ZENNIT051)
+    res = _zennit051.run(ZENNIT_BODY, {"rules": [e for e, _ in cases],
+                                       "layers": [lay for _, lay in cases], "composite": COMPOSITE,
+                                       "model": model, "x": x, "onehot": onehot}, tmp_path)
     ns = {n: getattr(rules, n) for n in rules.__all__}
     backends = ("reference", "native") if pyxai._native.available("cpu") else ("reference",)
     for (expr, (module, xl, g)), want in zip(cases, res["rels"]):
