@@ -147,7 +147,6 @@ class VideoExplainer:
         self.queue_depth = check_positive_int(queue_depth, "queue_depth")
         self.method_kwargs = method_kwargs
         self._explain: Callable | None = None
-        self._streaming: Any = None
         if masks_per_frame is not None and method == "rise":  # validate its arguments now
             from pyxai.video.streaming import StreamingRISE
 
@@ -178,25 +177,22 @@ class VideoExplainer:
                                                    **self.method_kwargs)
         return self._explain
 
-    def _build_streaming(self, probe: Tensor) -> Any:
-        """The streaming explainer (``update(frame, target) -> map``), built once."""
-        if self._streaming is None:
-            assert self._method is not None
-            kwargs = {**self._method.init, **self.method_kwargs}
-            k = self.masks_per_frame
-            if self.method == "rise":
-                from pyxai.video.streaming import StreamingRISE
+    def _new_streaming(self, probe: Tensor) -> Any:
+        """A fresh streaming explainer (``update(frame, target) -> map``) for one stream."""
+        assert self._method is not None
+        k = self.masks_per_frame
+        if self.method == "rise":  # its pool defaults to StreamingRISE's, not the registry's
+            from pyxai.video.streaming import StreamingRISE
 
-                self._streaming = StreamingRISE(self.model, k, self.decay, **self.method_kwargs)
-            elif self.method == "scorecam":
-                from pyxai.video.streaming_cam import StreamingScoreCAM
+            return StreamingRISE(self.model, k, self.decay, **self.method_kwargs)
+        kwargs = {**self._method.init, **self.method_kwargs}
+        if self.method == "scorecam":
+            from pyxai.video.streaming_cam import StreamingScoreCAM
 
-                self._streaming = StreamingScoreCAM(self.model, [self._layer(probe)], k, **kwargs)
-            else:
-                from pyxai.video.streaming_cam import StreamingSIDU
+            return StreamingScoreCAM(self.model, [self._layer(probe)], k, **kwargs)
+        from pyxai.video.streaming_cam import StreamingSIDU
 
-                self._streaming = StreamingSIDU(self.model, self._layer(probe), k, **kwargs)
-        return self._streaming
+        return StreamingSIDU(self.model, self._layer(probe), k, **kwargs)
 
     def _inputs(self, frames: Tensor) -> Tensor:
         """Frames Tensor[N, C, H, W] in [0, 1] -> model inputs (on the device, transformed)."""
@@ -297,9 +293,8 @@ class VideoExplainer:
                 raise error
 
     def _streaming_stream(self, frames: Iterator, name: str) -> Iterator:
-        if self._streaming is not None:
-            self._streaming.reset()  # a new stream: nothing carried over from the last one
         view = forward_view(self.model)
+        live: Any = None  # this stream's own running state, built on the first frame
         for index, (frame, stamp) in enumerate(frames):
             x = self._inputs(frame[None])
 
@@ -310,7 +305,9 @@ class VideoExplainer:
                 classes = resolved.classes
                 target = classes if classes is not None else self.target
                 cls = -1 if classes is None else int(classes[0])
-                live = self._build_streaming(x)
+                nonlocal live
+                if live is None:
+                    live = self._new_streaming(x)
                 return live.update(x, target), float(resolved(outputs)), cls
 
             heat, score, cls = self._fit(name, tuple(frame.shape), run, x)
