@@ -27,8 +27,11 @@ N = 8192  # design points: (d + 2) * N forwards of tiny images
 
 # Absolute tolerance on every index. Scrambled/unscrambled Sobol' and Halton are QMC (errors seen
 # <= 0.01 at N = 8192); Latin hypercube and Monte Carlo are plain MC (errors seen <= 0.03).
-TOL = {"scrambled_sobol": 0.02, "sobol": 0.01, "halton": 0.03, "latin_hypercube": 0.07,
-       "monte_carlo": 0.07}
+# the random samplers' errors are random: over 400 seeds x 2 functions (2 Dec 2026) the worst index
+# error was 0.071 (latin hypercube; median 0.018) and 0.079 (monte carlo; median 0.020), so 0.07
+# failed about once in 800 runs
+TOL = {"scrambled_sobol": 0.02, "sobol": 0.01, "halton": 0.03, "latin_hypercube": 0.1,
+       "monte_carlo": 0.1}
 
 
 def _run(name: str, sampler: str, estimator: str, seed: int, dtype=torch.float64):
