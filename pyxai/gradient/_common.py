@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pyxai.engine.base import CaptumAttribution
+from pyxai.engine.checks import all_finite
 from pyxai.engine.hooks import model_view
 from pyxai.engine.targets import ResolvedTarget, resolve_target
 from pyxai.engine.view import ModelView, is_nested
@@ -62,7 +63,7 @@ def check_finite_inputs(is_tuple: bool, inputs: Inputs, name: str = "inputs") ->
     if is_nested():
         return
     for i, t in enumerate(inputs):
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if t.is_floating_point() and not all_finite(t):
             raise ValueError(f"{f'{name}[{i}]' if is_tuple else name} contains NaN or Inf values")
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from pyxai.engine.checks import check_same_device
+from pyxai.engine.checks import all_finite, check_same_device
 from pyxai.engine.runner import PerturbationRunner
 from pyxai.engine.targets import ResolvedTarget, resolve_target, takes_rows
 from pyxai.engine.view import forward_view
@@ -39,7 +39,7 @@ def pixel_saliency(attributions: torch.Tensor, inputs: torch.Tensor,
 
 def check_finite_tensor(t: torch.Tensor, name: str) -> None:
     """``t`` must hold no NaN or Inf (integer and bool tensors always pass). One host sync."""
-    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+    if (t.is_floating_point() or t.is_complex()) and not all_finite(t):
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

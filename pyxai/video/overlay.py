@@ -9,13 +9,16 @@ keeps its own map scaling: min-max to [0, 1] on the map's grid, then resized to 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pyxai.viz import colorize as viz_colorize
-from pyxai.viz import label_frame, scale_map, to_uint8
+from pyxai.viz import label_frame, scale_map
+from pyxai.viz.colormaps import lookup_table
 
 __all__ = ["colorize", "normalize_map", "overlay_frame"]
 
@@ -32,12 +35,22 @@ def colorize(heat: Tensor, cmap: str = "jet") -> Tensor:
     return viz_colorize(heat, cmap, matplotlib=True).to(heat.device).permute(2, 0, 1)
 
 
-def _as_float_rgb(frame: Tensor) -> Tensor:
-    f = frame.detach()
-    f = f.float() / 255 if f.dtype == torch.uint8 else f.float().clamp(0, 1)
+@lru_cache(maxsize=16)
+def _blend_table(cmap: str, alpha: float) -> np.ndarray:
+    """``alpha`` x the colour map's 256 colours, float32 ndarray[256, 3] (as :func:`colorize`)."""
+    table = np.divide(lookup_table(cmap, matplotlib=True).numpy(), np.float32(255), dtype=np.float32)
+    return np.float32(alpha) * table
+
+
+def _rgb_pixels(frame: Tensor) -> np.ndarray:
+    """Tensor[C, H, W] (float in [0, 1] or uint8; C = 1, 3 or more) -> float32 ndarray[H, W, 3]."""
+    f = frame.detach().cpu()
     if f.shape[0] == 1:
         f = f.expand(3, -1, -1)
-    return f[:3]
+    a = f[:3].permute(1, 2, 0).numpy()
+    if a.dtype == np.uint8:
+        return np.divide(a, np.float32(255), dtype=np.float32)
+    return np.clip(a, 0, 1, dtype=np.float32)
 
 
 def overlay_frame(frame: Tensor, heat: Tensor | None, label: str | None = None,
@@ -56,14 +69,27 @@ def overlay_frame(frame: Tensor, heat: Tensor | None, label: str | None = None,
 
     Returns:
         np.ndarray uint8 ``[H * scale, W * scale, 3]``.
+
+    The pixel work is NumPy (single-threaded): the video pipeline calls this in its encoder
+    thread, where PyTorch's intra-op thread pool would compete with the model for the cores.
+    The arithmetic is the float32 of :func:`normalize_map` / :func:`colorize` / ``to_uint8``.
     """
-    rgb = _as_float_rgb(frame).cpu()
-    h, w = rgb.shape[-2:]
+    rgb = _rgb_pixels(frame)
+    h, w = rgb.shape[:2]
     if heat is not None:
-        m = normalize_map(heat.cpu())
+        m = heat.detach().cpu().float().reshape(heat.shape[-2:]).numpy()
+        m = m - m.min()
+        m = np.clip(m / max(m.max(), np.float32(1e-12)), 0, 1)
         if m.shape != (h, w):
-            m = F.interpolate(m[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        rgb = (1 - alpha) * rgb + alpha * colorize(m, cmap)
+            m = F.interpolate(torch.from_numpy(m)[None, None], size=(h, w), mode="bilinear",
+                              align_corners=False)[0, 0].numpy()
+        np.multiply(m, 255, out=m)
+        index = np.rint(m, out=m).astype(np.uint8)
+        rgb *= np.float32(1 - alpha)
+        rgb += np.take(_blend_table(cmap, alpha), index, axis=0)
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 255
+    pixels = np.rint(rgb, out=rgb).astype(np.uint8)
     parts = [p for p in (label, None if score is None else f"{score:.2f}",
                          None if fps is None else f"{fps:.1f} fps") if p is not None]
-    return label_frame(to_uint8(rgb.permute(1, 2, 0)), " ".join(parts), scale)
+    return label_frame(pixels, " ".join(parts), scale)

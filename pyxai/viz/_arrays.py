@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyxai.engine.checks import all_finite
+
 
 def as_tensor(x: Any, name: str) -> torch.Tensor:
     """A CPU tensor from a Tensor or array-like; ValueError on NaN/Inf, TypeError on other types."""
@@ -20,7 +22,7 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
         t = t.to(torch.uint8)
     if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64)):
         raise TypeError(f"{name} must have a real dtype, got {t.dtype}")
-    if t.is_floating_point() and not torch.isfinite(t).all():
+    if t.is_floating_point() and not all_finite(t):
         raise ValueError(f"{name} contains NaN or Inf")
     return t
 

@@ -99,21 +99,27 @@ def _font() -> Any:
 
 def label_frame(pixels: np.ndarray, text: str | None = None, scale: int = 1) -> np.ndarray:
     """ndarray[H, W, 3] uint8 -> ndarray[H*s, W*s, 3] uint8: enlarged ``scale`` times (nearest),
-    then ``text`` written top-left in white on a black band (nothing written for None or "")."""
+    then ``text`` written top-left in white on a black band (nothing written for None or "").
+
+    Only the band is handed to PIL (a video's frames are labelled one by one, so the rest of the
+    frame is not copied through an image object).
+    """
     from PIL import Image, ImageDraw
 
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
-    pil = Image.fromarray(pixels)
-    if scale > 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    out = np.repeat(np.repeat(pixels, scale, 0), scale, 1) if scale > 1 else np.array(pixels)
     if text:
-        draw = ImageDraw.Draw(pil)
         font = _font()
-        box = draw.textbbox((2, 1), text, font=font)
-        draw.rectangle((0, 0, min(pil.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
+        left, top, right, bottom = font.getbbox(text)
+        box = (2 + left, 1 + top, 2 + right, 1 + bottom)  # ImageDraw.textbbox((2, 1), text)
+        rows = min(out.shape[0], box[3] + 3)
+        band = Image.fromarray(np.ascontiguousarray(out[:rows]))
+        draw = ImageDraw.Draw(band)
+        draw.rectangle((0, 0, min(band.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
         draw.text((2, 1), text, fill=(255, 255, 255), font=font)
-    return np.asarray(pil).copy()
+        out[:rows] = np.asarray(band)
+    return out
 
 
 def frame_overlay(frame: Any, attr: Any, text: str | None = None, alpha: float = 0.5,
