@@ -173,7 +173,7 @@ def cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     resnet = random_resnet18()
     return [
         _frame_case("demo", demo, demo.layer3, n_frames, 64, folder),
-        _frame_case("resnet18", resnet, resnet.layer4, n_frames // 4, resnet_size, folder),
+        _frame_case("resnet18", resnet, resnet.layer4, n_frames, resnet_size, folder),
         _streaming_case("rise", n_rise, 64, pool, folder),
         _streaming_case("scorecam", n_cam, 12, 96, folder),
         _streaming_case("sidu", n_cam, 12, 96, folder),
