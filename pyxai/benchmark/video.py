@@ -9,8 +9,9 @@ file in a temporary folder so the pipeline decodes a real stream):
   decoded, no IO (so ``x floor`` is the pipeline's overhead: 1.0 means IO fully hidden);
   ``model`` = the bare forwards on the same batches (model-only frames/s). The notes give the
   frames/s of each and the ratio explained / model-only.
-* ``streaming rise``: streaming RISE (64 masks per frame, pool 4,000, decay 0.9) on the demo CNN
-  vs RISE with 4,000 masks on every frame; the notes give the mean per-frame correlation.
+* ``streaming rise``: streaming RISE (64 masks per frame, pool 4,000, decay 0.9, centred scores)
+  on the demo CNN vs RISE with 4,000 masks on every frame; the notes give the mean per-frame
+  correlation, and the split-half correlation of the 4,000-mask map itself (its noise ceiling).
 * ``streaming scorecam`` / ``streaming sidu``: 12 of the 96 channel masks of the demo CNN's
   ``layer3`` per frame (round-robin, :mod:`pyxai.video.streaming_cam`) vs all 96 on every frame
   (8x fewer forwards); the notes give the per-frame correlation.
@@ -113,7 +114,7 @@ def _streaming_case(method: str, n: int, k: int, pool: int, folder: Path) -> Cas
         vx = VideoExplainer(model, "rise", masks_per_frame=k, decay=0.9, n_masks=pool,
                             batch_size=64)
         full_explainer = pyxai.RISE(model, n_masks=pool, batch_size=64)
-        what = f"{k} masks/frame (pool {pool}, decay 0.9) vs {pool} masks per frame"
+        what = f"{k} masks/frame (pool {pool}, decay 0.9, centred scores) vs {pool} masks per frame"
     elif method == "scorecam":
         vx = VideoExplainer(model, "scorecam", masks_per_frame=k, layer=layer, batch_size=64)
         full_explainer = pyxai.ScoreCAM(model, [layer], batch_size=64)
@@ -135,9 +136,16 @@ def _streaming_case(method: str, n: int, k: int, pool: int, folder: Path) -> Cas
             return ""
         corr = _correlations(a, b)
         late = sorted(corr[n // 2 :])
-        return (f"{n} frames; streaming {what}: map correlation mean {sum(corr) / n:.3f}, "
+        note = (f"{n} frames; streaming {what}: map correlation mean {sum(corr) / n:.3f}, "
                 f"median of the second half {late[len(late) // 2]:.3f}, min {min(corr):.3f} "
                 f"(first frame {corr[0]:.3f}, last {corr[-1]:.3f})")
+        if method == "rise":  # how reproducible the reference map itself is
+            half = pool // 2
+            a, b = (full_explainer.accumulate(decoded[:1], masks=r).result()
+                    for r in (range(half), range(half, pool)))
+            note += (f"; the {pool}-mask map's own split-half correlation (frame 0, masks "
+                     f"0-{half - 1} vs {half}-{pool - 1}): {_correlations(a[None], b[None])[0]:.3f}")
+        return note
 
     return Case(f"streaming {method} demo 64x64, {n} frames",
                 {"pyxai": streaming, "full per frame": full}, summarize=summarize)

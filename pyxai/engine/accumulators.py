@@ -90,7 +90,8 @@ class MaskSaliency(Accumulator):
         backend: ops backend.
 
     Attributes:
-        sum_maps: Tensor[K, H, W] the weighted sum so far; ``count`` masks added.
+        sum_maps: Tensor[K, H, W] the weighted sum so far; ``sum_weights``: Tensor[K] the sum of
+            the weights (scores) alone; ``count`` masks added.
     """
 
     def __init__(self, grids: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int],
@@ -100,6 +101,7 @@ class MaskSaliency(Accumulator):
         self.size, self.canvas, self.mode, self.backend = size, canvas, mode, backend
         self.columns = columns
         self.sum_maps = grids.new_zeros(columns, *size)
+        self.sum_weights = grids.new_zeros(columns)
         self.count = 0
 
     def update(self, start: int, stop: int, values: torch.Tensor) -> None:
@@ -110,6 +112,7 @@ class MaskSaliency(Accumulator):
             self.grids[start:stop], weights, self.size, self.offsets[start:stop], self.canvas,
             self.mode, backend=self.backend, validate=False,
         )
+        self.sum_weights += weights.sum(0)
         self.count += stop - start
 
     def result(self) -> torch.Tensor:

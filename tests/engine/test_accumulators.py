@@ -33,8 +33,11 @@ def test_sobol_design_split_in_two_merges_into_one_run(rng):
     a = sobol.accumulate(x, target=1, rows=range(0, 61))
     b = sobol.accumulate(x, target=1, rows=range(61, rows))
     t2, f2 = sobol.indices_from(a.merge(b).result(), x)
-    torch.testing.assert_close(t2, total, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(f2, first, rtol=1e-6, atol=1e-7)
+    # the indices divide small float32 differences: the merge's other summation order moved them
+    # by up to 2.9x (1e-7 + 1e-6 |value|) over 150 seeds (seeds 1002984891 and 1602121102 failed
+    # that bound), so the bound is ten times it
+    torch.testing.assert_close(t2, total, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f2, first, rtol=1e-5, atol=1e-6)
 
 
 def test_occlusion_windows_split_in_two_merge_into_one_run(rng):

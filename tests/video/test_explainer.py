@@ -126,41 +126,64 @@ def test_window_starts_cover_every_frame():
         window_starts(3, 4, 1)
 
 
-def test_streaming_rise_is_the_decayed_running_mean(rng):
+@pytest.mark.parametrize("center", [False, True])
+def test_streaming_rise_is_the_decayed_running_mean(rng, center):
     model = frame_cnn(rng)
     x = frames(rng, n=5, size=16)
     k, pool, decay = 24, 60, 0.7
     vx = VideoExplainer(model, "rise", masks_per_frame=k, decay=decay, n_masks=pool, seed=3,
-                        batch_size=16)
+                        batch_size=16, center=center)
     _, _, maps, _ = _collect(vx, x)
-    # reference: per frame, the masks [t*k, t*k + k) mod pool of one RISE pool; S, N decayed sums
+    # reference: per frame, the masks [t*k, t*k + k) mod pool of one RISE pool; S, N (and B, the
+    # centred run's mean scores) decayed sums
     rise = pyxai.RISE(model, n_masks=pool, seed=3, batch_size=16)
     grids, offsets, canvas = rise.sample_masks(16, 16)
     from pyxai.ops.masks import upsample_masks
 
     all_masks = upsample_masks(grids, (16, 16), offsets, canvas, "bilinear_reflect")
     all_masks = all_masks.reshape(pool, 1, 16, 16)
-    s_run, n_run = torch.zeros(1, 16, 16), 0.0
+    s_run, n_run, b_run = torch.zeros(1, 16, 16), 0.0, 0.0
     for t in range(5):
         ids = [(t * k + i) % pool for i in range(k)]
         with torch.no_grad():
             cls = int(model(x[t : t + 1]).argmax(1))
             scores = model(x[t : t + 1] * all_masks[ids])[:, cls]
-        s_run = decay * s_run + (scores[:, None, None] * all_masks[ids, 0]).sum(0)
+        b = float(scores.mean()) if center else 0.0
+        s_run = decay * s_run + ((scores[:, None, None] - b) * all_masks[ids, 0]).sum(0)
         n_run = decay * n_run + k
-        torch.testing.assert_close(maps[t], s_run / n_run / rise.p, atol=1e-5, rtol=1e-4)
+        b_run = decay * b_run + k * b
+        torch.testing.assert_close(maps[t], s_run / n_run / rise.p + b_run / n_run, atol=1e-5,
+                                   rtol=1e-4)
 
 
 def test_streaming_rise_converges_on_a_still_scene(rng):
     model = frame_cnn(rng)
     x = frames(rng, n=1, size=16)
     full = pyxai.RISE(model, n_masks=400, seed=0, batch_size=100).attribute(x)
-    srise = StreamingRISE(model, masks_per_frame=50, decay=0.999, n_masks=400, seed=0,
-                          batch_size=100)
-    for _ in range(8):  # the whole pool once, almost undecayed
-        heat = srise.update(x)
-    corr = torch.corrcoef(torch.stack([heat.flatten(), full.flatten()]))[0, 1]
+    maps = {}
+    for center in (False, True):
+        srise = StreamingRISE(model, masks_per_frame=50, decay=0.999, n_masks=400, seed=0,
+                              batch_size=100, center=center)
+        for _ in range(8):  # the whole pool once, almost undecayed
+            maps[center] = srise.update(x)
+    corr = torch.corrcoef(torch.stack([maps[False].flatten(), full.flatten()]))[0, 1]
     assert corr > 0.999
+    # centred: the same expectation; the pool's mask pattern times the mean score is left out
+    # (rtol: the all-pool mean score is the decayed mean of the eight slices' means)
+    rise = pyxai.RISE(model, n_masks=400, seed=0, batch_size=100)
+    acc = rise.accumulate(x)
+    ones = pyxai.RISE(lambda z: z.new_ones(z.shape[0], 1), n_masks=400, seed=0, batch_size=100)
+    pattern = ones.attribute(x, target=0)  # sum_i m_i / (N p)
+    mean_score = acc.sum_weights / acc.count
+    want = full + mean_score * (1 - pattern)
+    torch.testing.assert_close(maps[True], want, atol=2e-3 * float(full.abs().max()), rtol=0)
+    assert float(maps[True].mean()) == pytest.approx(float(mean_score), rel=0.02)
+
+
+def test_streaming_rise_center_is_checked(rng):
+    model = frame_cnn(rng)
+    with pytest.raises(TypeError, match="center must be a bool"):
+        StreamingRISE(model, masks_per_frame=4, n_masks=8, center=1)
 
 
 def test_the_model_is_not_modified(rng):
