@@ -1,10 +1,12 @@
 """Frame overlays: a heat map blended on a frame, with the label, score and live frames/s drawn on it.
 
-Drawn with :mod:`pyxai.viz`: its colour maps (:func:`pyxai.viz.colorize`), uint8 conversion and
-frame labelling (:func:`pyxai.viz.label_frame`: nearest upscaling, text on a dark band). The video
-keeps its own map scaling: min-max to [0, 1] on the map's grid, then resized to the frame (viz's
-:func:`~pyxai.viz.overlay` resizes first and scales by the maximum). Frames are Tensor[3, H, W]
-(float in [0, 1] or uint8); the result is a uint8 array ``[H', W', 3]`` ready for the encoder.
+The colours are :mod:`pyxai.viz`'s (:func:`pyxai.viz.colorize`'s 256-entry tables) and so is the
+labelling (:func:`pyxai.viz.label_frame`: nearest upscaling, text on a dark band). The video keeps
+its own map scaling: min-max to [0, 1] on the map's grid, then resized to the frame (viz's
+:func:`~pyxai.viz.overlay` resizes first and scales by the maximum). :func:`overlay_frame` does its
+pixel arithmetic in NumPy, equal to :func:`normalize_map` + :func:`colorize` + a blend in PyTorch
+(tested), because the pipeline calls it in its encoder thread. Frames are Tensor[3, H, W] (float
+in [0, 1] or uint8); the result is a uint8 array ``[H', W', 3]`` ready for the encoder.
 """
 
 from __future__ import annotations

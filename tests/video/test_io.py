@@ -79,6 +79,30 @@ def test_overlay_draws_the_map_and_text():
                                atol=0.01, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["float", "uint8", "grey", "out_of_range"])
+def test_overlay_frame_equals_the_torch_composition(rng, kind):
+    """The NumPy overlay == normalize_map + colorize + blend + uint8 rounding in PyTorch."""
+    from pyxai.viz import to_uint8
+
+    frame = torch.rand(1 if kind == "grey" else 3, 24, 40, generator=rng)
+    if kind == "uint8":
+        frame = (frame * 255).to(torch.uint8)
+    if kind == "out_of_range":
+        frame = frame * 1.4 - 0.2
+    rgb = frame.float() / 255 if frame.dtype == torch.uint8 else frame.clamp(0, 1)
+    rgb = rgb.expand(3, -1, -1)
+    for heat in (torch.randn(1, 24, 40, generator=rng), torch.randn(1, 6, 10, generator=rng) * 50):
+        for alpha, cmap in ((0.5, "jet"), (0.35, "viridis")):
+            m = normalize_map(heat)
+            if m.shape != (24, 40):
+                m = torch.nn.functional.interpolate(m[None, None], size=(24, 40), mode="bilinear",
+                                                    align_corners=False)[0, 0]
+            want = to_uint8(((1 - alpha) * rgb + alpha * colorize(m, cmap)).permute(1, 2, 0))
+            np.testing.assert_array_equal(overlay_frame(frame, heat, None, alpha=alpha, cmap=cmap),
+                                          want)
+    np.testing.assert_array_equal(overlay_frame(frame, None), to_uint8(rgb.permute(1, 2, 0)))
+
+
 def test_explain_file_writes_overlays_and_maps(tmp_path, rng):
     model = frame_cnn(rng)
     x = torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in _smooth_frames(rng, 7)]) / 255
