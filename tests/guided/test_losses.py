@@ -70,6 +70,7 @@ def test_parameter_gradient_matches_finite_differences(rng, name, loss_fn):
     direction = [torch.randn(p.shape, generator=rng, dtype=p.dtype) for p in params]
     analytic = sum(float((g * v).sum()) for g, v in zip(grads, direction) if g is not None)
     eps = 1e-7
+    centre = float(loss)
     with torch.no_grad():
         for p, v in zip(params, direction):
             p.add_(eps * v)
@@ -78,9 +79,12 @@ def test_parameter_gradient_matches_finite_differences(rng, name, loss_fn):
         for p, v in zip(params, direction):
             p.sub_(2 * eps * v)
     down = float(loss_fn(model, x, y, mask))
-    numeric = (up - down) / (2 * eps)
-    print(f"{name}: analytic {analytic:.8e}, finite differences {numeric:.8e}")
-    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+    # one-sided differences: the losses have ReLU kinks, and a kink within eps of the parameters
+    # bends one side (seed 305153097: the central difference was 0.7 % off); the gradient is the
+    # slope of the side without one, so it must equal at least one of them
+    sides = ((up - centre) / eps, (centre - down) / eps)
+    print(f"{name}: analytic {analytic:.8e}, one-sided differences {sides[0]:.8e} {sides[1]:.8e}")
+    assert any(analytic == pytest.approx(s, rel=1e-4, abs=1e-9) for s in sides)
     assert abs(analytic) > 1e-8  # a real gradient, not a zero one
 
 

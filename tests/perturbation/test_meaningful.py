@@ -79,8 +79,10 @@ def test_equals_the_reference_loop_on_the_demo_model(rng):
                          3.0, 4, 10, 2)
         # 8-bit masks: a float-rounding difference (batched vs single forwards) can flip a level
         # (1/255) at a few pixels, and Adam's normalised steps carry it a little further
+        # (over 60 seeds x 3 images the worst was 2 levels at one pixel and a mean of 2.0e-4, seed
+        # 10; the median case differs nowhere)
         assert (sal[b] - ref).abs().max() <= 4 / 255 + 1e-6
-        assert (sal[b] - ref).abs().mean() < 2e-4
+        assert (sal[b] - ref).abs().mean() < 4e-4
     # the history: the score at iteration 0 is the target's probability under the initial mask
     assert torch.all((hist[:, 0] >= 0) & (hist[:, 0] <= 1))
     assert torch.allclose(hist[:, 1, 0], 1e-3 * (m0 - 1).abs().sum((1, 2)), rtol=1e-5)
