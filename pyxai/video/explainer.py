@@ -96,7 +96,9 @@ class VideoExplainer:
         decay: streaming RISE decay per frame (RISE only). Default: 0.9
         device: device the frames are moved to. Default: the model's device
         queue_depth: bound of the decode and encode queues. Default: 8
-        **method_kwargs: constructor keywords of the method (e.g. ``n_masks=500``).
+        **method_kwargs: constructor keywords of the method (e.g. ``n_masks=500``); streaming
+            RISE also takes ``center`` (centred scores, default True: see
+            :mod:`pyxai.video.streaming`).
 
     Examples::
 
