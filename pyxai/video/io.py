@@ -182,7 +182,9 @@ def _av_frames(path: str, name: str) -> Iterator[Tensor]:
         stream.thread_type = "AUTO"
         # one converter for the stream: frame.to_ndarray(format=...) sets up a new swscale
         # context for every frame (0.8 ms of a 64 x 64 frame's 1 ms here)
-        reformatter = av.video.reformatter.VideoReformatter()
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = VideoReformatter()
         count = 0
         frames = container.decode(stream)
         while True:
