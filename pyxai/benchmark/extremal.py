@@ -8,6 +8,8 @@ target):
   backwards at ``B * A`` model inputs), and TorchRay 1.0.0.2 (when installed) one image and one
   area at a time, as its API works (on a deep copy: it writes ``requires_grad=False`` into the
   model). Jitter on: TorchRay's jitter is a deterministic flip, so parity is checked.
+  ``pyxai NHWC`` is the same with ``channels_last=True`` (faster convolutions; the
+  floor stays the model in the default layout, as TorchRay calls it).
 * ``meaningful``: pyxai, the reference backend, and the floor (``iterations`` forwards + backwards
   at B inputs).
 
@@ -54,6 +56,8 @@ def extremal_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     kw = dict(areas=areas, max_iter=steps)
     impls = {
         "pyxai": lambda: pyxai.ExtremalPerturbation(model, **kw).attribute(x, labels),
+        "pyxai NHWC": lambda: pyxai.ExtremalPerturbation(
+            model, channels_last=True, **kw).attribute(x, labels),
         "reference": lambda: pyxai.ExtremalPerturbation(model, backend="reference", **kw
                                                         ).attribute(x, labels),
         "floor": _grad_floor(model, x, n_img * len(areas), steps),
@@ -82,9 +86,12 @@ def extremal_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         # noise of the masks (sort order at the area threshold, pyramid levels): the mean error
         # is compared, and it is the same as 1-ulp random noise added to the reference's masks
         # gives (measured: 3e-3 after 100 steps; 6e-2 after 300)
-        parity=[("reference", "torchray", 3e-2), ("pyxai", "reference", 0.1, mean_error)],
+        parity=[("reference", "torchray", 3e-2), ("pyxai", "reference", 0.1, mean_error),
+                ("pyxai NHWC", "reference", 0.1, mean_error)],
         device=device,
-        notes=f"step 7, sigma 21, blur, jitter; floor = {steps} forward+backward passes of "
+        notes=f"step 7, sigma 21, blur, jitter; pyxai NHWC = the channels_last=True "
+              f"option (the floor and TorchRay use the default layout); floor = {steps} "
+              f"forward+backward passes of "
               f"{n_img * len(areas)} inputs; torchray = {n_img * len(areas)} calls of one image "
               f"and one area",
     )]

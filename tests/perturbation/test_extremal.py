@@ -157,6 +157,27 @@ def test_chunks_rewards_and_the_model_left_as_found(rng):
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_channels_last_gives_the_same_masks_and_leaves_the_model_as_found(rng):
+    """Channels-last inputs change only the convolutions' rounding: over a few steps (before the
+    optimisation amplifies it) the masks and the history equal the default layout's."""
+    seed = int(torch.randint(2**31, (1,), generator=rng))
+    print("seed", seed)
+    g = torch.Generator().manual_seed(seed)
+    model = _randomise_bn(pyxai.models.demo_cnn(), g)
+    x = torch.rand(2, 3, 48, 48, generator=g)
+    before = state_fingerprint(model)
+    kw = dict(areas=(0.1, 0.3), max_iter=3, step=5, sigma=9)
+    base, h0 = ExtremalPerturbation(model, **kw).attribute(x, 1, return_history=True)
+    fast, h1 = ExtremalPerturbation(model, channels_last=True, **kw).attribute(
+        x, 1, return_history=True)
+    _close(fast, base)
+    _close(h1, h0, 1e-4)
+    assert same_state(before, state_fingerprint(model)) == []
+    assert all(p.is_contiguous() for p in model.parameters())
+    with pytest.raises(TypeError, match="channels_last must be a bool"):
+        ExtremalPerturbation(model, channels_last=1)
+
+
 def test_train_mode_model_warns_and_keeps_its_statistics(rng):
     model = pyxai.models.demo_cnn().train()
     x = torch.rand(2, 3, 32, 32, generator=rng)
