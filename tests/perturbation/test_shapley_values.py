@@ -50,11 +50,15 @@ def test_shapley_values_equal_captum(rng, n_feat, ppe):
     mask = torch.randint(0, n_feat, (1, 6), generator=rng)
     mask[0, :n_feat] = torch.arange(n_feat)  # every id present
     base = torch.randn(1, 6, generator=rng)
+    # ppe > 1: Captum batches the steps of one permutation, pyxai fills every batch across
+    # permutations, and a float32 Linear's rows change in the last bits with the batch's size;
+    # measured over 150 seeds x 3 features x ppe 7: max 1.9e-6 apart (median 9.5e-7), so 1e-5.
+    tol = 1e-6 if ppe == 1 else 1e-5
     for target in (1, [0, 2, 1], torch.tensor([2, 0, 1]), None):
         for kw in (dict(baselines=base), dict(baselines=0.5), {}):
             ours, ref = _both("ShapleyValues", model, x, target=target, feature_mask=mask,
                               perturbations_per_eval=ppe, **kw)
-            _same(ours, ref, 1e-6)
+            _same(ours, ref, tol)
     # exact: efficiency holds, sum of attributions = f(x) - f(baseline)
     attr = pyxai.ShapleyValues(model).attribute(x, base, target=1, feature_mask=mask)
     per_feat = torch.stack([attr[:, (mask[0] == i)][:, 0] for i in range(n_feat)], 1)
