@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from pyxai.data import _sdf
 
-__all__ = ["SHAPE_CLASSES", "shapes"]
+__all__ = ["SHAPE_CLASSES", "shape_layers", "shapes"]
 
 #: Class names; a label is the index of its name in this tuple.
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "star")
@@ -61,23 +62,77 @@ def shapes(n: int, seed: int = 0, size: int = 64) -> tuple[Tensor, Tensor, Tenso
         >>> images, labels, masks = pyxai.data.shapes(8, seed=3)
         >>> images.shape, pyxai.data.SHAPE_CLASSES[labels[0]]
     """
-    n = _check_int("n", n, minimum=1)
-    seed = _check_int("seed", seed)
-    size = _check_int("size", size, minimum=16)
-    images = torch.empty(n, 3, size, size)
-    labels = torch.empty(n, dtype=torch.int64)
-    masks = torch.empty(n, 1, size, size, dtype=torch.bool)
+    images = torch.empty(0)
+    labels = torch.empty(0, dtype=torch.int64)
+    masks = torch.empty(0, dtype=torch.bool)
+    n, seed, size = _check_args(n, seed, size)
+    for start, params, noise in _blocks(n, seed, size):
+        img, mask = _render(params, noise, size)
+        if start == 0:
+            images = img.new_empty(n, *img.shape[1:])
+            labels = labels.new_empty(n)
+            masks = mask.new_empty(n, *mask.shape[1:])
+        images[start : start + len(img)] = img
+        labels[start : start + len(img)] = params["label"]
+        masks[start : start + len(img)] = mask
+    return images, labels, masks
+
+
+def shape_layers(n: int, seed: int = 0, size: int = 64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The layers of the images of :func:`shapes`: background and object apart, so an object can
+    be composited onto another image's background (background-swap augmentation).
+
+    ``alpha * foregrounds + (1 - alpha) * backgrounds`` is ``shapes(n, seed, size)[0]`` except
+    that the pixel noise of ``shapes`` also covers the object; here it is in the background only.
+
+    Args:
+        n (int): number of images, ``>= 1``.
+        seed (int, optional): seed of the data set (the scenes of :func:`shapes`). Default: 0
+        size (int, optional): height and width in pixels, ``>= 16``. Default: 64
+
+    Returns:
+        tuple(Tensor, Tensor, Tensor, Tensor):
+        - backgrounds: Tensor[n, 3, size, size] float32 in [0, 1], the textured background with
+          its distractors and pixel noise, without the labelled object.
+        - foregrounds: Tensor[n, 3, size, size] float32 in [0, 1], the object's shaded colour
+          (meaningful where ``alpha > 0``).
+        - alpha: Tensor[n, 1, size, size] float32 in [0, 1], the object's anti-aliased coverage.
+        - labels: Tensor[n] int64, indices into :data:`SHAPE_CLASSES`.
+
+    Examples::
+
+        >>> bg, fg, alpha, labels = pyxai.data.shape_layers(8, seed=3)
+        >>> swapped = alpha * fg + (1 - alpha) * bg.roll(1, 0)   # each object on another background
+    """
+    out: list[Tensor] = []
+    n, seed, size = _check_args(n, seed, size)
+    for start, params, noise in _blocks(n, seed, size):
+        background, color, coverage, _ = _layers(params, size)
+        sigma = params["noise_sigma"][:, None, None, None]
+        layers = ((background + sigma * noise).clamp(0, 1), color, coverage[:, None],
+                  params["label"])
+        if start == 0:
+            out = [t.new_empty(n, *t.shape[1:]) for t in layers]
+        for dst, t in zip(out, layers):
+            dst[start : start + len(t)] = t
+    backgrounds, foregrounds, alpha, labels = out
+    return backgrounds, foregrounds, alpha, labels
+
+
+def _check_args(n: object, seed: object, size: object) -> tuple[int, int, int]:
+    return (_check_int("n", n, minimum=1), _check_int("seed", seed),
+            _check_int("size", size, minimum=16))
+
+
+def _blocks(n: int, seed: int, size: int) -> Iterator[tuple[int, dict[str, Tensor], Tensor]]:
+    """The blocks of ``n`` scenes of ``seed``: (first image index, scene parameters, pixel noise
+    Tensor[count, 3, size, size])."""
     for block, start in enumerate(range(0, n, _BLOCK)):
         count = min(_BLOCK, n - start)
         gen = torch.Generator(device="cpu").manual_seed(_block_seed(seed, block))
         params = _sample_params(gen, _BLOCK)
         noise = torch.randn(_BLOCK, 3, size, size, generator=gen)[:count]
-        params = {key: value[:count] for key, value in params.items()}
-        img, mask = _render(params, noise, size)
-        images[start : start + count] = img
-        labels[start : start + count] = params["label"]
-        masks[start : start + count] = mask
-    return images, labels, masks
+        yield start, {key: value[:count] for key, value in params.items()}, noise
 
 
 def _check_int(name: str, value: object, minimum: int | None = None) -> int:
@@ -222,6 +277,17 @@ def _paint(img: Tensor, idx: Tensor, coverage: Tensor, color: Tensor) -> None:
 
 def _render(p: dict[str, Tensor], noise: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Render the scenes described by ``p``: images Tensor[m, 3, S, S], masks Tensor[m, 1, S, S]."""
+    background, color, coverage, mask = _layers(p, size)
+    a = coverage[:, None]
+    img = background * (1 - a) + color * a
+    img = (img + p["noise_sigma"][:, None, None, None] * noise).clamp(0, 1)
+    return img.contiguous(), mask[:, None].contiguous()
+
+
+def _layers(p: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The layers of the scenes described by ``p``, before pixel noise: background with its
+    distractors Tensor[m, 3, S, S], the object's shaded colour Tensor[m, 3, S, S], its coverage
+    Tensor[m, S, S] in [0, 1] and its mask Tensor[m, S, S] bool."""
     m = p["label"].shape[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     px, py = grid.view(1, 1, size), grid.view(1, size, 1)
@@ -266,10 +332,6 @@ def _render(p: dict[str, Tensor], noise: Tensor, size: int) -> tuple[Tensor, Ten
         light = _col(p["light_angle"][idx])
         shade[idx] = 1 + _col(p["light"][idx]) * (dx * torch.cos(light) + dy * torch.sin(light))
     color = (p["color"][:, :, None, None] * shade[:, None]).clamp(0, 1)
-    a = coverage[:, None]
-    img = img * (1 - a) + color * a
     peak = coverage.amax(dim=(1, 2), keepdim=True)
     mask = (coverage >= 0.5) | ((coverage == peak) & (peak > 0))
-
-    img = (img + p["noise_sigma"][:, None, None, None] * noise).clamp(0, 1)
-    return img.contiguous(), mask[:, None].contiguous()
+    return img, color, coverage, mask

@@ -6,13 +6,17 @@ Usage::
     python -m pyxai.models.train_ssl --method barlow_twins  # -> pyxai/models/weights/demo_barlow_twins.pt
 
 Labels are never used in training: each step draws two augmented views of a batch of images of the
-training seeds ``1 .. --train-seeds`` (:func:`augment`: random resized crop, flip and 90-degree turn,
-channel shuffle, brightness/contrast, greyscale) and minimises the NT-Xent loss (SimCLR,
-temperature ``--temperature``) or the Barlow Twins loss (cross-correlation of the batch-standardised
-projections to the identity, off-diagonal weight ``--lambd``). Afterwards a linear probe (multinomial
-logistic regression on the frozen backbone features, :func:`linear_probe`) is fitted on
-``--probe-images`` images of seed ``PROBE_SEED`` and scored on held-out seed 12345; its accuracy is
-printed. Everything runs on the CPU with ``torch.manual_seed(--seed)`` and ``--threads`` threads.
+training seeds ``1 .. --train-seeds``. A view first swaps the image's background, with probability
+``--bg-swap``, for another training image's (:func:`composite`, on the layers of
+:func:`pyxai.data.shape_layers`: the background augmentation of Ryali et al. 2021, which keeps the
+encoder from matching two views by their shared texture), then :func:`augment` (random resized
+crop, flip and 90-degree turn, channel shuffle, brightness/contrast, greyscale); training minimises
+the NT-Xent loss (SimCLR, temperature ``--temperature``) or the Barlow Twins loss
+(cross-correlation of the batch-standardised projections to the identity, off-diagonal weight
+``--lambd``). Afterwards a linear probe (multinomial logistic regression on the frozen
+backbone features, :func:`linear_probe`) is fitted on 2000 images of seed ``PROBE_SEED`` and
+scored on 2000 of the held-out seed 12345; its accuracy is printed. Everything runs on the CPU
+with ``torch.manual_seed(--seed)`` and ``--threads`` threads.
 """
 
 from __future__ import annotations
@@ -26,11 +30,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyxai.data import SHAPE_CLASSES, shapes
+from pyxai.data import SHAPE_CLASSES, shape_layers, shapes
 from pyxai.models.demo_ssl import SSL_WEIGHTS, SSLEncoder
-from pyxai.models.train import EVAL_SEED, make_training_set
+from pyxai.models.train import EVAL_SEED
 
 PROBE_SEED = 777
+
+
+def layer_set(train_seeds: int, images_per_seed: int, size: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+    """The layers (:func:`pyxai.data.shape_layers`) of the images of seeds ``1 .. train_seeds`` as
+    uint8 (4x less memory): backgrounds, foregrounds Tensor[N, 3, S, S] and alpha Tensor[N, 1, S, S]."""
+    out: list[list[Tensor]] = [[], [], []]
+    for seed in range(1, train_seeds + 1):
+        if seed == EVAL_SEED:
+            raise ValueError(f"training seed {seed} is the held-out seed")
+        for dst, t in zip(out, shape_layers(images_per_seed, seed=seed, size=size)[:3]):
+            dst.append((t * 255).round_().to(torch.uint8))
+    backgrounds, foregrounds, alpha = (torch.cat(ts) for ts in out)
+    return backgrounds, foregrounds, alpha
+
+
+def composite(layers: tuple[Tensor, Tensor, Tensor], idx: Tensor, swap: float,
+              generator: torch.Generator | None = None) -> Tensor:
+    """Images ``idx`` (Tensor[n] int64) of a :func:`layer_set` in [0, 1], Tensor[n, 3, S, S]: each
+    object on its own background or, with probability ``swap``, on a random training image's."""
+    backgrounds, foregrounds, alpha = layers
+    n = idx.shape[0]
+    swapped = torch.rand(n, generator=generator) < swap
+    other = torch.randint(backgrounds.shape[0], (n,), generator=generator)
+    bg = backgrounds[torch.where(swapped, other, idx)].float().div_(255)
+    a = alpha[idx].float().div_(255)
+    return a * foregrounds[idx].float().div_(255) + (1 - a) * bg
 
 
 def augment(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -139,27 +169,32 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--lambd", type=float, default=5e-3)
+    parser.add_argument("--bg-swap", type=float, default=0.5,
+                        help="probability that a view's background is another image's")
     args = parser.parse_args(argv)
     out = args.out or SSL_WEIGHTS[args.method]
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    x_train, _ = make_training_set(args.train_seeds, args.images_per_seed, 64)
+    if not 0 <= args.bg_swap <= 1:
+        parser.error(f"--bg-swap must be in [0, 1], got {args.bg_swap}")
+    layers = layer_set(args.train_seeds, args.images_per_seed, 64)
+    n_train = layers[0].shape[0]
     model = SSLEncoder()
-    print(f"{args.method}: {len(x_train)} images, {sum(p.numel() for p in model.parameters())} "
+    print(f"{args.method}: {n_train} images, {sum(p.numel() for p in model.parameters())} "
           f"parameters", flush=True)
-    steps_per_epoch = len(x_train) // args.batch_size
+    steps_per_epoch = n_train // args.batch_size
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total_steps = args.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
     for epoch in range(args.epochs):
         model.train()
-        order = torch.randperm(len(x_train))
+        order = torch.randperm(n_train)
         total = 0.0
         for s in range(steps_per_epoch):
-            x = x_train[order[s * args.batch_size:(s + 1) * args.batch_size]].float().div_(255)
-            z1, z2 = model(augment(x)), model(augment(x))
+            idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+            z1, z2 = (model(augment(composite(layers, idx, args.bg_swap))) for _ in range(2))
             loss = nt_xent(z1, z2, args.temperature) if args.method == "simclr" \
                 else barlow_twins(z1, z2, args.lambd)
             opt.zero_grad(set_to_none=True)

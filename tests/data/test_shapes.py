@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyxai.data import SHAPE_CLASSES, shapes
+from pyxai.data import SHAPE_CLASSES, shape_layers, shapes
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +104,32 @@ def test_large_seeds():
     ],
 )
 def test_bad_arguments(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        shapes(**kwargs)
+    for render in (shapes, shape_layers):
+        with pytest.raises(error, match=match):
+            render(**kwargs)
 
 
 def test_integer_like_arguments():
     images, _, _ = shapes(torch.tensor(2), seed=torch.tensor(5), size=16)
     assert images.shape == (2, 3, 16, 16)
+
+
+def test_layers_composite_to_the_images(batch):
+    """alpha * fg + (1 - alpha) * bg is the image but for the object's pixel noise (sigma <=
+    0.04, so within 5 sigma); off the object it is the image exactly."""
+    images, labels, masks = batch
+    bg, fg, alpha, lab = shape_layers(300, seed=7)
+    assert torch.equal(lab, labels)
+    for t in (bg, fg, alpha):
+        assert t.dtype == torch.float32 and t.min() >= 0 and t.max() <= 1
+    assert bg.shape == fg.shape == images.shape and alpha.shape == masks.shape
+    assert torch.equal(alpha >= 0.5, masks & (alpha >= 0.5))  # coverage >= 0.5 is object
+    composite = alpha * fg + (1 - alpha) * bg
+    assert (composite - images).abs().max() <= 0.2
+    off = (alpha == 0).expand_as(images)
+    assert torch.equal(composite[off], images[off])
+    # a swapped background keeps the object and changes the rest
+    swapped = alpha * fg + (1 - alpha) * bg.roll(1, 0)
+    assert torch.equal(swapped[(alpha == 1).expand_as(images)],
+                       composite[(alpha == 1).expand_as(images)])
+    assert (swapped - composite)[off].abs().mean() > 0.05
