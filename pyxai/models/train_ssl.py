@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", choices=sorted(SSL_WEIGHTS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="default: the shipped weights path")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seeds", type=int, default=6)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--lambd", type=float, default=5e-3)
+    parser.add_argument("--lambd", type=float, default=0.05)
     parser.add_argument("--bg-swap", type=float, default=0.5,
                         help="probability that a view's background is another image's")
     args = parser.parse_args(argv)
