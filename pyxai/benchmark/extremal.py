@@ -10,8 +10,8 @@ target):
   model). Jitter on: TorchRay's jitter is a deterministic flip, so parity is checked.
   ``pyxai NHWC`` is the same with ``channels_last=True`` (faster convolutions; the
   floor stays the model in the default layout, as TorchRay calls it).
-* ``meaningful``: pyxai, the reference backend, and the floor (``iterations`` forwards + backwards
-  at B inputs).
+* ``meaningful``: pyxai (also ``pyxai NHWC``, ``channels_last=True``), the reference backend, and
+  the floor (``iterations`` forwards + backwards at B inputs).
 
 quick=True: 1 image x 2 areas, 6 steps (parity and the shape of the costs; 2 x 2 x 20 took the
 longest of all quick workloads in a loaded `pyxai bench --quick`);
@@ -109,11 +109,18 @@ def meaningful_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         name=f"demo_cnn 64x64, {n_img} images x {steps} steps, mask 8x8",
         impls={
             "pyxai": lambda: pyxai.MeaningfulPerturbation(model, **kw).attribute(x, labels),
+            "pyxai NHWC": lambda: pyxai.MeaningfulPerturbation(
+                model, channels_last=True, **kw).attribute(x, labels),
             "reference": lambda: pyxai.MeaningfulPerturbation(model, backend="reference", **kw
                                                               ).attribute(x, labels),
             "floor": _grad_floor(model, x, n_img, steps),
         },
-        parity=[("reference", "pyxai", 1e-2)], device=device,
-        notes=f"floor = {steps} forward+backward passes of {n_img} inputs; the 8-bit mask lets a "
+        # NHWC convolutions round differently, and the 8-bit mask turns that into levels that
+        # the optimisation carries on: the mean error grows with the steps (measured 2.0e-3 after
+        # 50 steps, 8.3e-3 after 150; max 0.02 / 0.10), so it is compared, not the max
+        parity=[("reference", "pyxai", 1e-2), ("pyxai NHWC", "pyxai", 0.05, mean_error)],
+        device=device,
+        notes=f"pyxai NHWC = the channels_last=True option (the floor uses the default layout); "
+              f"floor = {steps} forward+backward passes of {n_img} inputs; the 8-bit mask lets a "
               "rounding difference flip a level, hence the parity tolerance",
     )]

@@ -18,6 +18,7 @@ import pyxai
 from pyxai.engine.view import same_state, state_fingerprint
 from pyxai.perturbation.meaningful import MeaningfulPerturbation, total_variation
 from pyxai.perturbation.pyramid import gaussian_blur
+from tests.gradient._models import randomise_bn
 
 
 def _tv_grad(m: torch.Tensor, beta: float) -> torch.Tensor:
@@ -119,6 +120,26 @@ def test_batched_equals_chunks_and_the_energy_decreases(rng):
     # it falls, then climbs back by step 40. What holds for every image (183 of 183 checked, worst
     # minimum 0.88 of the start): the optimisation lowers the energy within its first 20 steps.
     assert torch.all(energy[:, :20].min(1).values < energy[:, 0])
+
+
+def test_channels_last_gives_the_same_saliency_and_leaves_the_model_as_found(rng):
+    """Channels-last inputs change only the convolutions' rounding: over a few steps the maps and
+    the history equal the default layout's (the 8-bit mask may turn it into a level)."""
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
+    model = randomise_bn(pyxai.models.demo_cnn(), g).eval()
+    x = torch.rand(2, 3, 40, 40, generator=g)
+    before = state_fingerprint(model)
+    kw = dict(mask_size=8, iterations=4, jitter=2, seed=1)
+    base, h0 = MeaningfulPerturbation(model, **kw).attribute(x, 1, return_history=True)
+    fast, h1 = MeaningfulPerturbation(model, channels_last=True, **kw).attribute(
+        x, 1, return_history=True)
+    assert (fast - base).abs().max() <= 4 / 255 + 1e-6
+    assert (fast - base).abs().mean() < 4e-4
+    torch.testing.assert_close(h1, h0, atol=1e-4, rtol=1e-4)
+    assert same_state(before, state_fingerprint(model)) == []
+    assert all(p.is_contiguous() for p in model.parameters())
+    with pytest.raises(TypeError, match="channels_last must be a bool"):
+        MeaningfulPerturbation(model, channels_last="yes")
 
 
 def test_bad_input_names_the_argument():

@@ -168,16 +168,27 @@ def test_streaming_rise_converges_on_a_still_scene(rng):
             maps[center] = srise.update(x)
     corr = torch.corrcoef(torch.stack([maps[False].flatten(), full.flatten()]))[0, 1]
     assert corr > 0.999
-    # centred: the same expectation; the pool's mask pattern times the mean score is left out
-    # (rtol: the all-pool mean score is the decayed mean of the eight slices' means)
-    rise = pyxai.RISE(model, n_masks=400, seed=0, batch_size=100)
-    acc = rise.accumulate(x)
+    # centred: the same expectation; the pool's mask pattern times the mean score is left out.
+    # Not exactly: each slice of 50 masks is centred on its own mean score b_t, not the pool's
+    # b, which leaves -sum_t (b_t - b) (P_t - 1/8) (P_t: slice t's mask pattern), of the order
+    # of the scores' spread: measured max|error| / std(scores) 0.010-0.017 over 31 seeds (seed
+    # 2057917268: 0.013, where the map itself is 50x smaller than that spread), so 0.05.
+    scores = []
+
+    def recorded(z: torch.Tensor) -> torch.Tensor:
+        out = model(z)
+        scores.append(out.detach())
+        return out
+
+    acc = pyxai.RISE(recorded, n_masks=400, seed=0, batch_size=100).accumulate(x)
+    with torch.no_grad():
+        predicted = int(model(x).argmax())
+    spread = float(torch.cat(scores)[-400:, predicted].std())  # the 400 masks' scores
     ones = pyxai.RISE(lambda z: z.new_ones(z.shape[0], 1), n_masks=400, seed=0, batch_size=100)
     pattern = ones.attribute(x, target=0)  # sum_i m_i / (N p)
     mean_score = acc.sum_weights / acc.count
     want = full + mean_score * (1 - pattern)
-    torch.testing.assert_close(maps[True], want, atol=2e-3 * float(full.abs().max()), rtol=0)
-    assert float(maps[True].mean()) == pytest.approx(float(mean_score), rel=0.02)
+    torch.testing.assert_close(maps[True], want, atol=0.05 * spread, rtol=0)
 
 
 def test_streaming_rise_center_is_checked(rng):
