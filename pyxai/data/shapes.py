@@ -62,16 +62,12 @@ def shapes(n: int, seed: int = 0, size: int = 64) -> tuple[Tensor, Tensor, Tenso
         >>> images, labels, masks = pyxai.data.shapes(8, seed=3)
         >>> images.shape, pyxai.data.SHAPE_CLASSES[labels[0]]
     """
-    images = torch.empty(0)
-    labels = torch.empty(0, dtype=torch.int64)
-    masks = torch.empty(0, dtype=torch.bool)
     n, seed, size = _check_args(n, seed, size)
+    images = torch.empty(n, 3, size, size)
+    labels = torch.empty(n, dtype=torch.int64)
+    masks = torch.empty(n, 1, size, size, dtype=torch.bool)
     for start, params, noise in _blocks(n, seed, size):
         img, mask = _render(params, noise, size)
-        if start == 0:
-            images = img.new_empty(n, *img.shape[1:])
-            labels = labels.new_empty(n)
-            masks = mask.new_empty(n, *mask.shape[1:])
         images[start : start + len(img)] = img
         labels[start : start + len(img)] = params["label"]
         masks[start : start + len(img)] = mask
@@ -104,18 +100,18 @@ def shape_layers(n: int, seed: int = 0, size: int = 64) -> tuple[Tensor, Tensor,
         >>> bg, fg, alpha, labels = pyxai.data.shape_layers(8, seed=3)
         >>> swapped = alpha * fg + (1 - alpha) * bg.roll(1, 0)   # each object on another background
     """
-    out: list[Tensor] = []
     n, seed, size = _check_args(n, seed, size)
+    backgrounds, foregrounds = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)
+    alpha = torch.empty(n, 1, size, size)
+    labels = torch.empty(n, dtype=torch.int64)
     for start, params, noise in _blocks(n, seed, size):
         background, color, coverage, _ = _layers(params, size)
+        stop = start + len(color)
         sigma = params["noise_sigma"][:, None, None, None]
-        layers = ((background + sigma * noise).clamp(0, 1), color, coverage[:, None],
-                  params["label"])
-        if start == 0:
-            out = [t.new_empty(n, *t.shape[1:]) for t in layers]
-        for dst, t in zip(out, layers):
-            dst[start : start + len(t)] = t
-    backgrounds, foregrounds, alpha, labels = out
+        backgrounds[start:stop] = (background + sigma * noise).clamp(0, 1)
+        foregrounds[start:stop] = color
+        alpha[start:stop] = coverage[:, None]
+        labels[start:stop] = params["label"]
     return backgrounds, foregrounds, alpha, labels
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from pyxai.data import SHAPE_CLASSES, shape_layers, shapes
 from pyxai.models.demo_ssl import SSL_WEIGHTS, SSLEncoder
-from pyxai.models.train import EVAL_SEED
+from pyxai.models.train import EVAL_SEED, make_training_set
 
 PROBE_SEED = 777
 
@@ -40,14 +40,12 @@ PROBE_SEED = 777
 def layer_set(train_seeds: int, images_per_seed: int, size: int = 64) -> tuple[Tensor, Tensor, Tensor]:
     """The layers (:func:`pyxai.data.shape_layers`) of the images of seeds ``1 .. train_seeds`` as
     uint8 (4x less memory): backgrounds, foregrounds Tensor[N, 3, S, S] and alpha Tensor[N, 1, S, S]."""
-    out: list[list[Tensor]] = [[], [], []]
-    for seed in range(1, train_seeds + 1):
-        if seed == EVAL_SEED:
-            raise ValueError(f"training seed {seed} is the held-out seed")
-        for dst, t in zip(out, shape_layers(images_per_seed, seed=seed, size=size)[:3]):
-            dst.append((t * 255).round_().to(torch.uint8))
-    backgrounds, foregrounds, alpha = (torch.cat(ts) for ts in out)
-    return backgrounds, foregrounds, alpha
+    def render(n: int, seed: int) -> tuple[Tensor, Tensor]:
+        bg, fg, alpha, labels = shape_layers(n, seed=seed, size=size)
+        return torch.cat([bg, fg, alpha], dim=1), labels  # 7 channels, quantised together
+
+    stacked, _ = make_training_set(train_seeds, images_per_seed, size, render)
+    return stacked[:, :3], stacked[:, 3:6], stacked[:, 6:]
 
 
 def composite(layers: tuple[Tensor, Tensor, Tensor], idx: Tensor, swap: float,

@@ -75,7 +75,7 @@ def test_background_swap_keeps_the_object_and_changes_the_rest(rng):
     layers = layer_set(train_seeds=1, images_per_seed=40, size=32)
     bg, fg, alpha = layers
     assert bg.dtype == fg.dtype == alpha.dtype == torch.uint8 and alpha.shape == (40, 1, 32, 32)
-    ref_bg, ref_fg, ref_alpha, _ = shape_layers(40, seed=1, size=32)
+    _, _, ref_alpha, _ = shape_layers(40, seed=1, size=32)
     torch.testing.assert_close(alpha.float() / 255, ref_alpha, atol=0.5 / 255, rtol=0)
     idx = torch.randperm(40, generator=rng)[:16]
     own = composite(layers, idx, swap=0.0)
