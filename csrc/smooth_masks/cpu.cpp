@@ -1,9 +1,11 @@
 // smooth_masks family, CPU kernels: smooth_masks and its backward (formulas in smooth_masks.h).
 //
-// Both work a row of pixels at a time, tap-major ([K][W] buffers), so every loop over pixels is a
-// unit-stride loop the compiler vectorises (exp_neg included); the forward runs one task per
-// (mask, row), the backward one task per block of rows (each sums into its own buffer: fixed
-// order, no atomics).
+// Both work a row of pixels at a time, kLanes (8) pixels together: every pass over the K taps of
+// a chunk reads the chunk's weights packed contiguously and writes [K][kLanes] buffers that stay
+// in L1 (float: GCC vector extensions, one AVX2 register a pass; double: scalar lane loops). The
+// per-pixel arithmetic and its order are the reference's, so the bits do not depend on the
+// layout. The forward runs one task per (mask, row), the backward one task per block of rows
+// (each sums into its own buffer: fixed order, no atomics).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -11,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -60,6 +63,7 @@ SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& para
 namespace {
 
 constexpr int64_t kBlockRows = 16;  // rows per backward task
+constexpr int64_t kLanes = 8;       // pixels of a row computed together (one AVX2 vector)
 
 // Per-call tables: the padded grids [N, gh + 2 pad, gw + 2 pad] and the mid cell of each column.
 template <typename T>
@@ -79,7 +83,7 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
   return c;
 }
 
-// x86-64 CPUs with AVX2 run an AVX2 build of the row loops, others the baseline (SSE2) build,
+// x86-64 CPUs with AVX2 run an AVX2 build of the chunk loops, others the baseline (SSE2) build,
 // picked at load time by CPU feature ("arch=" clones test the CPU model, which fails on AMD).
 // No FMA, so both builds do the same arithmetic.
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
@@ -88,60 +92,212 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
 #define PYXAI_ROW_CLONES
 #endif
 
-// Scratch of one output row: v [K][W] (tap values, shared by the rows of one mid row r), a [K][W]
-// (weighted taps), e [K][W] (exponentials), mx, sum, m [W]; backward: gsum [K][W] (the taps'
-// gradients summed over the rows of mid row g_r, added to the grid when r changes).
+// Scratch of one task. A row is computed kLanes pixels at a time, every pass over the K taps of
+// a chunk reading and writing [K][kLanes] buffers that stay in L1:
+//   v [K][wp]: tap values of the mid row v_r (shared by its rows), wp = W rounded up to kLanes;
+//   a, e [K][kLanes]: the chunk's weighted taps and exponentials; m, sum [wp]: the row's output and denominators;
+//   gsum [K][wp] (backward): the taps' gradients summed over the rows of mid row g_r.
 template <typename T>
 struct Row {
-  std::vector<T> v, a, e, mx, sum, m, gsum;
+  int64_t wp;
+  std::vector<T> v, a, e, m, sum, gsum;
   const T* v_grid = nullptr;  // the padded grid and mid row v holds
   int64_t v_r = -1, g_r = -1;
   explicit Row(const SmoothShape& s)
-      : v(s.taps * s.taps * s.w), a(v.size()), e(v.size()), mx(s.w), sum(s.w), m(s.w),
+      : wp(ceil_div(s.w, kLanes) * kLanes), v(s.taps * s.taps * wp, T(0)),
+        a(s.taps * s.taps * kLanes), e(a.size()), m(wp), sum(wp),
         gsum(v.size(), T(0)) {}
 };
 
-// Row y of one mask into `row` (row.m is the output). pg: the mask's padded grid; wt: weight.
+// The pooled mask of kLanes pixels: w, v the first pixel's weight and tap value of tap 0 (tap k
+// at + k * w_stride, + k * v_stride); fills a, e and writes m, sum. Per pixel the arithmetic and
+// its order are those of the reference: max_k 20 a_k, e_k = exp(20 a_k - max), sum_k e_k in tap
+// order, m = sum_k a_k (e_k / sum) in tap order.
 template <typename T>
-PYXAI_ROW_CLONES void compute_row(const SmoothShape& s, const T* pg, const T* wt,
-                                  const int64_t* cols, int64_t y, Row<T>& row) {
-  const int64_t pw = s.gw + 2 * s.pad, w = s.w, kk = s.taps * s.taps;
-  const int64_t r = nearest_cell(y, s.mh, s.uh);
+PYXAI_ROW_CLONES void pool_chunk(int64_t kk, const T* w, int64_t w_stride, const T* v,
+                                 int64_t v_stride, T* a, T* e, T* m, T* sum) {
   const T cold = static_cast<T>(kColdness);
-  if (row.v_r != r || row.v_grid != pg) {  // gather the tap values once per mid row
-    for (int64_t ky = 0; ky < s.taps; ++ky) {
-      const T* prow = pg + (r + ky) * pw;
-      for (int64_t kx = 0; kx < s.taps; ++kx) {
-        T* vk = row.v.data() + (ky * s.taps + kx) * w;
-        for (int64_t x = 0; x < w; ++x) vk[x] = prow[cols[x] + kx];
-      }
+  T mx[kLanes], sm[kLanes], out[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) mx[j] = -std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < kk; ++k) {
+    const T* wk = w + k * w_stride;
+    const T* vk = v + k * v_stride;
+    T* ak = a + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) {
+      ak[j] = wk[j] * vk[j];
+      mx[j] = std::max(mx[j], cold * ak[j]);
     }
-    row.v_r = r;
-    row.v_grid = pg;
   }
-  T* mx = row.mx.data();
-  T* sum = row.sum.data();
-  T* m = row.m.data();
-  for (int64_t x = 0; x < w; ++x) mx[x] = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < kLanes; ++j) sm[j] = T(0);
   for (int64_t k = 0; k < kk; ++k) {
-    const T* wk = wt + (k * s.h + y) * w;
-    const T* vk = row.v.data() + k * w;
-    T* ak = row.a.data() + k * w;
-    for (int64_t x = 0; x < w; ++x) ak[x] = wk[x] * vk[x];
-    for (int64_t x = 0; x < w; ++x) mx[x] = std::max(mx[x], cold * ak[x]);
+    const T* ak = a + k * kLanes;
+    T* ek = e + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) {
+      ek[j] = exp_neg(cold * ak[j] - mx[j]);
+      sm[j] += ek[j];
+    }
   }
-  for (int64_t x = 0; x < w; ++x) sum[x] = T(0);
+  for (int64_t j = 0; j < kLanes; ++j) out[j] = T(0);
   for (int64_t k = 0; k < kk; ++k) {
-    const T* ak = row.a.data() + k * w;
-    T* ek = row.e.data() + k * w;
-    for (int64_t x = 0; x < w; ++x) ek[x] = exp_neg(cold * ak[x] - mx[x]);
-    for (int64_t x = 0; x < w; ++x) sum[x] += ek[x];
+    const T* ak = a + k * kLanes;
+    const T* ek = e + k * kLanes;
+    for (int64_t j = 0; j < kLanes; ++j) out[j] += ak[j] * (ek[j] / sm[j]);
   }
-  for (int64_t x = 0; x < w; ++x) m[x] = T(0);
+  for (int64_t j = 0; j < kLanes; ++j) {
+    m[j] = out[j];
+    sum[j] = sm[j];
+  }
+}
+
+// The taps' gradients of one chunk (after pool_chunk) added to g (tap k at + k * g_stride), in
+// the reference's order: ((a - m) * 20 + 1) * (e / sum) * grad * weight.
+template <typename T>
+PYXAI_ROW_CLONES void grad_chunk(int64_t kk, const T* w, int64_t w_stride, const T* a,
+                                 const T* e, const T* m, const T* sum, const T* grad, T* g,
+                                 int64_t g_stride) {
+  const T cold = static_cast<T>(kColdness);
   for (int64_t k = 0; k < kk; ++k) {
-    const T* ak = row.a.data() + k * w;
-    const T* ek = row.e.data() + k * w;
-    for (int64_t x = 0; x < w; ++x) m[x] += ak[x] * (ek[x] / sum[x]);
+    const T* wk = w + k * w_stride;
+    const T* ak = a + k * kLanes;
+    const T* ek = e + k * kLanes;
+    T* gk = g + k * g_stride;
+    for (int64_t j = 0; j < kLanes; ++j)
+      gk[j] += ((ak[j] - m[j]) * cold + T(1)) * (ek[j] / sum[j]) * grad[j] * wk[j];
+  }
+}
+
+#if defined(__GNUC__)
+// float chunks as GCC vector extensions (one AVX2 register, two SSE2 ones in the baseline build):
+// the same IEEE operations, lane by lane, as the scalar template above, so the same bits.
+typedef float F8 __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t I8 __attribute__((vector_size(kLanes * sizeof(int32_t))));
+static_assert(sizeof(F8) == kLanes * sizeof(float), "one float per lane");
+
+inline F8 load8(const float* p) {
+  F8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof(v)); }
+inline F8 splat8(float x) { return F8{} + x; }
+inline I8 splat8i(int32_t x) { return I8{} + x; }
+
+// exp_neg lane by lane (the scalar function's operations in its order).
+inline __attribute__((always_inline)) F8 exp_neg8(F8 x) {
+  const I8 lo = splat8i(-127);
+  const F8 fx = x * 1.44269504088896341f + 0.5f;
+  I8 i = __builtin_convertvector(fx, I8);  // truncation (x86: INT_MIN for huge or NaN x)
+  i = i < lo ? lo : i;
+  i += __builtin_convertvector(i, F8) > fx;  // floor: a true comparison is -1
+  const I8 keep = i > lo;                    // -1 where the result does not underflow
+  i = i < lo ? lo : i;
+  const F8 f = __builtin_convertvector(i, F8);
+  x = x - f * 0.693359375f - f * -2.12194440e-4f;
+  const F8 z = x * x;
+  F8 y = splat8(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  y *= reinterpret_cast<F8>((i + 127) << 23);
+  return reinterpret_cast<F8>(reinterpret_cast<I8>(y) & keep);
+}
+
+template <>
+PYXAI_ROW_CLONES void pool_chunk<float>(int64_t kk, const float* w, int64_t w_stride,
+                                        const float* v, int64_t v_stride, float* a, float* e,
+                                        float* m, float* sum) {
+  const float cold = kColdness;
+  F8 mx = splat8(-std::numeric_limits<float>::infinity());
+  for (int64_t k = 0; k < kk; ++k) {
+    const F8 ak = load8(w + k * w_stride) * load8(v + k * v_stride);
+    store8(a + k * kLanes, ak);
+    const F8 c = cold * ak;
+    mx = mx < c ? c : mx;  // std::max(mx, c)
+  }
+  F8 sm = F8{};
+  for (int64_t k = 0; k < kk; ++k) {
+    const F8 ek = exp_neg8(cold * load8(a + k * kLanes) - mx);
+    store8(e + k * kLanes, ek);
+    sm += ek;
+  }
+  F8 out = F8{};
+  for (int64_t k = 0; k < kk; ++k) out += load8(a + k * kLanes) * (load8(e + k * kLanes) / sm);
+  store8(m, out);
+  store8(sum, sm);
+}
+
+template <>
+PYXAI_ROW_CLONES void grad_chunk<float>(int64_t kk, const float* w, int64_t w_stride,
+                                        const float* a, const float* e, const float* m,
+                                        const float* sum, const float* grad, float* g,
+                                        int64_t g_stride) {
+  const float cold = kColdness;
+  const F8 mv = load8(m), sv = load8(sum), gv = load8(grad);
+  for (int64_t k = 0; k < kk; ++k) {
+    const F8 t = ((load8(a + k * kLanes) - mv) * cold + 1.0f) * (load8(e + k * kLanes) / sv) *
+                 gv * load8(w + k * w_stride);
+    store8(g + k * g_stride, load8(g + k * g_stride) + t);
+  }
+}
+#endif
+
+// Gathers the tap values of mid row r of padded grid pg into row.v (once per mid row).
+template <typename T>
+void gather_taps(const SmoothShape& s, const T* pg, const int64_t* cols, int64_t r, Row<T>& row) {
+  if (row.v_r == r && row.v_grid == pg) return;
+  const int64_t pw = s.gw + 2 * s.pad;
+  for (int64_t ky = 0; ky < s.taps; ++ky) {
+    const T* prow = pg + (r + ky) * pw;
+    for (int64_t kx = 0; kx < s.taps; ++kx) {
+      T* vk = row.v.data() + (ky * s.taps + kx) * row.wp;
+      for (int64_t x = 0; x < s.w; ++x) vk[x] = prow[cols[x] + kx];
+    }
+  }
+  row.v_r = r;
+  row.v_grid = pg;
+}
+
+// The weights packed chunk by chunk, [H][ceil(W / kLanes)][K][kLanes] (zero padded past W): the
+// K x kLanes weights of one chunk are contiguous.
+template <typename T>
+std::vector<T> packed_weights(const SmoothShape& s, const T* wt) {
+  const int64_t kk = s.taps * s.taps, nc = ceil_div(s.w, kLanes);
+  std::vector<T> out(s.h * nc * kk * kLanes, T(0));
+  at::parallel_for(0, s.h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t y = begin; y < end; ++y)
+      for (int64_t k = 0; k < kk; ++k) {
+        const T* src = wt + (k * s.h + y) * s.w;
+        for (int64_t x = 0; x < s.w; ++x)
+          out[((y * nc + x / kLanes) * kk + k) * kLanes + x % kLanes] = src[x];
+      }
+  });
+  return out;
+}
+
+// Row y of one mask into row.m / row.sum (the first W entries). pg: the mask's padded grid.
+// With grad (the row's output gradient, W entries), also adds the row's taps' gradients to
+// row.gsum; the caller flushes gsum when the mid row changes.
+template <typename T>
+void compute_row(const SmoothShape& s, const T* pg, const T* wt, const int64_t* cols, int64_t y,
+                 Row<T>& row, const T* grad = nullptr) {  // wt: packed_weights
+  const int64_t kk = s.taps * s.taps;
+  gather_taps(s, pg, cols, nearest_cell(y, s.mh, s.uh), row);
+  T gpad[kLanes];
+  const int64_t nc = ceil_div(s.w, kLanes);
+  for (int64_t x0 = 0; x0 < s.w; x0 += kLanes) {
+    const int64_t ws = kLanes;
+    const T* w = wt + (y * nc + x0 / kLanes) * kk * kLanes;
+    pool_chunk(kk, w, ws, row.v.data() + x0, row.wp, row.a.data(), row.e.data(),
+               row.m.data() + x0, row.sum.data() + x0);
+    if (grad == nullptr) continue;
+    const int64_t len = std::min(kLanes, s.w - x0);
+    std::fill(gpad, gpad + kLanes, T(0));
+    std::copy(grad + x0, grad + x0 + len, gpad);
+    grad_chunk(kk, w, ws, row.a.data(), row.e.data(), row.m.data() + x0, row.sum.data() + x0,
+               gpad, row.gsum.data() + x0, row.wp);
   }
 }
 
@@ -154,37 +310,12 @@ void flush_row(const SmoothShape& s, const int64_t* cols, Row<T>& row, T* acc) {
   for (int64_t ky = 0; ky < s.taps; ++ky) {
     T* arow = acc + (row.g_r + ky) * pw;
     for (int64_t kx = 0; kx < s.taps; ++kx) {
-      T* gk = row.gsum.data() + (ky * s.taps + kx) * w;
+      T* gk = row.gsum.data() + (ky * s.taps + kx) * row.wp;
       for (int64_t x = 0; x < w; ++x) arow[cols[x] + kx] += gk[x];
-      std::fill(gk, gk + w, T(0));
+      std::fill(gk, gk + row.wp, T(0));
     }
   }
   row.g_r = -1;
-}
-
-// Adds row y's contribution (after compute_row) to the taps' gradients of its mid row (flushing
-// the previous mid row's into acc first).
-template <typename T>
-PYXAI_ROW_CLONES void backward_row(const SmoothShape& s, const T* wt, const int64_t* cols,
-                                   int64_t y, const T* grad, Row<T>& row, T* acc) {
-  const int64_t w = s.w, kk = s.taps * s.taps;
-  const int64_t r = nearest_cell(y, s.mh, s.uh);
-  if (row.g_r != r) {
-    flush_row(s, cols, row, acc);
-    row.g_r = r;
-  }
-  const T cold = static_cast<T>(kColdness);
-  const T* m = row.m.data();
-  const T* sum = row.sum.data();
-  for (int64_t k = 0; k < kk; ++k) {
-    const T* ak = row.a.data() + k * w;
-    const T* ek = row.e.data() + k * w;
-    const T* wk = wt + (k * s.h + y) * w;
-    T* gk = row.gsum.data() + k * w;
-    // the reference's order: ((a - m) * 20 + 1) * s * grad * weight
-    for (int64_t x = 0; x < w; ++x)
-      gk[x] += ((ak[x] - m[x]) * cold + T(1)) * (ek[x] / sum[x]) * grad[x] * wk[x];
-  }
 }
 
 }  // namespace
@@ -200,14 +331,15 @@ at::Tensor smooth_masks_cpu(const at::Tensor& params_, const at::Tensor& weight_
   const int64_t pgsize = (s.gh + 2 * s.pad) * (s.gw + 2 * s.pad);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "smooth_masks_cpu", [&] {
     const auto pg = padded_grids(s, params.data_ptr<scalar_t>());
-    const scalar_t* wt = weight.data_ptr<scalar_t>();
+    const auto packed = packed_weights(s, weight.data_ptr<scalar_t>());
+    const scalar_t* wt = packed.data();
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, s.n * s.h, 1, [&](int64_t begin, int64_t end) {
       Row<scalar_t> row(s);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / s.h, y = i % s.h;
         compute_row(s, pg.data() + n * pgsize, wt, cols.data(), y, row);
-        std::copy(row.m.begin(), row.m.end(), o + i * s.w);
+        std::copy(row.m.begin(), row.m.begin() + s.w, o + i * s.w);
       }
     });
   });
@@ -226,7 +358,8 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
   const int64_t ph = s.gh + 2 * s.pad, pw = s.gw + 2 * s.pad;
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "smooth_masks_backward_cpu", [&] {
     const auto pg = padded_grids(s, params.data_ptr<scalar_t>());
-    const scalar_t* wt = weight.data_ptr<scalar_t>();
+    const auto packed = packed_weights(s, weight.data_ptr<scalar_t>());
+    const scalar_t* wt = packed.data();
     const scalar_t* gr = grad.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     // Row blocks of kBlockRows rows (a count that does not depend on the thread count) each sum
@@ -240,9 +373,13 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
         const int64_t n = i / blocks, y0 = (i % blocks) * kBlockRows;
         const int64_t y1 = std::min(s.h, y0 + kBlockRows);
         for (int64_t y = y0; y < y1; ++y) {
-          compute_row(s, pg.data() + n * cells, wt, cols.data(), y, row);
-          backward_row(s, wt, cols.data(), y, gr + (n * s.h + y) * s.w, row,
-                       part.data() + i * cells);
+          const int64_t r = nearest_cell(y, s.mh, s.uh);
+          if (row.g_r != r) {
+            flush_row(s, cols.data(), row, part.data() + i * cells);
+            row.g_r = r;
+          }
+          compute_row(s, pg.data() + n * cells, wt, cols.data(), y, row,
+                      gr + (n * s.h + y) * s.w);
         }
         flush_row(s, cols.data(), row, part.data() + i * cells);
       }
