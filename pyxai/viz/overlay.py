@@ -8,7 +8,6 @@ evidence for the target, blue: against), scaled by ``max|map|``; an unsigned map
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,8 @@ import torch.nn.functional as F
 
 from pyxai.viz._arrays import as_tensor, to_numpy
 from pyxai.viz.colormaps import colorize
+from pyxai.viz.text import font as text_font
+from pyxai.viz.text import text_mask
 
 SIGNED_CMAP = "bwr"
 UNSIGNED_CMAP = "jet"
@@ -89,36 +90,46 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return to_numpy((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
 
 
-@functools.lru_cache(maxsize=1)
-def _font() -> Any:
-    """PIL's default font, loaded once (``ImageDraw`` would decode it on every call)."""
-    from PIL import ImageFont
-
-    return ImageFont.load_default()
-
-
 def label_frame(pixels: np.ndarray, text: str | None = None, scale: int = 1) -> np.ndarray:
     """ndarray[H, W, 3] uint8 -> ndarray[H*s, W*s, 3] uint8: enlarged ``scale`` times (nearest),
     then ``text`` written top-left in white on a black band (nothing written for None or "").
 
-    Only the band is handed to PIL (a video's frames are labelled one by one, so the rest of the
-    frame is not copied through an image object).
+    The text is PIL's default font as ``ImageDraw.text`` draws it, stitched from cached word
+    bitmaps (:func:`pyxai.viz.text.text_mask`: a video's label changes every frame, and a PIL
+    layout call costs more than the rest of a small frame's overlay); other text (tabs, repeated
+    spaces) is drawn by PIL on the band only.
     """
-    from PIL import Image, ImageDraw
-
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
-    out = np.repeat(np.repeat(pixels, scale, 0), scale, 1) if scale > 1 else np.array(pixels)
-    if text:
-        font = _font()
-        left, top, right, bottom = font.getbbox(text)
-        box = (2 + left, 1 + top, 2 + right, 1 + bottom)  # ImageDraw.textbbox((2, 1), text)
-        rows = min(out.shape[0], box[3] + 3)
-        band = Image.fromarray(np.ascontiguousarray(out[:rows]))
-        draw = ImageDraw.Draw(band)
-        draw.rectangle((0, 0, min(band.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
-        draw.text((2, 1), text, fill=(255, 255, 255), font=font)
-        out[:rows] = np.asarray(band)
+    # columns first: the second repeat then copies whole rows (4x faster at 64 x 64 x 4)
+    out = np.repeat(np.repeat(pixels, scale, 1), scale, 0) if scale > 1 else np.array(pixels)
+    if not text:
+        return out
+    stitched = text_mask(text)
+    if stitched is None:
+        return _label_with_pil(out, text)
+    mask, box = stitched
+    rows = min(out.shape[0], box[3] + 3)
+    out[:rows, : box[2] + 3] = 0  # PIL's rectangle (0, 0, box[2] + 2, box[3] + 2), inclusive
+    cols = min(out.shape[1], mask.shape[1])
+    # white text on the black band: PIL's blend of ink 255 over 0 at alpha m is m itself
+    np.maximum(out[:rows, :cols], mask[:rows, :cols, None], out=out[:rows, :cols])
+    return out
+
+
+def _label_with_pil(out: np.ndarray, text: str) -> np.ndarray:
+    """``label_frame``'s text drawn by PIL (in place on ``out``'s band)."""
+    from PIL import Image, ImageDraw
+
+    font = text_font()
+    left, top, right, bottom = font.getbbox(text)
+    box = (2 + left, 1 + top, 2 + right, 1 + bottom)  # ImageDraw.textbbox((2, 1), text)
+    rows = min(out.shape[0], box[3] + 3)
+    band = Image.fromarray(np.ascontiguousarray(out[:rows]))
+    draw = ImageDraw.Draw(band)
+    draw.rectangle((0, 0, min(band.width, box[2] + 2), box[3] + 2), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=(255, 255, 255), font=font)
+    out[:rows] = np.asarray(band)
     return out
 
 
