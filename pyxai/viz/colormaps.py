@@ -78,15 +78,27 @@ def imgify(obj: Any, vmin: float | None = None, vmax: float | None = None, cmap:
     if a.dim() == 2:
         a = a[:, :, None]
     if a.dtype != torch.uint8:
-        a = a.double()
+        # Zennit's NumPy arithmetic: bounds taken from the data keep its float dtype (float32
+        # stays float32), a bound given as a number is a float64 array and promotes the rest
+        a = a if a.is_floating_point() else a.double()
         lo = -a.abs().max() if symmetric else a.min()
         hi = a.abs().max() if symmetric else a.max()
-        lo = torch.as_tensor(vmin, dtype=torch.float64) if vmin is not None else lo
-        hi = torch.as_tensor(vmax, dtype=torch.float64) if vmax is not None else hi
+        lo = _bound(vmin) if vmin is not None else lo
+        hi = _bound(vmax) if vmax is not None else hi
+        dtype = torch.promote_types(a.dtype, torch.promote_types(lo.dtype, hi.dtype))
+        a, lo, hi = a.to(dtype), lo.to(dtype), hi.to(dtype)
         a = ((a - lo) / (hi - lo) * 255).nan_to_num(0.0).clamp(0, 255).to(torch.uint8)
     if a.shape[2] == 1:
         a = palette(cmap, level)[a[:, :, 0].long()]
     return to_numpy(a)
+
+
+def _bound(value: Any) -> torch.Tensor:
+    """A ``vmin`` / ``vmax`` as NumPy's ``np.array(value)`` types it (a Python float: float64)."""
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    return torch.from_numpy(np.array(arr))
 
 
 @lru_cache(maxsize=32)
