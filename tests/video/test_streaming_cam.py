@@ -32,6 +32,20 @@ def _live(method: str, model, layer, k: int):
     return StreamingSIDU(model, layer, masks_per_frame=k, softmax=True, batch_size=8)
 
 
+def _net_with_a_map(rng, method: str, target=None):
+    """A random frame_cnn and frame whose full map is not all zero. A random net can give a
+    target an all-zero Score-CAM map (the channel-weighted sum negative everywhere before the
+    ReLU: seeds 1621992943, 1101850685), which no budget changes and no partial map can differ
+    from; such a draw is replaced (at most 20 tries)."""
+    for _ in range(20):
+        model = frame_cnn(rng)
+        x = frames(rng, n=1)
+        full = _full(method, model, model[3], x, target)
+        if full.abs().max() > 1e-3:
+            return model, x, full
+    pytest.fail(f"20 random nets all gave target {target} an all-zero map")
+
+
 @pytest.mark.parametrize("method", ["scorecam", "sidu"])
 def test_whole_budget_equals_the_full_method_on_every_frame(rng, method):
     model = frame_cnn(rng)
@@ -45,12 +59,10 @@ def test_whole_budget_equals_the_full_method_on_every_frame(rng, method):
 
 @pytest.mark.parametrize("method", ["scorecam", "sidu"])
 def test_still_scene_reaches_the_full_map_once_every_channel_is_evaluated(rng, method):
-    model = frame_cnn(rng)
-    x = frames(rng, n=1)
+    model, x, full = _net_with_a_map(rng, method)
     k = 5
     rounds = math.ceil(CHANNELS / k)
     live = _live(method, model, model[3], k)
-    full = _full(method, model, model[3], x)
     maps = [live.update(x) for _ in range(rounds + 1)]
     assert not torch.allclose(maps[0], full, atol=1e-4)  # partial: 5 of 12 channels
     for m in maps[rounds - 1 :]:
@@ -59,15 +71,7 @@ def test_still_scene_reaches_the_full_map_once_every_channel_is_evaluated(rng, m
 
 @pytest.mark.parametrize("method", ["scorecam", "sidu"])
 def test_a_new_target_reuses_the_kept_outputs(rng, method):
-    # a random net can give target 3 an all-zero map (its channel-weighted sum negative
-    # everywhere before the ReLU: seed 1621992943), which no budget changes; draw another
-    for _ in range(20):
-        model = frame_cnn(rng)
-        x = frames(rng, n=1)
-        if _full(method, model, model[3], x, 3).abs().max() > 1e-3:
-            break
-    else:
-        pytest.fail("20 random nets all gave target 3 an all-zero map")
+    model, x, _ = _net_with_a_map(rng, method, 3)
     live = _live(method, model, model[3], 4)
     for _ in range(math.ceil(CHANNELS / 4)):
         live.update(x, 1)
