@@ -10,7 +10,8 @@ predicted classes; the core term switched on after 1/4 of the iterations so that
 * quick=False: the same CNN, 4 clips x 3 areas, 8 frames of 32 x 32, 40 steps; and torchvision's
   r3d_18, 4 clips x 3 areas, 8 frames of 32 x 32, 10 steps.
 
-The "median ms" column is the time for all clips: divide by B for the time per clip.
+``pyxai NDHWC`` is the same with ``channels_last=True`` (channels_last_3d clips; the floor stays
+the default layout). The "median ms" column is the time for all clips: divide by B for the time per clip.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def _case(name: str, model: nn.Module, clips: int, areas: tuple[float, ...], fra
         labels = model(x).argmax(1)
     kw = dict(max_iter=steps, core_start=steps // 4, **geometry)
     step = pyxai.STEP(model, areas=areas, seed=0, **kw)
+    fast = pyxai.STEP(model, areas=areas, seed=0, channels_last=True, **kw)
 
     gen = MaskGenerator((size, size), 7, kw["sigma"], x.device)
     s_h, s_w = gen.shape_out
@@ -83,13 +85,15 @@ def _case(name: str, model: nn.Module, clips: int, areas: tuple[float, ...], fra
         name=f"{name} {clips} clips x {len(areas)} areas, {frames}x{size}x{size}, {steps} steps",
         impls={
             "pyxai": lambda: step.attribute(x, labels),
+            "pyxai NDHWC": lambda: fast.attribute(x, labels),
             "original": reference,
             "floor": _grad_floor(model, x, clips * len(areas), steps),
         },
         # the original loops run TorchRay's generator arithmetic (the reference backend of
         # smooth_masks), pyxai the native kernel: last-bit differences the optimisation amplifies
         # (as in the extremal workload), so the mean error is compared
-        parity=[("original", "pyxai", 0.05, mean_error)], device=device,
+        parity=[("original", "pyxai", 0.05, mean_error),
+                ("pyxai NDHWC", "pyxai", 0.05, mean_error)], device=device,
         notes=f"original = reference_step (the reference's loops, TorchRay's MaskGenerator when "
               f"installed) one clip and one area at a time, "
               f"{clips * len(areas)} runs; floor = {steps} forward+backward passes of "

@@ -119,6 +119,12 @@ class STEP(Explainer):
         temporal_diff: add TCSVT's ``with_diff`` term (mean squared temporal differences of
             orders 1..3 of the mask volume, times the area weight). Default: False.
         backend: backend of the ``pyxai.ops`` calls ("auto" | "native" | "reference" | None).
+        channels_last: hand the perturbed clips to the model in ``channels_last_3d`` memory
+            format (same values and shape; only the strides change), as ExtremalPerturbation's
+            ``channels_last``. Measured on a 2-core CPU (forward + input gradient, 12 clips of
+            8 x 32 x 32): 25 % faster for a small 3-D CNN, 6 % slower for r3d_18, so off by
+            default; the results differ from the default by the convolutions' rounding only.
+            Default: False.
 
     Examples::
 
@@ -148,6 +154,7 @@ class STEP(Explainer):
         stable_sort: bool = False,
         temporal_diff: bool = False,
         backend: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(model)
         self.areas = _check_areas(areas)
@@ -187,6 +194,9 @@ class STEP(Explainer):
         self.stable_sort = bool(stable_sort)
         self.temporal_diff = bool(temporal_diff)
         self.backend = backend
+        if not isinstance(channels_last, bool):
+            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
+        self.channels_last = channels_last
 
     # ------------------------------------------------------------------------------------------
     def attribute(
@@ -334,7 +344,8 @@ class STEP(Explainer):
         if self.variant in ("delete", "dual"):
             parts.append(apply_pyramid(pyramid, 1 - masks, sample))
         xp = torch.cat(parts) if len(parts) > 1 else parts[0]  # [V A N T, C, H, W]
-        xp = xp.reshape(-1, frames, *xp.shape[1:]).transpose(1, 2).contiguous()
+        layout = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+        xp = xp.reshape(-1, frames, *xp.shape[1:]).transpose(1, 2).contiguous(memory_format=layout)
         s = score(self._outputs(model, xp), clip_of_row)
         if self.reward == "log":
             if self.variant == "preserve":
