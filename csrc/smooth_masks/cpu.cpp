@@ -191,16 +191,7 @@ inline __attribute__((always_inline)) F8 exp_neg8(F8 x) {
   i += __builtin_convertvector(i, F8) > fx;  // floor: a true comparison is -1
   const I8 keep = i > lo;                    // -1 where the result does not underflow
   i = i < lo ? lo : i;
-  const F8 f = __builtin_convertvector(i, F8);
-  x = x - f * 0.693359375f - f * -2.12194440e-4f;
-  const F8 z = x * x;
-  F8 y = splat8(1.9875691500e-4f);
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * z + x + 1.0f;
+  F8 y = exp_poly(x, __builtin_convertvector(i, F8));
   y *= reinterpret_cast<F8>((i + 127) << 23);
   return reinterpret_cast<F8>(reinterpret_cast<I8>(y) & keep);
 }

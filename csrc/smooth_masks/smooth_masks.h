@@ -47,6 +47,21 @@ PYXAI_HD int64_t nearest_cell(int64_t dst, int64_t mid, int64_t up) {
 #define PYXAI_HD_ALWAYS inline __attribute__((always_inline))
 #endif
 
+// Cephes' expf after its range reduction: exp(x - f ln 2) for the integer-valued f, by its
+// polynomial. V is float or a float vector (the CPU kernel's lanes): the same operations.
+template <typename V>
+PYXAI_HD_ALWAYS V exp_poly(V x, V f) {
+  x = x - f * 0.693359375f - f * -2.12194440e-4f;
+  const V z = x * x;
+  V y = x * 0.0f + 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  return y * z + x + 1.0f;
+}
+
 // exp(x) for x <= 0 in float: Cephes' expf polynomial (1.3 ulp over [-87, 0]; 0 below ~-88) with
 // only integer selects and no library call, so that CPU loops over pixels vectorise (GCC does
 // not if-convert float selects here); double uses std::exp.
@@ -57,16 +72,7 @@ PYXAI_HD_ALWAYS float exp_neg(float x) {
   i -= static_cast<int32_t>(static_cast<float>(i) > fx);  // floor
   const int32_t keep = i > -127 ? -1 : 0;  // 0 where the result underflows (x below ~-88)
   i = i < -127 ? -127 : i;
-  const float f = static_cast<float>(i);
-  x = x - f * 0.693359375f - f * -2.12194440e-4f;
-  const float z = x * x;
-  float y = 1.9875691500e-4f;
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * z + x + 1.0f;
+  float y = exp_poly(x, static_cast<float>(i));
   const int32_t bits = (i + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
