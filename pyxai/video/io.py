@@ -213,19 +213,24 @@ class VideoWriter:
         fps: frames per second of the output. Default: 25
         codec: encoder name, or None for ``libx264`` then ``mpeg4``. Default: None
         preset: libx264's speed preset. The encoder shares the CPU with the model, so the default
-            trades a little file size for speed: "veryfast" encoded 224 x 224 frames in about a
-            third of the time of libx264's own default ("medium"). Default: "veryfast"
+            trades file size for speed: "ultrafast" encoded 224 x 224 frames in a quarter of the
+            time of "veryfast" and a tenth of libx264's own default ("medium"). Default: "ultrafast"
+        threads: encoder threads (0: the encoder's own choice, about 1.5 per core). One thread
+            leaves the other cores to the model; on 2 cores it halved the CPU time of a 64 x 64
+            frame against the encoder's choice. Default: 1
 
     Attributes:
         codec: the encoder used (after the first frame); frames: number of frames written.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, codec: str | None = None,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "ultrafast", threads: int = 1) -> None:
         av = require_av()
         self.path = Path(path)
         if preset not in X264_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0, got {threads!r}")
         if not (fps > 0):
             raise ValueError(f"fps must be positive, got {fps!r}")
         self.fps = Fraction(fps).limit_denominator(1001)
@@ -238,7 +243,7 @@ class VideoWriter:
             self._container = av.open(str(self.path), mode="w")
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise ValueError(f"output {self.path}: cannot open for writing: {exc}") from None
-        self._wanted, self.preset = codec, preset
+        self._wanted, self.preset, self.threads = codec, preset, threads
         self._stream: Any = None
         self._size: tuple[int, int] | None = None
         self.codec: str | None = None
@@ -256,6 +261,7 @@ class VideoWriter:
                 continue
             stream.width, stream.height = width + width % 2, height + height % 2
             stream.pix_fmt = "yuv420p"
+            stream.codec_context.thread_count = self.threads
             if codec == "mpeg4":
                 stream.bit_rate = 4_000_000
             elif codec == "libx264":

@@ -243,5 +243,12 @@ def test_preset(tmp_path, rng):
         for img in imgs:
             w.write(img)
     assert len(list(iter_frames(str(tmp_path / "slow.mp4")))) == 3
+    with VideoWriter(tmp_path / "threads.mp4", 10, threads=0) as w:  # the encoder's own choice
+        for img in imgs:
+            w.write(img)
+    assert len(list(iter_frames(str(tmp_path / "threads.mp4")))) == 3
     with pytest.raises(ValueError, match="preset must be one of"):
         VideoWriter(tmp_path / "x.mp4", 10, preset="quick")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be an int >= 0"):
+            VideoWriter(tmp_path / "x.mp4", 10, threads=bad)
