@@ -44,6 +44,31 @@ def test_native_equals_reference_forward_and_backward(rng, dtype, geometry):
     assert torch.equal(g_auto, g_nat)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("grid,taps,pad,step,crop", [
+    ((3, 4), 5, 9, 2, (0, 0)),   # pad > taps: whole rows and chunks of taps read only padding
+    ((6, 2), 3, 4, 5, (3, 7)),   # the output cropped inside the canvas
+    ((1, 1), 7, 3, 3, (0, 1)),   # a one-cell grid: most chunks see it in a few taps only
+])
+def test_native_equals_reference_with_wide_padding(rng, dtype, grid, taps, pad, step, crop):
+    """The native kernel handles the taps that read only zero padding apart (one shared
+    exponential, no output or gradient term): any pad, crop and sign of the parameters."""
+    native_or_skip()
+    mid = [g + 2 * pad - taps + 1 for g in grid]
+    h, w = step * mid[0] - crop[0], step * mid[1] - crop[1]
+    weight = torch.rand(taps * taps, h, w, generator=rng, dtype=torch.float64).to(dtype)
+    p = (torch.rand(4, *grid, generator=rng, dtype=torch.float64) * 2 - 0.5).to(dtype)
+    p[:, 0, 0] = 0.0  # exact zeros inside the grid are computed, not skipped
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    got = ops.smooth_masks(p, weight, pad, step, backend="native")
+    torch.testing.assert_close(got, ops.smooth_masks(p, weight, pad, step, backend="reference"),
+                               atol=tol, rtol=0)
+    grad = torch.randn(got.shape, generator=rng, dtype=torch.float64).to(dtype)
+    g_nat = ops.smooth_masks_backward(grad, p, weight, pad, step, backend="native")
+    g_ref = ops.smooth_masks_backward(grad, p, weight, pad, step, backend="reference")
+    torch.testing.assert_close(g_nat, g_ref, atol=tol * 10 * g_ref.abs().max().item(), rtol=0)
+
+
 def test_reference_is_torchray_arithmetic(rng):
     """unfold -> nearest upsampling -> softmax pooling, as TorchRay's MaskGenerator writes it."""
     gen, p, w = _case(rng, (40, 36), 7, 21, 2, torch.float32)
