@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from pyxai import registry
+from pyxai.video.io import X264_PRESETS
 
 DEMO_OUT = Path("pyxai_out") / "demo_video.mp4"
 
@@ -115,7 +116,8 @@ def cmd_video(args: argparse.Namespace) -> int:
                         masks_per_frame=args.masks_per_frame, **kwargs)
     try:
         stats = vx.explain_file(source, out=out, maps=args.maps, fps=args.fps,
-                                show_progress=not args.no_progress, scale=scale)
+                                show_progress=not args.no_progress, scale=scale,
+                                preset=args.preset)
     except ImportError as exc:
         raise ValueError(str(exc)) from None
     except KeyboardInterrupt:
@@ -152,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--size", type=int, help="model input size for torchvision models "
                    "(default 112 video, 224 image)")
     v.add_argument("--fps", type=float, help="frame rate of the output (default: the input's)")
+    v.add_argument("--preset", default="ultrafast", choices=X264_PRESETS,
+                   help="libx264 speed preset of the output (default ultrafast: the most CPU "
+                   "left to the model; slower presets make smaller files)")
     v.add_argument("--scale", type=int, help="upscale the overlay (default 4 for the demo, else 1)")
     v.add_argument("--n", type=int, default=8, help="number of demo clips")
     v.add_argument("--seed", type=int, default=2024, help="seed of the demo clips")

@@ -396,7 +396,8 @@ class VideoExplainer:
     # ------------------------------------------------------------------------------------------
     def explain_file(self, src: Any, out: Any = None, maps: Any = None, fps: float | None = None,
                      show_progress: bool = False, alpha: float = 0.5, cmap: str = "jet",
-                     scale: int = 1, measure_model: bool = True) -> dict[str, Any]:
+                     scale: int = 1, measure_model: bool = True,
+                     preset: str = "ultrafast") -> dict[str, Any]:
         """Explain ``src`` and write the overlay video ``out`` (and the raw maps ``maps``).
 
         Args:
@@ -410,6 +411,9 @@ class VideoExplainer:
             alpha, cmap, scale: overlay settings (:func:`pyxai.video.overlay.overlay_frame`).
             measure_model: also time the bare model forward on the first frames of the stream.
                 Default: True
+            preset: libx264's speed preset (:class:`pyxai.video.io.VideoWriter`): "ultrafast"
+                leaves the most CPU to the model; a slower one makes a smaller file.
+                Default: "ultrafast"
 
         Returns:
             dict: ``frames``, ``seconds``, ``fps`` (explained frames/s, end to end),
@@ -426,7 +430,7 @@ class VideoExplainer:
 
         out_fps = fps if fps is not None else probe_fps(src)
         maps_writer = MapsWriter(maps) if maps is not None else None
-        writer = VideoWriter(out, out_fps) if out is not None else None
+        writer = VideoWriter(out, out_fps, preset=preset) if out is not None else None
         latencies: list[float] = []
         probe: list[Tensor] = []
         bar = None

@@ -37,9 +37,12 @@ def test_user_video_with_a_torchvision_frame_model(tmp_path, capsys, rng):
     out = tmp_path / "out.mp4"
     rc = main(["video", str(src), "--model", "torchvision:resnet18", "--size", "32",
                "--batch-frames", "2", "-o", str(out), "--maps", str(tmp_path / "m.npz"),
-               "--no-progress"])
+               "--no-progress", "--preset", "veryfast"])
     assert rc == 0, capsys.readouterr().err
     assert _n_frames(out) == 5
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["video", str(src), "--preset", "quick"])
+    assert "invalid choice: 'quick'" in capsys.readouterr().err
     assert np.load(tmp_path / "m.npz")["maps"].shape == (5, 1, 40, 48)
 
 
