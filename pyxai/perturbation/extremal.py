@@ -40,7 +40,9 @@ from pyxai.engine.checks import check_inputs, check_int, check_positive_int, che
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import forward_view
+from pyxai.ops._dispatch import resolve_backend
 from pyxai.ops.smooth_masks import smooth_masks
+from pyxai.perturbation.area import area_error
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
 
 VARIANTS = ("preserve", "delete", "dual")
@@ -276,6 +278,10 @@ class ExtremalPerturbation(Explainer):
         n_areas, n = len(self.areas), b * len(self.areas)
         ref = self._reference(gen.shape_out, x)  # [A, out_h * out_w]
         weights = self._regul_weights(x.device)
+        # the area term picks each mask's top pixels by selection (same gradient as the sort)
+        # (the reference backend keeps TorchRay's sort, history values included)
+        zeros = None if resolve_backend(self.backend, x.device) == "reference" else \
+            (ref == 0).sum(dim=1).tolist()
         params = torch.ones(n, 1, *gen.shape_in, device=x.device, dtype=x.dtype, requires_grad=True)
         opt = torch.optim.SGD([params], lr=LEARNING_RATE, momentum=MOMENTUM, dampening=MOMENTUM)
         hist = torch.zeros(self.max_iter, n, 2, device=x.device, dtype=x.dtype)
@@ -293,9 +299,10 @@ class ExtremalPerturbation(Explainer):
                     cropped, full = gen.generate(p, self.backend)
                     reward = self._reward(forward, score, pyramid, cropped, sample[i:j],
                                           flip=self.jitter and t % 2 == 0)
-                    srt = full.reshape(j - i, -1).sort(dim=1)[0]
-                    regul = -((srt - ref[torch.arange(i, j, device=x.device) % n_areas]) ** 2
-                              ).mean(dim=1) * weights[t]
+                    rows = torch.arange(i, j, device=x.device) % n_areas
+                    regul = -area_error(full.reshape(j - i, -1), ref[rows],
+                                        None if zeros is None else
+                                        [zeros[r % n_areas] for r in range(i, j)]) * weights[t]
                     energy = (reward + regul).sum()
                     (g,) = torch.autograd.grad(-energy, p)
                     grad[i:j] = g

@@ -48,6 +48,7 @@ from pyxai.engine.checks import check_inputs, check_int, check_positive_int, che
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import ModelView, is_training
+from pyxai.ops._dispatch import resolve_backend
 from pyxai.perturbation.extremal import MaskGenerator, _check_areas, area_targets, growth_schedule
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
 from pyxai.video.step_losses import (
@@ -229,6 +230,10 @@ class STEP(Explainer):
         per_frame = self.objective == "2d_ep"
         ref = area_targets(out_px if per_frame else frames * out_px, self.areas, x.dtype, x.device)
         ref = ref.repeat_interleave(n, dim=0)  # [A * N, V]
+        # the volume's area term picks each mask's top voxels by selection (the sort's gradient;
+        # the reference backend keeps the sort)
+        zeros = None if per_frame or resolve_backend(self.backend, x.device) == "reference" \
+            else (ref == 0).sum(dim=1).tolist()
         weights = growth_schedule(REGUL_WEIGHT, STEP_GROWTH if step else 1.0, self.max_iter,
                                   x.device)
         perms = Permutations(self.seed, frames * out_px if step else 0,
@@ -252,7 +257,7 @@ class STEP(Explainer):
                                       (rows, frames)) * reward_weight
                 flat = full.reshape(rows, -1)
                 regul = area_loss(flat, ref, vol_perm, frames if per_frame else 1,
-                                  self.stable_sort) * weights[t]
+                                  self.stable_sort, zeros) * weights[t]
                 if self.temporal_diff:
                     regul = regul + temporal_diff_loss(
                         full.reshape(rows, frames, *gen.shape_out)) * weights[t]

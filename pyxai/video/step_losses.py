@@ -31,13 +31,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyxai.perturbation.area import area_error
+
 #: the ellipsoid's share of its bounding box, as the reference rounds it (pi / 6)
 ELLIPSOID_FILL = 0.5236
 CORE_SHAPES = ("ellipsoid", "cylinder")
 
 
 def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None = None,
-              frames: int = 1, stable: bool = False) -> torch.Tensor:
+              frames: int = 1, stable: bool = False, zeros: list[int] | None = None
+              ) -> torch.Tensor:
     """``mean((sort(m) - ref)^2)`` per row (per frame, then averaged over frames when ``frames > 1``).
 
     Args:
@@ -46,16 +49,21 @@ def area_loss(flat: torch.Tensor, ref: torch.Tensor, perm: torch.Tensor | None =
         perm: Tensor[V] int64 applied to the voxels before sorting (TCSVT), or None.
         frames: 1 for the volume (STEP, 3-D EP); T for the per-frame area of the 2-D baseline.
         stable: a stable sort (ties in permutation order) instead of the reference's.
+        zeros: the number of zeros of each row of ``ref`` (``frames == 1``): the rows are split
+            by selection, with the sort's gradient (:func:`pyxai.perturbation.area.area_error`);
+            None: sorted.
 
     Returns:
         Tensor[R].
     """
     if perm is not None:
         flat = flat[:, perm]
+    if frames == 1:
+        return area_error(flat, ref, zeros, stable)
     r = flat.shape[0]
     srt = flat.reshape(r * frames, -1).sort(dim=1, stable=stable)[0]
     err = (srt.reshape(r, frames, -1) - ref[:, None]) ** 2
-    return err.mean(dim=2).mean(dim=1) if frames > 1 else err[:, 0].mean(dim=1)
+    return err.mean(dim=2).mean(dim=1)
 
 
 def temporal_diff_loss(volumes: torch.Tensor, orders: int = 3) -> torch.Tensor:

@@ -251,3 +251,21 @@ def test_channels_last_3d_gives_the_same_masks_and_leaves_the_model_as_found(rng
     assert all(p.is_contiguous() for p in model.parameters())
     with pytest.raises(TypeError, match="channels_last must be a bool"):
         pyxai.STEP(model, channels_last=1)
+
+
+@pytest.mark.parametrize("stable_sort", [False, True])
+def test_area_term_by_selection_gives_the_sorts_masks(rng, monkeypatch, stable_sort):
+    """The volume's area term picks the top voxels by selection on the CPU: the same gradient as
+    the sort, so the same masks bit for bit; the history's area value only sums otherwise."""
+    from pyxai.perturbation import area
+
+    model = tiny_net(rng)
+    x = torch.rand(2, 3, 6, 24, 24, generator=rng)
+    step = pyxai.STEP(model, areas=(0.1, 0.3), max_iter=8, sigma=7.0, core_frames=3,
+                      core_start=2, stable_sort=stable_sort)
+    masks, hist = step.attribute(x, 1, return_history=True)
+    monkeypatch.setattr(area, "SELECTION", False)
+    want, want_hist = step.attribute(x, 1, return_history=True)
+    assert torch.equal(masks, want)
+    assert torch.equal(hist[:, :, 0], want_hist[:, :, 0])
+    torch.testing.assert_close(hist, want_hist, rtol=1e-5, atol=1e-6)
