@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pyxai.ops._dispatch import resolve_backend
+
 #: use the selection on CPU (tests turn it off to compare with the sorting path)
 SELECTION = True
 
@@ -63,6 +65,15 @@ def _top(flat: Tensor, zeros: list[int], stable: bool = False) -> Tensor:
                 1, order[:, z:], False)
         top[rows] = ~below
     return top
+
+
+def split_counts(ref: Tensor, backend: str | None) -> list[int] | None:
+    """The ``zeros`` argument of :func:`area_error` for the targets Tensor[R, n] (their number of
+    zeros per row), or None where the area term sorts: on CUDA, and on the reference backend
+    (TorchRay's arithmetic, the history's values included). Read once, before the iterations."""
+    if ref.device.type != "cpu" or resolve_backend(backend, ref.device) == "reference":
+        return None
+    return (ref == 0).sum(dim=1).tolist()
 
 
 def area_error(flat: Tensor, ref: Tensor, zeros: list[int] | None = None,

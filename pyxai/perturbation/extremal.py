@@ -40,9 +40,8 @@ from pyxai.engine.checks import check_inputs, check_int, check_positive_int, che
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import forward_view
-from pyxai.ops._dispatch import resolve_backend
 from pyxai.ops.smooth_masks import smooth_masks
-from pyxai.perturbation.area import area_error
+from pyxai.perturbation.area import area_error, split_counts
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
 
 VARIANTS = ("preserve", "delete", "dual")
@@ -278,10 +277,7 @@ class ExtremalPerturbation(Explainer):
         n_areas, n = len(self.areas), b * len(self.areas)
         ref = self._reference(gen.shape_out, x)  # [A, out_h * out_w]
         weights = self._regul_weights(x.device)
-        # the area term picks each mask's top pixels by selection (same gradient as the sort)
-        # (the reference backend keeps TorchRay's sort, history values included)
-        zeros = None if resolve_backend(self.backend, x.device) == "reference" else \
-            (ref == 0).sum(dim=1).tolist()
+        zeros = split_counts(ref, self.backend)  # area term: top pixels by selection (CPU)
         params = torch.ones(n, 1, *gen.shape_in, device=x.device, dtype=x.dtype, requires_grad=True)
         opt = torch.optim.SGD([params], lr=LEARNING_RATE, momentum=MOMENTUM, dampening=MOMENTUM)
         hist = torch.zeros(self.max_iter, n, 2, device=x.device, dtype=x.dtype)

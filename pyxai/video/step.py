@@ -48,7 +48,7 @@ from pyxai.engine.checks import check_inputs, check_int, check_positive_int, che
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import ModelView, is_training
-from pyxai.ops._dispatch import resolve_backend
+from pyxai.perturbation.area import split_counts
 from pyxai.perturbation.extremal import MaskGenerator, _check_areas, area_targets, growth_schedule
 from pyxai.perturbation.pyramid import PERTURBATIONS, apply_pyramid, gaussian_blur, perturbation_pyramid
 from pyxai.video.step_losses import (
@@ -230,10 +230,8 @@ class STEP(Explainer):
         per_frame = self.objective == "2d_ep"
         ref = area_targets(out_px if per_frame else frames * out_px, self.areas, x.dtype, x.device)
         ref = ref.repeat_interleave(n, dim=0)  # [A * N, V]
-        # the volume's area term picks each mask's top voxels by selection (the sort's gradient;
-        # the reference backend keeps the sort)
-        zeros = None if per_frame or resolve_backend(self.backend, x.device) == "reference" \
-            else (ref == 0).sum(dim=1).tolist()
+        # the volume's area term: each mask's top voxels by selection (CPU)
+        zeros = None if per_frame else split_counts(ref, self.backend)
         weights = growth_schedule(REGUL_WEIGHT, STEP_GROWTH if step else 1.0, self.max_iter,
                                   x.device)
         perms = Permutations(self.seed, frames * out_px if step else 0,
