@@ -58,7 +58,11 @@ def _same(ours, ref, tol: float = 1e-5) -> None:
         return
     assert isinstance(ours, torch.Tensor), f"pyxai raised {ours!r}, Captum returned a result"
     assert ours.shape == ref.shape and ours.dtype == ref.dtype, (ours.shape, ref.shape)
-    torch.testing.assert_close(ours, ref, atol=tol, rtol=tol)
+    # absolute rounding follows the map's scale: a small value summed from large output
+    # differences carries their rounding (CI seed 1180082425: 1.07e-6 off on a Shapley map of
+    # values up to 12 in float32)
+    scale = max(1.0, float(ref.abs().max())) if ref.numel() else 1.0
+    torch.testing.assert_close(ours, ref, atol=tol * scale, rtol=tol)
 
 
 TARGETS = [None, 1, -1, (1,), (1, 0), (), [1], [(1,)], [(2, 1)], [1, 2], torch.tensor(2),
