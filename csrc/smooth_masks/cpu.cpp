@@ -62,7 +62,8 @@ SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& para
 
 namespace {
 
-constexpr int64_t kBlockRows = 16;  // rows per backward task
+constexpr int64_t kBlockRows = 16;    // rows per backward task
+constexpr int64_t kFwdBlockRows = 8;  // rows per forward task
 constexpr int64_t kLanes = 8;       // pixels of a row computed together (one AVX2 vector)
 
 // The taps of a chunk that read the grid: rows [ky0, ky1) x columns [kx0, kx1) of the t x t taps.
@@ -373,12 +374,17 @@ at::Tensor smooth_masks_cpu(const at::Tensor& params_, const at::Tensor& weight_
     const auto packed = packed_weights(s, weight.data_ptr<scalar_t>());
     const scalar_t* wt = packed.data();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, s.n * s.h, 1, [&](int64_t begin, int64_t end) {
+    // tasks (block of rows, mask), block-major: a thread runs one block for mask after mask,
+    // so the block's packed weights stay in cache instead of streaming in once per mask
+    const int64_t blocks = ceil_div(s.h, kFwdBlockRows);
+    at::parallel_for(0, blocks * s.n, 1, [&](int64_t begin, int64_t end) {
       Row<scalar_t> row(s);
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / s.h, y = i % s.h;
-        compute_row(s, pg.data() + n * pgsize, wt, cols.data(), y, row);
-        std::copy(row.m.begin(), row.m.begin() + s.w, o + i * s.w);
+        const int64_t n = i % s.n, y0 = (i / s.n) * kFwdBlockRows;
+        for (int64_t y = y0; y < std::min(s.h, y0 + kFwdBlockRows); ++y) {
+          compute_row(s, pg.data() + n * pgsize, wt, cols.data(), y, row);
+          std::copy(row.m.begin(), row.m.begin() + s.w, o + (n * s.h + y) * s.w);
+        }
       }
     });
   });
@@ -403,24 +409,25 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
     scalar_t* o = out.data_ptr<scalar_t>();
     // Row blocks of kBlockRows rows (a count that does not depend on the thread count) each sum
     // into their own padded grid; the blocks are then added in order: the same bits on any
-    // number of threads.
+    // number of threads. Tasks run block-major (as the forward's) for the weights' sake.
     const int64_t blocks = ceil_div(s.h, kBlockRows), cells = ph * pw;
     std::vector<scalar_t> part(s.n * blocks * cells, scalar_t(0));
     at::parallel_for(0, s.n * blocks, 1, [&](int64_t begin, int64_t end) {
       Row<scalar_t> row(s);
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / blocks, y0 = (i % blocks) * kBlockRows;
+        const int64_t n = i % s.n, b = i / s.n, y0 = b * kBlockRows;
         const int64_t y1 = std::min(s.h, y0 + kBlockRows);
+        scalar_t* acc = part.data() + (n * blocks + b) * cells;
         for (int64_t y = y0; y < y1; ++y) {
           const int64_t r = nearest_cell(y, s.mh, s.uh);
           if (row.g_r != r) {
-            flush_row(s, cols.data(), row, part.data() + i * cells);
+            flush_row(s, cols.data(), row, acc);
             row.g_r = r;
           }
           compute_row(s, pg.data() + n * cells, wt, cols.data(), y, row,
                       gr + (n * s.h + y) * s.w);
         }
-        flush_row(s, cols.data(), row, part.data() + i * cells);
+        flush_row(s, cols.data(), row, acc);
       }
     });
     for (int64_t n = 0; n < s.n; ++n)
