@@ -10,6 +10,8 @@ everyone):
   algorithm run one pair at a time (every occluded copy built and held in memory, batches of 32,
   :mod:`pyxai.benchmark._similarity_original`) and the floor (the same number of bare encoder
   forwards at batch 64). Pairs/s = B / time. Parity is checked on the raw window grids / maps.
+  Context-agnostic occlusion (four encoder inputs a window) likewise; its original runs them
+  one image per forward.
 * ``similarity_memory``: peak memory of conditional occlusion as the number of windows grows
   (stride 8 -> 2 on 64 x 64: 49 -> 625 windows): flat for pyxai, linear for the original.
 """
@@ -72,6 +74,37 @@ def _occlusion_case(b: int, size: int, window: int, stride: int) -> Case:
     )
 
 
+def _context_agnostic_case(b: int, size: int, window: int, stride: int) -> Case:
+    from pyxai.similarity import ContextAgnosticConditionalOcclusion
+    from pyxai.similarity.occlusion import window_grid
+
+    enc = _encoder()
+    x1, x2 = _pairs(b, size)
+    n_h, n_w = window_grid((size, size), (window, window), (stride, stride))
+    n = n_h * n_w
+    explainer = ContextAgnosticConditionalOcclusion(enc, window=window, stride=stride,
+                                                    batch_size=BATCH)
+
+    def ours() -> torch.Tensor:
+        return torch.cat(explainer.attribute(x1, x2, resize=False), 1)
+
+    def orig() -> torch.Tensor:
+        maps = [original.occlusion_context_agnostic(x1[i:i + 1], x2[i:i + 1], enc, window, stride)
+                for i in range(b)]
+        grids = [torch.from_numpy(m).float() for pair in maps for m in pair]
+        return torch.stack(grids).reshape(b, 2, n_h, n_w)
+
+    rows = (4 * n + 2) * b
+    return Case(
+        name=f"context-agnostic occlusion {size}x{size} w={window}/s={stride} ({n} windows), "
+             f"{b} pairs",
+        impls={"pyxai": ours, "original": orig, "floor": lambda: _floor(enc, x1, rows)},
+        parity=[("original", "pyxai", 1e-4)],
+        notes=f"{rows} encoder rows; the original runs them one image per forward (4 a window "
+              "and pair), pyxai in batches of 64",
+    )
+
+
 def _pairwise_case(b: int, size: int, erases: int) -> Case:
     from pyxai.similarity import PairwiseOcclusion
 
@@ -102,8 +135,10 @@ def _pairwise_case(b: int, size: int, erases: int) -> Case:
 @register("similarity")
 def similarity_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_occlusion_case(2, 64, 16, 8), _pairwise_case(2, 64, 20)]
-    return [_occlusion_case(8, 64, 16, 8), _occlusion_case(2, 224, 64, 8), _pairwise_case(8, 64, 100)]
+        return [_occlusion_case(2, 64, 16, 8), _context_agnostic_case(2, 64, 16, 8),
+                _pairwise_case(2, 64, 20)]
+    return [_occlusion_case(8, 64, 16, 8), _occlusion_case(2, 224, 64, 8),
+            _context_agnostic_case(8, 64, 16, 8), _pairwise_case(8, 64, 100)]
 
 
 @register("similarity_memory")
