@@ -63,7 +63,12 @@ def test_grad_cams(arch, cls, rng):
             a = ref(x, targets)
             b = ours(x, our_targets)
             assert b.dtype == np.float32 and b.shape == (B, size, size)
-            assert np.abs(a - b).max() < 1e-4, (cls, name, len(layers))
+            # float32 sums over hundreds of channels round differently in NumPy and PyTorch; a
+            # CAM whose maximum is small against its terms carries that rounding through the
+            # min-max scaling (CI seed 1582282064: 2.2e-4 on mobilenet_v3_small's 576 channels),
+            # so the worst pixel gets 1e-3 and the mean 1e-4 (a wrong map is off by 0.1 or more)
+            err = np.abs(a - b)
+            assert err.max() < 1e-3 and err.mean() < 1e-4, (cls, name, len(layers), err.max())
         ref.activations_and_grads.release()
         tensor = ours.attribute(x, target=torch.tensor(t))
         assert tensor.shape == (B, 1, size, size) and tensor.device == x.device
