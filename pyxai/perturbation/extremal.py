@@ -17,9 +17,10 @@ It is TorchRay's ``extremal_perturbation`` exactly, run as one optimisation for 
   deterministic).
 * **Energy** per mask: ``reward + regul``, ``regul = -lambda_t mean((sort(m_full) - r_a)^2)`` where
   ``r_a`` is 0 on the first ``int(n (1 - a))`` of the ``n`` full-mask pixels and 1 on the rest;
-  ``lambda_t = 300 * 1.0035^t``. Maximised by SGD (lr 0.01, momentum 0.9, dampening 0.9), ``p``
-  clamped to [0, 1] after each step. The result is the mask of the last iteration (generated
-  before the last step), as TorchRay returns it.
+  ``lambda_t = 300 * 1.0035^t`` (on the CPU each mask's top pixels are found by selection,
+  :mod:`pyxai.perturbation.area`: the sort's gradient bit for bit). Maximised by SGD (lr 0.01,
+  momentum 0.9, dampening 0.9), ``p`` clamped to [0, 1] after each step. The result is the mask
+  of the last iteration (generated before the last step), as TorchRay returns it.
 
 The masks are independent, so summing the energies of B x A masks and taking one optimiser step
 gives each mask the gradient it would get alone: the batched run equals A x B TorchRay runs (up to
