@@ -46,62 +46,42 @@ def _floor(enc: torch.nn.Module, x: torch.Tensor, rows: int) -> None:
             enc(chunk[: min(BATCH, rows - i)])
 
 
-def _occlusion_case(b: int, size: int, window: int, stride: int) -> Case:
-    from pyxai.similarity import ConditionalOcclusion
+def _occlusion_case(b: int, size: int, window: int, stride: int,
+                    context_agnostic: bool = False) -> Case:
+    """Conditional occlusion (two encoder inputs a window and pair: the window of each image
+    zeroed), or its context-agnostic variant (four: also everything but the window zeroed)."""
+    from pyxai.similarity import ConditionalOcclusion, ContextAgnosticConditionalOcclusion
     from pyxai.similarity.occlusion import window_grid
 
     enc = _encoder()
     x1, x2 = _pairs(b, size)
     n_h, n_w = window_grid((size, size), (window, window), (stride, stride))
     n = n_h * n_w
-    explainer = ConditionalOcclusion(enc, window=window, stride=stride, batch_size=BATCH)
+    cls = ContextAgnosticConditionalOcclusion if context_agnostic else ConditionalOcclusion
+    reference = original.occlusion_context_agnostic if context_agnostic else original.occlusion
+    explainer = cls(enc, window=window, stride=stride, batch_size=BATCH)
 
     def ours() -> torch.Tensor:
         return torch.cat(explainer.attribute(x1, x2, resize=False), 1)
 
     def orig() -> torch.Tensor:
-        maps = [original.occlusion(x1[i:i + 1], x2[i:i + 1], enc, window, stride) for i in range(b)]
+        maps = [reference(x1[i:i + 1], x2[i:i + 1], enc, window, stride) for i in range(b)]
         grids = [torch.from_numpy(m).float() for pair in maps for m in pair]
         return torch.stack(grids).reshape(b, 2, n_h, n_w)
 
-    rows = (2 * n + 2) * b
+    rows = ((4 if context_agnostic else 2) * n + 2) * b
+    if context_agnostic:
+        what = "context-agnostic occlusion"
+        held = "the original runs them one image per forward (4 a window and pair)"
+    else:
+        what = "conditional occlusion"
+        held = (f"the original holds {2 * n} occluded copies per pair "
+                f"({2 * n * 3 * size * size * 4 / 2**20:.0f} MB)")
     return Case(
-        name=f"conditional occlusion {size}x{size} w={window}/s={stride} ({n} windows), {b} pairs",
+        name=f"{what} {size}x{size} w={window}/s={stride} ({n} windows), {b} pairs",
         impls={"pyxai": ours, "original": orig, "floor": lambda: _floor(enc, x1, rows)},
         parity=[("original", "pyxai", 1e-4)],
-        notes=f"{rows} encoder rows; pairs/s = {b} / time; the original holds {2 * n} occluded copies "
-              f"per pair ({2 * n * 3 * size * size * 4 / 2**20:.0f} MB)",
-    )
-
-
-def _context_agnostic_case(b: int, size: int, window: int, stride: int) -> Case:
-    from pyxai.similarity import ContextAgnosticConditionalOcclusion
-    from pyxai.similarity.occlusion import window_grid
-
-    enc = _encoder()
-    x1, x2 = _pairs(b, size)
-    n_h, n_w = window_grid((size, size), (window, window), (stride, stride))
-    n = n_h * n_w
-    explainer = ContextAgnosticConditionalOcclusion(enc, window=window, stride=stride,
-                                                    batch_size=BATCH)
-
-    def ours() -> torch.Tensor:
-        return torch.cat(explainer.attribute(x1, x2, resize=False), 1)
-
-    def orig() -> torch.Tensor:
-        maps = [original.occlusion_context_agnostic(x1[i:i + 1], x2[i:i + 1], enc, window, stride)
-                for i in range(b)]
-        grids = [torch.from_numpy(m).float() for pair in maps for m in pair]
-        return torch.stack(grids).reshape(b, 2, n_h, n_w)
-
-    rows = (4 * n + 2) * b
-    return Case(
-        name=f"context-agnostic occlusion {size}x{size} w={window}/s={stride} ({n} windows), "
-             f"{b} pairs",
-        impls={"pyxai": ours, "original": orig, "floor": lambda: _floor(enc, x1, rows)},
-        parity=[("original", "pyxai", 1e-4)],
-        notes=f"{rows} encoder rows; the original runs them one image per forward (4 a window "
-              "and pair), pyxai in batches of 64",
+        notes=f"{rows} encoder rows; pairs/s = {b} / time; {held}",
     )
 
 
@@ -135,10 +115,10 @@ def _pairwise_case(b: int, size: int, erases: int) -> Case:
 @register("similarity")
 def similarity_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
     if quick:
-        return [_occlusion_case(2, 64, 16, 8), _context_agnostic_case(2, 64, 16, 8),
+        return [_occlusion_case(2, 64, 16, 8), _occlusion_case(2, 64, 16, 8, context_agnostic=True),
                 _pairwise_case(2, 64, 20)]
     return [_occlusion_case(8, 64, 16, 8), _occlusion_case(2, 224, 64, 8),
-            _context_agnostic_case(8, 64, 16, 8), _pairwise_case(8, 64, 100)]
+            _occlusion_case(8, 64, 16, 8, context_agnostic=True), _pairwise_case(8, 64, 100)]
 
 
 @register("similarity_memory")

@@ -279,6 +279,7 @@ class ExtremalPerturbation(Explainer):
         ref = self._reference(gen.shape_out, x)  # [A, out_h * out_w]
         weights = self._regul_weights(x.device)
         zeros = split_counts(ref, self.backend)  # area term: top pixels by selection (CPU)
+        mask_zeros = None if zeros is None else [zeros[r % n_areas] for r in range(n)]
         params = torch.ones(n, 1, *gen.shape_in, device=x.device, dtype=x.dtype, requires_grad=True)
         opt = torch.optim.SGD([params], lr=LEARNING_RATE, momentum=MOMENTUM, dampening=MOMENTUM)
         hist = torch.zeros(self.max_iter, n, 2, device=x.device, dtype=x.dtype)
@@ -298,8 +299,8 @@ class ExtremalPerturbation(Explainer):
                                           flip=self.jitter and t % 2 == 0)
                     rows = torch.arange(i, j, device=x.device) % n_areas
                     regul = -area_error(full.reshape(j - i, -1), ref[rows],
-                                        None if zeros is None else
-                                        [zeros[r % n_areas] for r in range(i, j)]) * weights[t]
+                                        None if mask_zeros is None else mask_zeros[i:j]
+                                        ) * weights[t]
                     energy = (reward + regul).sum()
                     (g,) = torch.autograd.grad(-energy, p)
                     grad[i:j] = g
