@@ -14,10 +14,11 @@ TORCH_LIBRARY(pyxai, m) {
   m.def("upsample_masks_backward(Tensor grad, Tensor offsets, int[2] grid, int[2] canvas,"
         " str mode) -> Tensor");
   // smooth_masks: TorchRay's smooth mask generator fused (csrc/smooth_masks/smooth_masks.h):
-  // params [N, gh, gw], weight [t * t, H, W] -> [N, H, W]; its backward -> [N, gh, gw].
-  m.def("smooth_masks(Tensor params, Tensor weight, int pad, int step) -> Tensor");
-  m.def("smooth_masks_backward(Tensor grad, Tensor params, Tensor weight, int pad, int step)"
-        " -> Tensor");
+  // params [N, gh, gw], weight [t * t, H, W] -> (out [N, H, W], stats [N, 2, H, W]: each pixel's
+  // softmax max and denominator); its backward, from out and stats -> [N, gh, gw].
+  m.def("smooth_masks(Tensor params, Tensor weight, int pad, int step) -> (Tensor, Tensor)");
+  m.def("smooth_masks_backward(Tensor grad, Tensor params, Tensor weight, Tensor out,"
+        " Tensor stats, int pad, int step) -> Tensor");
   // sobol: rows [first, first + count) of the replicated design [A; B; C_0..C_{d-1}] (never stored);
   // total- and first-order indices [2, d, P] from the outputs yA [N, P], yB [N, P], yC [d, N, P].
   m.def("sobol_design(Tensor A, Tensor B, int first, int count) -> Tensor");

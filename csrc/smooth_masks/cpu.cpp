@@ -4,8 +4,10 @@
 // a chunk reads the chunk's weights packed contiguously and writes [K][kLanes] buffers that stay
 // in L1 (float: GCC vector extensions, one AVX2 register a pass; double: scalar lane loops). The
 // per-pixel arithmetic and its order are the reference's, so the bits do not depend on the
-// layout. The forward runs one task per (mask, row), the backward one task per block of rows
-// (each sums into its own buffer: fixed order, no atomics).
+// layout. The forward runs one task per (block of rows, mask) and writes each pixel's max and
+// denominator (stats) besides its output; the backward, one task per (block of rows, mask), takes
+// them and recomputes each tap's exponential once in a single pass over the taps (each block sums
+// into its own buffer: fixed order, no atomics).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -15,6 +17,8 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/checks.h"
@@ -49,14 +53,25 @@ SmoothShape check_smooth(const at::Tensor& params, const at::Tensor& weight, int
 }
 
 SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& params,
-                                  const at::Tensor& weight, int64_t pad, int64_t step) {
+                                  const at::Tensor& weight, const at::Tensor& out,
+                                  const at::Tensor& stats, int64_t pad, int64_t step) {
   const SmoothShape s = check_smooth(params, weight, pad, step);
-  check_float(grad, "grad");
-  TORCH_CHECK(grad.dim() == 3 && grad.size(0) == s.n && grad.size(1) == s.h && grad.size(2) == s.w,
-              "pyxai: 'grad' must have shape [", s.n, ", ", s.h, ", ", s.w, "], got ",
-              grad.sizes());
-  check_same_dtype(grad, params, "grad", "params");
-  check_same_device(grad, params, "grad", "params");
+  const std::pair<const at::Tensor*, const char*> maps[] = {{&grad, "grad"}, {&out, "out"}};
+  for (const auto& [t, name] : maps) {
+    check_float(*t, name);
+    TORCH_CHECK(t->dim() == 3 && t->size(0) == s.n && t->size(1) == s.h && t->size(2) == s.w,
+                "pyxai: '", name, "' must have shape [", s.n, ", ", s.h, ", ", s.w, "], got ",
+                t->sizes());
+    check_same_dtype(*t, params, name, "params");
+    check_same_device(*t, params, name, "params");
+  }
+  check_float(stats, "stats");
+  TORCH_CHECK(stats.dim() == 4 && stats.size(0) == s.n && stats.size(1) == 2 &&
+                  stats.size(2) == s.h && stats.size(3) == s.w,
+              "pyxai: 'stats' must have shape [", s.n, ", 2, ", s.h, ", ", s.w, "], got ",
+              stats.sizes());
+  check_same_dtype(stats, params, "stats", "params");
+  check_same_device(stats, params, "stats", "params");
   return s;
 }
 
@@ -110,27 +125,28 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
 // Scratch of one task. A row is computed kLanes pixels at a time, every pass over the K taps of
 // a chunk reading and writing [K][kLanes] buffers that stay in L1:
 //   v [K][wp]: tap values of the mid row v_r (shared by its rows), wp = W rounded up to kLanes;
-//   a, e [K][kLanes]: the chunk's weighted taps and exponentials; m, sum [wp]: the row's output and denominators;
-//   gsum [K][wp] (backward): the taps' gradients summed over the rows of mid row g_r.
+//   a, e [K][kLanes] (forward): the chunk's weighted taps and exponentials;
+//   m, sum, mx [wp] (forward): the row's output, denominators and maxima;
+//   g [K][kLanes] (backward): a chunk's taps' gradients summed over the rows of one mid row.
 template <typename T>
 struct Row {
   int64_t wp;
-  std::vector<T> v, a, e, m, sum, gsum;
+  std::vector<T> v, a, e, m, sum, mx, g;
   const T* v_grid = nullptr;  // the padded grid and mid row v holds
-  int64_t v_r = -1, g_r = -1;
-  explicit Row(const SmoothShape& s)
+  int64_t v_r = -1;
+  Row(const SmoothShape& s, bool backward)
       : wp(ceil_div(s.w, kLanes) * kLanes), v(s.taps * s.taps * wp, T(0)),
-        a(s.taps * s.taps * kLanes), e(a.size()), m(wp), sum(wp),
-        gsum(v.size(), T(0)) {}
+        a(backward ? 0 : s.taps * s.taps * kLanes), e(a.size()), m(backward ? 0 : wp),
+        sum(m.size()), mx(m.size()), g(backward ? s.taps * s.taps * kLanes : 0, T(0)) {}
 };
 
 // The pooled mask of kLanes pixels: w, v the first pixel's weight and tap value of tap 0 (tap k
-// at + k * kLanes, + k * v_stride); fills a, e (the taps of box) and writes m, sum. Per pixel the
+// at + k * kLanes, + k * v_stride); fills a, e (the taps of box) and writes m, sum, mxo. Per pixel the
 // arithmetic and its order are those of the reference: max_k 20 a_k, e_k = exp(20 a_k - max),
 // sum_k e_k in tap order, m = sum_k a_k (e_k / sum) in tap order.
 template <typename T>
 PYXAI_ROW_CLONES void pool_chunk(const TapBox& box, const T* w, const T* v, int64_t v_stride,
-                                 T* a, T* e, T* m, T* sum) {
+                                 T* a, T* e, T* m, T* sum, T* mxo) {
   const T cold = static_cast<T>(kColdness);
   const int64_t t = box.t;
   T mx[kLanes], e0[kLanes], sm[kLanes], out[kLanes];
@@ -175,23 +191,32 @@ PYXAI_ROW_CLONES void pool_chunk(const TapBox& box, const T* w, const T* v, int6
   for (int64_t j = 0; j < kLanes; ++j) {
     m[j] = out[j];
     sum[j] = sm[j];
+    mxo[j] = mx[j];
   }
 }
 
-// The gradients of the chunk's taps in box (after pool_chunk) added to g (tap k at
-// + k * g_stride), in the reference's order: ((a - m) * 20 + 1) * (e / sum) * grad * weight.
+// The gradients of the chunk's taps in box added to g (tap k at + k * g_stride), from the
+// forward's per-pixel m, sum and max mx: a_k = w_k v_k, e_k = exp(20 a_k - mx) (the forward's
+// exponentials, bit for bit) and d out / d a_k = ((a - m) * 20 + 1) * e / sum, times
+// grad * weight; grad / sum is taken once per pixel (the reference divides per tap: the last
+// bits differ). Taps outside box read the padding: their gradients are dropped.
 template <typename T>
-PYXAI_ROW_CLONES void grad_chunk(const TapBox& box, const T* w, const T* a, const T* e,
-                                 const T* m, const T* sum, const T* grad, T* g, int64_t g_stride) {
+PYXAI_ROW_CLONES void grad_taps(const TapBox& box, const T* w, const T* v, int64_t v_stride,
+                                const T* m, const T* sum, const T* mx, const T* grad, T* g,
+                                int64_t g_stride) {
   const T cold = static_cast<T>(kColdness);
+  T q[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) q[j] = grad[j] / sum[j];
   for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
     for (int64_t k = ky * box.t + box.kx0; k < ky * box.t + box.kx1; ++k) {
       const T* wk = w + k * kLanes;
-      const T* ak = a + k * kLanes;
-      const T* ek = e + k * kLanes;
+      const T* vk = v + k * v_stride;
       T* gk = g + k * g_stride;
-      for (int64_t j = 0; j < kLanes; ++j)
-        gk[j] += ((ak[j] - m[j]) * cold + T(1)) * (ek[j] / sum[j]) * grad[j] * wk[j];
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const T a = wk[j] * vk[j];
+        const T e = exp_neg(cold * a - mx[j]);
+        gk[j] += ((a - m[j]) * cold + T(1)) * e * q[j] * wk[j];
+      }
     }
 }
 
@@ -228,7 +253,7 @@ inline __attribute__((always_inline)) F8 exp_neg8(F8 x) {
 template <>
 PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const float* v,
                                         int64_t v_stride, float* a, float* e, float* m,
-                                        float* sum) {
+                                        float* sum, float* mxo) {
   const float cold = kColdness;
   const int64_t t = box.t;
   F8 mx = splat8(-std::numeric_limits<float>::infinity());
@@ -262,18 +287,22 @@ PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const
       out += load8(a + k * kLanes) * (load8(e + k * kLanes) / sm);
   store8(m, out);
   store8(sum, sm);
+  store8(mxo, mx);
 }
 
 template <>
-PYXAI_ROW_CLONES void grad_chunk<float>(const TapBox& box, const float* w, const float* a,
-                                        const float* e, const float* m, const float* sum,
-                                        const float* grad, float* g, int64_t g_stride) {
+PYXAI_ROW_CLONES void grad_taps<float>(const TapBox& box, const float* w, const float* v,
+                                       int64_t v_stride, const float* m, const float* sum,
+                                       const float* mx, const float* grad, float* g,
+                                       int64_t g_stride) {
   const float cold = kColdness;
-  const F8 mv = load8(m), sv = load8(sum), gv = load8(grad);
+  const F8 mv = load8(m), xv = load8(mx), qv = load8(grad) / load8(sum);
   for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
     for (int64_t k = ky * box.t + box.kx0; k < ky * box.t + box.kx1; ++k) {
-      const F8 t = ((load8(a + k * kLanes) - mv) * cold + 1.0f) * (load8(e + k * kLanes) / sv) *
-                   gv * load8(w + k * kLanes);
+      const F8 wk = load8(w + k * kLanes);
+      const F8 a = wk * load8(v + k * v_stride);
+      const F8 e = exp_neg8(cold * a - xv);
+      const F8 t = ((a - mv) * cold + 1.0f) * e * qv * wk;
       store8(g + k * g_stride, load8(g + k * g_stride) + t);
     }
 }
@@ -312,89 +341,119 @@ std::vector<T> packed_weights(const SmoothShape& s, const T* wt) {
   return out;
 }
 
-// Row y of one mask into row.m / row.sum (the first W entries). pg: the mask's padded grid.
-// With grad (the row's output gradient, W entries), also adds the row's taps' gradients to
-// row.gsum; the caller flushes gsum when the mid row changes.
-template <typename T>
-void compute_row(const SmoothShape& s, const T* pg, const T* wt, const int64_t* cols, int64_t y,
-                 Row<T>& row, const T* grad = nullptr) {  // wt: packed_weights
-  const int64_t kk = s.taps * s.taps;
-  const int64_t r = nearest_cell(y, s.mh, s.uh);
-  gather_taps(s, pg, cols, r, row);
+// The taps of the chunk of row y starting at column x0 that read the grid (mid row r).
+inline TapBox chunk_box(const SmoothShape& s, const int64_t* cols, int64_t r, int64_t x0) {
+  const int64_t len = std::min(kLanes, s.w - x0);
   // padded-grid row r + ky (column cols[x] + kx) reads the grid when in [pad, pad + g)
-  const int64_t ky0 = std::max<int64_t>(0, s.pad - r), ky1 = std::min(s.taps, s.pad + s.gh - r);
-  T gpad[kLanes];
-  const int64_t nc = ceil_div(s.w, kLanes);
-  for (int64_t x0 = 0; x0 < s.w; x0 += kLanes) {
-    const int64_t len = std::min(kLanes, s.w - x0);
-    TapBox box{s.taps, ky0, ky1, std::max<int64_t>(0, s.pad - cols[x0 + len - 1]),
-               std::min(s.taps, s.pad + s.gw - cols[x0])};
-    if (box.ky1 <= box.ky0 || box.kx1 <= box.kx0) box = TapBox{s.taps, 0, 0, 0, 0};
-    const T* w = wt + (y * nc + x0 / kLanes) * kk * kLanes;
-    pool_chunk(box, w, row.v.data() + x0, row.wp, row.a.data(), row.e.data(), row.m.data() + x0,
-               row.sum.data() + x0);
-    if (grad == nullptr) continue;
-    std::fill(gpad, gpad + kLanes, T(0));
-    std::copy(grad + x0, grad + x0 + len, gpad);
-    grad_chunk(box, w, row.a.data(), row.e.data(), row.m.data() + x0, row.sum.data() + x0, gpad,
-               row.gsum.data() + x0, row.wp);
-  }
+  TapBox box{s.taps, std::max<int64_t>(0, s.pad - r), std::min(s.taps, s.pad + s.gh - r),
+             std::max<int64_t>(0, s.pad - cols[x0 + len - 1]),
+             std::min(s.taps, s.pad + s.gw - cols[x0])};
+  if (box.ky1 <= box.ky0 || box.kx1 <= box.kx0) box = TapBox{s.taps, 0, 0, 0, 0};
+  return box;
 }
 
-// Adds row.gsum (the taps' gradients of mid row row.g_r) to acc, the mask's padded-grid gradient,
-// and clears it.
+// Row y of one mask into row.m / row.sum / row.mx (the first W entries). pg: the mask's padded
+// grid; wt: packed_weights.
 template <typename T>
-void flush_row(const SmoothShape& s, const int64_t* cols, Row<T>& row, T* acc) {
-  if (row.g_r < 0) return;
-  const int64_t pw = s.gw + 2 * s.pad, w = s.w;
-  for (int64_t ky = 0; ky < s.taps; ++ky) {
-    T* arow = acc + (row.g_r + ky) * pw;
-    for (int64_t kx = 0; kx < s.taps; ++kx) {
-      T* gk = row.gsum.data() + (ky * s.taps + kx) * row.wp;
-      for (int64_t x = 0; x < w; ++x) arow[cols[x] + kx] += gk[x];
-      std::fill(gk, gk + row.wp, T(0));
+void compute_row(const SmoothShape& s, const T* pg, const T* wt, const int64_t* cols, int64_t y,
+                 Row<T>& row) {
+  const int64_t kk = s.taps * s.taps, nc = ceil_div(s.w, kLanes);
+  const int64_t r = nearest_cell(y, s.mh, s.uh);
+  gather_taps(s, pg, cols, r, row);
+  for (int64_t x0 = 0; x0 < s.w; x0 += kLanes)
+    pool_chunk(chunk_box(s, cols, r, x0), wt + (y * nc + x0 / kLanes) * kk * kLanes,
+               row.v.data() + x0, row.wp, row.a.data(), row.e.data(), row.m.data() + x0,
+               row.sum.data() + x0, row.mx.data() + x0);
+}
+
+// The gradient of rows [y0, y1) of one mask, which read the same mid row, added to acc (the
+// mask's padded-grid gradient [gh + 2 pad, gw + 2 pad]). grad, m, sum, mx: the output gradient,
+// output and forward stats of row y0 (row y at + (y - y0) * W). Chunk by chunk, the taps'
+// gradients are summed over the rows in row.g ([K][kLanes], in L1), then added to acc (tap
+// order, then lane order; only the taps of the chunk's box: the others read the padding).
+template <typename T>
+void grad_rows(const SmoothShape& s, const T* pg, const T* wt, const int64_t* cols, int64_t y0,
+               int64_t y1, const T* grad, const T* m, const T* sum, const T* mx, Row<T>& row,
+               T* acc) {
+  const int64_t kk = s.taps * s.taps, nc = ceil_div(s.w, kLanes), pw = s.gw + 2 * s.pad;
+  const int64_t r = nearest_cell(y0, s.mh, s.uh);
+  gather_taps(s, pg, cols, r, row);
+  // lanes past W: zero gradient, unit denominator (their sums are never read)
+  T gp[kLanes], mp[kLanes], sp[kLanes], xp[kLanes];
+  for (int64_t x0 = 0; x0 < s.w; x0 += kLanes) {
+    const int64_t len = std::min(kLanes, s.w - x0);
+    const TapBox box = chunk_box(s, cols, r, x0);
+    if (box.ky1 <= box.ky0) continue;  // every tap reads the padding
+    for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
+      std::fill(row.g.data() + (ky * s.taps + box.kx0) * kLanes,
+                row.g.data() + (ky * s.taps + box.kx1) * kLanes, T(0));
+    for (int64_t y = y0; y < y1; ++y) {
+      const int64_t at = (y - y0) * s.w + x0;
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const bool in = j < len;
+        gp[j] = in ? grad[at + j] : T(0);
+        mp[j] = in ? m[at + j] : T(0);
+        sp[j] = in ? sum[at + j] : T(1);
+        xp[j] = in ? mx[at + j] : T(0);
+      }
+      grad_taps(box, wt + (y * nc + x0 / kLanes) * kk * kLanes, row.v.data() + x0, row.wp, mp,
+                sp, xp, gp, row.g.data(), kLanes);
+    }
+    for (int64_t ky = box.ky0; ky < box.ky1; ++ky) {
+      T* arow = acc + (r + ky) * pw;
+      for (int64_t kx = box.kx0; kx < box.kx1; ++kx) {
+        const T* gk = row.g.data() + (ky * s.taps + kx) * kLanes;
+        for (int64_t j = 0; j < len; ++j) arow[cols[x0 + j] + kx] += gk[j];
+      }
     }
   }
-  row.g_r = -1;
 }
 
 }  // namespace
 
-at::Tensor smooth_masks_cpu(const at::Tensor& params_, const at::Tensor& weight_, int64_t pad,
-                            int64_t step) {
+std::tuple<at::Tensor, at::Tensor> smooth_masks_cpu(const at::Tensor& params_,
+                                                     const at::Tensor& weight_, int64_t pad,
+                                                     int64_t step) {
   const SmoothShape s = check_smooth(params_, weight_, pad, step);
   auto params = params_.contiguous();
   auto weight = weight_.contiguous();
   auto out = at::empty({s.n, s.h, s.w}, params.options());
-  if (s.n == 0) return out;
+  auto stats = at::empty({s.n, 2, s.h, s.w}, params.options());
+  if (s.n == 0) return {out, stats};
   const auto cols = column_cells(s);
-  const int64_t pgsize = (s.gh + 2 * s.pad) * (s.gw + 2 * s.pad);
+  const int64_t pgsize = (s.gh + 2 * s.pad) * (s.gw + 2 * s.pad), plane = s.h * s.w;
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "smooth_masks_cpu", [&] {
     const auto pg = padded_grids(s, params.data_ptr<scalar_t>());
     const auto packed = packed_weights(s, weight.data_ptr<scalar_t>());
     const scalar_t* wt = packed.data();
     scalar_t* o = out.data_ptr<scalar_t>();
+    scalar_t* st = stats.data_ptr<scalar_t>();
     // tasks (block of rows, mask), block-major: a thread runs one block for mask after mask,
     // so the block's packed weights stay in cache instead of streaming in once per mask
     const int64_t blocks = ceil_div(s.h, kFwdBlockRows);
     at::parallel_for(0, blocks * s.n, 1, [&](int64_t begin, int64_t end) {
-      Row<scalar_t> row(s);
+      Row<scalar_t> row(s, false);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i % s.n, y0 = (i / s.n) * kFwdBlockRows;
         for (int64_t y = y0; y < std::min(s.h, y0 + kFwdBlockRows); ++y) {
           compute_row(s, pg.data() + n * pgsize, wt, cols.data(), y, row);
-          std::copy(row.m.begin(), row.m.begin() + s.w, o + (n * s.h + y) * s.w);
+          std::copy(row.m.begin(), row.m.begin() + s.w, o + n * plane + y * s.w);
+          std::copy(row.mx.begin(), row.mx.begin() + s.w, st + 2 * n * plane + y * s.w);
+          std::copy(row.sum.begin(), row.sum.begin() + s.w, st + (2 * n + 1) * plane + y * s.w);
         }
       }
     });
   });
-  return out;
+  return {out, stats};
 }
 
 at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& params_,
-                                     const at::Tensor& weight_, int64_t pad, int64_t step) {
-  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, pad, step);
+                                     const at::Tensor& weight_, const at::Tensor& out_,
+                                     const at::Tensor& stats_, int64_t pad, int64_t step) {
+  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, out_, stats_, pad, step);
   auto grad = grad_.contiguous();
+  auto fwd = out_.contiguous();
+  auto stats = stats_.contiguous();
   auto params = params_.contiguous();
   auto weight = weight_.contiguous();
   auto out = at::empty({s.n, s.gh, s.gw}, params.options());
@@ -406,6 +465,9 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
     const auto packed = packed_weights(s, weight.data_ptr<scalar_t>());
     const scalar_t* wt = packed.data();
     const scalar_t* gr = grad.data_ptr<scalar_t>();
+    const scalar_t* fm = fwd.data_ptr<scalar_t>();
+    const scalar_t* st = stats.data_ptr<scalar_t>();
+    const int64_t plane = s.h * s.w;
     scalar_t* o = out.data_ptr<scalar_t>();
     // Row blocks of kBlockRows rows (a count that does not depend on the thread count) each sum
     // into their own padded grid; the blocks are then added in order: the same bits on any
@@ -413,21 +475,20 @@ at::Tensor smooth_masks_backward_cpu(const at::Tensor& grad_, const at::Tensor& 
     const int64_t blocks = ceil_div(s.h, kBlockRows), cells = ph * pw;
     std::vector<scalar_t> part(s.n * blocks * cells, scalar_t(0));
     at::parallel_for(0, s.n * blocks, 1, [&](int64_t begin, int64_t end) {
-      Row<scalar_t> row(s);
+      Row<scalar_t> row(s, true);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i % s.n, b = i / s.n, y0 = b * kBlockRows;
         const int64_t y1 = std::min(s.h, y0 + kBlockRows);
         scalar_t* acc = part.data() + (n * blocks + b) * cells;
-        for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t y = y0; y < y1;) {  // runs of rows that read the same mid row
           const int64_t r = nearest_cell(y, s.mh, s.uh);
-          if (row.g_r != r) {
-            flush_row(s, cols.data(), row, acc);
-            row.g_r = r;
-          }
-          compute_row(s, pg.data() + n * cells, wt, cols.data(), y, row,
-                      gr + (n * s.h + y) * s.w);
+          int64_t stop = y + 1;
+          while (stop < y1 && nearest_cell(stop, s.mh, s.uh) == r) ++stop;
+          const int64_t at = n * plane + y * s.w;
+          grad_rows(s, pg.data() + n * cells, wt, cols.data(), y, stop, gr + at, fm + at,
+                    st + (2 * n + 1) * plane + y * s.w, st + 2 * n * plane + y * s.w, row, acc);
+          y = stop;
         }
-        flush_row(s, cols.data(), row, acc);
       }
     });
     for (int64_t n = 0; n < s.n; ++n)

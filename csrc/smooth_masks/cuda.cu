@@ -1,8 +1,9 @@
 // smooth_masks family, CUDA kernels (formulas in smooth_masks.h). Raw pointers only.
 //
-// Forward: one thread per output pixel, the K taps recomputed in three passes (max, sum, pool).
-// Backward: one thread per pixel writes (max, sum, out); then one thread per parameter cell sums,
-// in a fixed order, the contributions of every (pixel, tap) that reads it (no atomics).
+// Forward: one thread per output pixel, the K taps recomputed in three passes (max, sum, pool);
+// it writes the pixel's (max, sum) to stats [N, 2, H, W]. Backward: one thread per parameter cell
+// sums, in a fixed order, the contributions of every (pixel, tap) that reads it (no atomics),
+// from the forward's out and stats.
 #include <cuda_runtime.h>
 
 #include "common/cuda_check.h"
@@ -54,24 +55,14 @@ __device__ void pixel_stats(const SmoothShape& s, const T* p, const T* weight, i
 }
 
 template <typename T>
-__global__ void forward_kernel(SmoothShape s, const T* params, const T* weight, T* out) {
-  const int64_t total = s.n * s.h * s.w;
+__global__ void forward_kernel(SmoothShape s, const T* params, const T* weight, T* out,
+                               T* stats) {
+  const int64_t plane = s.h * s.w, total = s.n * plane;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t x = i % s.w, y = (i / s.w) % s.h, n = i / (s.w * s.h);
-    T mx, sum;
-    pixel_stats(s, params + n * s.gh * s.gw, weight, y, x, &mx, &sum, out + i);
-  }
-}
-
-template <typename T>
-__global__ void stats_kernel(SmoothShape s, const T* params, const T* weight, T* stats) {
-  const int64_t total = s.n * s.h * s.w;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t x = i % s.w, y = (i / s.w) % s.h, n = i / (s.w * s.h);
-    pixel_stats(s, params + n * s.gh * s.gw, weight, y, x, stats + 3 * i, stats + 3 * i + 1,
-                stats + 3 * i + 2);
+    const int64_t x = i % s.w, y = (i / s.w) % s.h, n = i / plane;
+    T* st = stats + 2 * n * plane + y * s.w + x;
+    pixel_stats(s, params + n * s.gh * s.gw, weight, y, x, st, st + plane, out + i);
   }
 }
 
@@ -86,7 +77,7 @@ __device__ __forceinline__ int64_t first_at(int64_t cell, int64_t mid, int64_t u
 
 template <typename T>
 __global__ void backward_kernel(SmoothShape s, const T* grad, const T* params, const T* weight,
-                                const T* stats, T* out) {
+                                const T* fwd, const T* stats, T* out) {
   const int64_t total = s.n * s.gh * s.gw;
   const int64_t plane = s.h * s.w;
   const T cold = static_cast<T>(kColdness);
@@ -107,10 +98,10 @@ __global__ void backward_kernel(SmoothShape s, const T* grad, const T* params, c
           for (int64_t x = first_at(c, s.mw, s.uw, s.w, s.step);
                x < s.w && nearest_cell(x, s.mw, s.uw) == c; ++x) {
             const int64_t pix = (n * s.h + y) * s.w + x;
-            const T* st = stats + 3 * pix;
+            const T* st = stats + 2 * n * plane + y * s.w + x;  // max, then sum a plane later
             const T a = wk[y * s.w + x] * v;
-            acc += ((a - st[2]) * cold + T(1)) * (exp_dev(cold * a - st[0]) / st[1]) * grad[pix] *
-                   wk[y * s.w + x];
+            acc += ((a - fwd[pix]) * cold + T(1)) * (exp_dev(cold * a - st[0]) / st[plane]) *
+                   grad[pix] * wk[y * s.w + x];
           }
         }
       }
@@ -127,35 +118,36 @@ int blocks_for(int64_t total, int threads) {
 }  // namespace
 
 template <typename T>
-void smooth_masks_cuda(const SmoothShape& s, const T* params, const T* weight, T* out,
+void smooth_masks_cuda(const SmoothShape& s, const T* params, const T* weight, T* out, T* stats,
                        void* stream) {
   const int64_t total = s.n * s.h * s.w;
   if (total == 0) return;
   forward_kernel<T><<<blocks_for(total, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      s, params, weight, out);
+      s, params, weight, out, stats);
   PYXAI_CUDA_LAUNCH_CHECK();
 }
 
 template <typename T>
 void smooth_masks_backward_cuda(const SmoothShape& s, const T* grad, const T* params,
-                                const T* weight, T* stats, T* out, void* stream) {
-  const int64_t pixels = s.n * s.h * s.w, cells = s.n * s.gh * s.gw;
-  if (pixels == 0 || cells == 0) return;
-  auto st = static_cast<cudaStream_t>(stream);
-  stats_kernel<T><<<blocks_for(pixels, 256), 256, 0, st>>>(s, params, weight, stats);
-  PYXAI_CUDA_LAUNCH_CHECK();
-  backward_kernel<T><<<blocks_for(cells, 128), 128, 0, st>>>(s, grad, params, weight, stats, out);
+                                const T* weight, const T* fwd, const T* stats, T* out,
+                                void* stream) {
+  const int64_t cells = s.n * s.gh * s.gw;
+  if (s.n * s.h * s.w == 0 || cells == 0) return;
+  backward_kernel<T><<<blocks_for(cells, 128), 128, 0, static_cast<cudaStream_t>(stream)>>>(
+      s, grad, params, weight, fwd, stats, out);
   PYXAI_CUDA_LAUNCH_CHECK();
 }
 
 template void smooth_masks_cuda<float>(const SmoothShape&, const float*, const float*, float*,
-                                       void*);
+                                       float*, void*);
 template void smooth_masks_cuda<double>(const SmoothShape&, const double*, const double*, double*,
-                                        void*);
+                                        double*, void*);
 template void smooth_masks_backward_cuda<float>(const SmoothShape&, const float*, const float*,
-                                                const float*, float*, float*, void*);
-template void smooth_masks_backward_cuda<double>(const SmoothShape&, const double*, const double*,
-                                                 const double*, double*, double*, void*);
+                                                const float*, const float*, const float*, float*,
+                                                void*);
+template void smooth_masks_backward_cuda<double>(const SmoothShape&, const double*,
+                                                 const double*, const double*, const double*,
+                                                 const double*, double*, void*);
 
 }  // namespace smooth_masks
 }  // namespace pyxai

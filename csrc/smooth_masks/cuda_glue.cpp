@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <tuple>
+
 #include "common/checks.h"
 #include "smooth_masks/smooth_masks.h"
 
@@ -15,33 +17,39 @@ namespace {
 
 void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
-at::Tensor smooth_masks_cuda_op(const at::Tensor& params_, const at::Tensor& weight_, int64_t pad,
-                                int64_t step) {
+std::tuple<at::Tensor, at::Tensor> smooth_masks_cuda_op(const at::Tensor& params_,
+                                                         const at::Tensor& weight_, int64_t pad,
+                                                         int64_t step) {
   const SmoothShape s = check_smooth(params_, weight_, pad, step);
   c10::cuda::CUDAGuard guard(params_.device());
   auto params = params_.contiguous();
   auto weight = weight_.contiguous();
   auto out = at::empty({s.n, s.h, s.w}, params.options());
+  auto stats = at::empty({s.n, 2, s.h, s.w}, params.options());
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "smooth_masks_cuda", [&] {
     smooth_masks_cuda<scalar_t>(s, params.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
-                                out.data_ptr<scalar_t>(), current_stream());
+                                out.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>(),
+                                current_stream());
   });
-  return out;
+  return {out, stats};
 }
 
 at::Tensor smooth_masks_backward_cuda_op(const at::Tensor& grad_, const at::Tensor& params_,
-                                         const at::Tensor& weight_, int64_t pad, int64_t step) {
-  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, pad, step);
+                                         const at::Tensor& weight_, const at::Tensor& fwd_,
+                                         const at::Tensor& stats_, int64_t pad, int64_t step) {
+  const SmoothShape s = check_smooth_backward(grad_, params_, weight_, fwd_, stats_, pad, step);
   c10::cuda::CUDAGuard guard(params_.device());
   auto grad = grad_.contiguous();
   auto params = params_.contiguous();
   auto weight = weight_.contiguous();
-  auto stats = at::empty({s.n, s.h, s.w, 3}, params.options());
+  auto fwd = fwd_.contiguous();
+  auto stats = stats_.contiguous();
   auto out = at::empty({s.n, s.gh, s.gw}, params.options());
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "smooth_masks_backward_cuda", [&] {
     smooth_masks_backward_cuda<scalar_t>(s, grad.data_ptr<scalar_t>(), params.data_ptr<scalar_t>(),
-                                         weight.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>(),
-                                         out.data_ptr<scalar_t>(), current_stream());
+                                         weight.data_ptr<scalar_t>(), fwd.data_ptr<scalar_t>(),
+                                         stats.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                         current_stream());
   });
   return out;
 }

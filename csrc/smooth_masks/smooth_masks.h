@@ -9,7 +9,9 @@
 // with r(y) = floor(y * (float)(mid_h / up_h)) (torch's nearest), c(x) likewise. The backward
 //   d out / d a_k = s_k (1 + 20 (a_k - out))
 // is summed into the parameter cell each tap reads. The kernels recompute the K taps of a pixel
-// instead of storing them: memory O(N * H * W), not O(N * K * H * W).
+// instead of storing them: memory O(N * H * W), not O(N * K * H * W). The forward also returns
+// per-pixel stats [N, 2, H, W] (max_j 20 a_j, sum_j exp(20 a_j - max)), so that the backward
+// recomputes each tap's exponential once, from them, instead of the whole forward.
 #pragma once
 
 #include <cmath>
@@ -86,13 +88,15 @@ PYXAI_HD_ALWAYS float exp_neg(float x) {
 PYXAI_HD double exp_neg(double x) { return exp(x); }
 
 #ifdef PYXAI_WITH_CUDA
+// out [N, H, W] and stats [N, 2, H, W] (max, sum of exponentials).
 template <typename T>
-void smooth_masks_cuda(const SmoothShape& s, const T* params, const T* weight, T* out,
+void smooth_masks_cuda(const SmoothShape& s, const T* params, const T* weight, T* out, T* stats,
                        void* stream);
-// stats is scratch [N, H, W, 3] (max, sum of exponentials, output) for the second pass.
+// fwd, stats: the forward's out and stats.
 template <typename T>
 void smooth_masks_backward_cuda(const SmoothShape& s, const T* grad, const T* params,
-                                const T* weight, T* stats, T* out, void* stream);
+                                const T* weight, const T* fwd, const T* stats, T* out,
+                                void* stream);
 #endif
 
 }  // namespace smooth_masks
@@ -107,9 +111,11 @@ namespace smooth_masks {
 // dtype and device, pad >= 0, step >= 1, H <= step * mid_h, W <= step * mid_w.
 SmoothShape check_smooth(const at::Tensor& params, const at::Tensor& weight, int64_t pad,
                          int64_t step);
-// check_smooth plus grad [N, H, W] of params' dtype and device (the backward).
+// check_smooth plus grad and out [N, H, W] and stats [N, 2, H, W] of params' dtype and device
+// (the backward).
 SmoothShape check_smooth_backward(const at::Tensor& grad, const at::Tensor& params,
-                                  const at::Tensor& weight, int64_t pad, int64_t step);
+                                  const at::Tensor& weight, const at::Tensor& out,
+                                  const at::Tensor& stats, int64_t pad, int64_t step);
 }  // namespace smooth_masks
 }  // namespace pyxai
 #endif

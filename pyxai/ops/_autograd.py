@@ -201,19 +201,22 @@ def _sobol_indices_backward(ctx, grad):
 
 
 # ----------------------------------------------------------------------------------------------
-# smooth_masks: the backward is its own kernel (no double backward).
+# smooth_masks: the backward is its own kernel, from the forward's output and per-pixel stats (no
+# double backward; the stats get no gradient).
 
 
 def _smooth_masks_setup(ctx, inputs, output):
     params, weight, pad, step = inputs
-    ctx.save_for_backward(params, weight)
+    out, stats = output
+    ctx.mark_non_differentiable(stats)
+    ctx.save_for_backward(params, weight, out, stats)
     ctx.pad, ctx.step = pad, step
 
 
-def _smooth_masks_backward(ctx, grad):
-    params, weight = ctx.saved_tensors
-    g = _ops.smooth_masks_backward(grad.contiguous(), params, weight, ctx.pad, ctx.step) \
-        if _needs(ctx, 0) else None
+def _smooth_masks_backward(ctx, grad, _grad_stats):
+    params, weight, out, stats = ctx.saved_tensors
+    g = _ops.smooth_masks_backward(grad.contiguous(), params, weight, out, stats, ctx.pad,
+                                   ctx.step) if _needs(ctx, 0) else None
     return g, None, None, None
 
 

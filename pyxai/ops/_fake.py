@@ -31,11 +31,12 @@ def _upsample_masks_backward_fake(grad, offsets, grid, canvas, mode):
 
 @torch.library.register_fake("pyxai::smooth_masks")
 def _smooth_masks_fake(params, weight, pad, step):
-    return params.new_empty(params.shape[0], weight.shape[1], weight.shape[2])
+    n, h, w = params.shape[0], weight.shape[1], weight.shape[2]
+    return params.new_empty(n, h, w), params.new_empty(n, 2, h, w)
 
 
 @torch.library.register_fake("pyxai::smooth_masks_backward")
-def _smooth_masks_backward_fake(grad, params, weight, pad, step):
+def _smooth_masks_backward_fake(grad, params, weight, out, stats, pad, step):
     return params.new_empty(params.shape)
 
 

@@ -10,9 +10,11 @@ per output pixel with a softmax of coldness 20 over the weighted taps::
 ``r`` / ``c``: torch's nearest source index from the canvas (``step * (g + 2 pad - t + 1)``) to the
 unfolded grid; the output is the canvas cropped at 0 to the weight's ``H x W``. The native kernels
 (``csrc/smooth_masks``) recompute the taps instead of storing them (memory O(N H W) instead of
-O(N K H W)); the reference is TorchRay's arithmetic in vectorised PyTorch (unfold, nearest
-upsampling, softmax, sum). Differentiable w.r.t. ``params`` on both paths (the native backward is
-``smooth_masks_backward``); ``weight`` gets no gradient.
+O(N K H W)): the native forward also returns each pixel's softmax maximum and denominator, from
+which its backward recomputes every tap's exponential once; the reference is TorchRay's
+arithmetic in vectorised PyTorch (unfold, nearest upsampling, softmax, sum). Differentiable
+w.r.t. ``params`` on both paths (the native backward is ``smooth_masks_backward``); ``weight``
+gets no gradient.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def smooth_masks(params: torch.Tensor, weight: torch.Tensor, pad: int, step: int
     """
     taps = _check(params, weight, pad, step)
     if resolve_backend(backend, params.device) == "native":
-        return torch.ops.pyxai.smooth_masks(params, weight.detach(), pad, step)
+        return torch.ops.pyxai.smooth_masks(params, weight.detach(), pad, step)[0]
     return _smooth_masks_reference(params, weight, pad, step, taps)
 
 
@@ -133,7 +135,9 @@ def smooth_masks_backward(grad: torch.Tensor, params: torch.Tensor, weight: torc
                          f"{weight.shape[2]}], got {shape}")
     check_matches(grad, params, "grad", "params")
     if resolve_backend(backend, params.device) == "native":
-        return torch.ops.pyxai.smooth_masks_backward(grad, params, weight, pad, step)
+        out, stats = torch.ops.pyxai.smooth_masks(params.detach(), weight.detach(), pad, step)
+        return torch.ops.pyxai.smooth_masks_backward(grad, params.detach(), weight.detach(), out,
+                                                     stats, pad, step)
     with torch.enable_grad():
         p = params.detach().requires_grad_(True)
         out = _smooth_masks_reference(p, weight, pad, step, taps)

@@ -3,12 +3,14 @@ reference vs TorchRay's arithmetic, gradients, thread determinism and bad input.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pyxai import ops
-from pyxai.ops.smooth_masks import _SoftmaxPool
+from pyxai.ops.smooth_masks import _SoftmaxPool, smooth_geometry
 from pyxai.perturbation.extremal import MaskGenerator
 from tests.conftest import native_or_skip
 
@@ -124,16 +126,41 @@ def test_opcheck_and_compile():
     torch.library.opcheck(torch.ops.pyxai.smooth_masks.default, (p, gen.weight, gen.padding, 3),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     g = torch.rand(2, *gen.shape_out)
+    out, stats = torch.ops.pyxai.smooth_masks(p.detach(), gen.weight, gen.padding, 3)
     torch.library.opcheck(torch.ops.pyxai.smooth_masks_backward.default,
-                          (g, p.detach(), gen.weight, gen.padding, 3),
+                          (g, p.detach(), gen.weight, out, stats, gen.padding, 3),
                           test_utils=("test_schema", "test_faketensor"))
 
     @torch.compile(backend="eager", fullgraph=True)
     def f(q):
-        return torch.ops.pyxai.smooth_masks(q, gen.weight, gen.padding, 3) * 2
+        return torch.ops.pyxai.smooth_masks(q, gen.weight, gen.padding, 3)[0] * 2
 
     torch.testing.assert_close(f(p.detach()), 2 * ops.smooth_masks(p.detach(), gen.weight,
                                                                    gen.padding, 3))
+
+
+def test_forward_stats_are_the_softmax_max_and_denominator(rng):
+    """The forward's stats [N, 2, H, W], which the backward reads instead of recomputing them:
+    max_k 20 a_k and sum_k exp(20 a_k - max), a_k the weighted taps (unfolded as the reference)."""
+    native_or_skip()
+    gen, p, w = _case(rng, (23, 19), 4, 6.0, 3, torch.float64)
+    out, stats = torch.ops.pyxai.smooth_masks(p, w, gen.padding, 4)
+    taps = math.isqrt(w.shape[0])
+    mid, canvas = smooth_geometry(tuple(p.shape[1:]), taps, gen.padding, 4)
+    v = F.unfold(p[:, None], (taps, taps), padding=gen.padding)
+    v = v.reshape(p.shape[0], -1, *mid)
+    v = F.interpolate(v, size=canvas, mode="nearest")[..., : w.shape[1],
+                                                                         : w.shape[2]]
+    z = 20 * (w * v)
+    mx = z.amax(1)
+    torch.testing.assert_close(stats[:, 0], mx)
+    torch.testing.assert_close(stats[:, 1], torch.exp(z - mx[:, None]).sum(1))
+    torch.testing.assert_close(out, ops.smooth_masks(p, w, gen.padding, 4, backend="reference"))
+    g = torch.randn(out.shape, generator=rng, dtype=out.dtype)
+    with pytest.raises(RuntimeError, match="stats"):
+        torch.ops.pyxai.smooth_masks_backward(g, p, w, out, stats[:, :1], gen.padding, 4)
+    with pytest.raises(RuntimeError, match="out"):
+        torch.ops.pyxai.smooth_masks_backward(g, p, w, out[:, 1:], stats, gen.padding, 4)
 
 
 def test_no_double_backward():
