@@ -78,8 +78,8 @@ def reference_batch(model, x, labels, areas, kw, seed, gen_factory=None):
     responses = (frames - kt + 1) * ((s_h - ks) // ks + 1) * ((s_w - ks) // ks + 1)
     stream = perm_stream(seed, kw["max_iter"], frames * s_h * s_w if obj == "step" else 0,
                          responses if obj == "step" else 0, len(areas))
-    masks = torch.zeros(b, len(areas), 1, frames, h, w)
-    hist = torch.zeros(b, len(areas), 2, kw["max_iter"])
+    masks = torch.zeros(b, len(areas), 1, frames, h, w, dtype=x.dtype)
+    hist = torch.zeros(b, len(areas), 2, kw["max_iter"], dtype=x.dtype)
     for i in range(b):
         for j, a in enumerate(areas):
             def perms(t, j=j):
@@ -113,11 +113,16 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c.values())))
 def test_batched_step_equals_the_reference_loops_on_a_tiny_3d_cnn(rng, case):
-    model = tiny_net(rng)
+    # float64: in float32 the batched run's rounding (other batch shapes than the one-clip loops)
+    # grows step by step through the optimisation, and on some inputs (CI seed 1099388763,
+    # 3d_ep-preserve) it left a mask 5e-3 off the reference after 5 steps while in float64 the
+    # same run agreed to 3e-8: the comparison is of the algorithm, not of that amplification
+    # (the tolerances are float64's: 1e-6 relative). The torchvision models below run in float32.
+    model = tiny_net(rng).double()
     # the first case at TCSVT's core (5 x 11 x 11) and a 32-px mask; the others smaller
     frames, size, geometry = (8, 32, dict(sigma=11.0)) if case is CASES[0] else \
         (6, 24, dict(sigma=7.0, core_frames=3))
-    x = torch.rand(2, 3, frames, size, size, generator=rng)
+    x = torch.rand(2, 3, frames, size, size, generator=rng, dtype=torch.float64)
     labels = torch.randint(0, 5, (2,), generator=rng)
     areas = (0.1, 0.3)
     seed = int(torch.randint(0, 1000, (1,), generator=rng))
@@ -128,8 +133,8 @@ def test_batched_step_equals_the_reference_loops_on_a_tiny_3d_cnn(rng, case):
         x, labels, return_history=True)
     ref_masks, ref_hist = reference_batch(model, x, labels, areas, kw, seed)
     assert masks.shape == (2, 2, 1, frames, size, size) and hist.shape == (2, 2, 2, 5)
-    close(hist, ref_hist, tol=1e-5, mean_tol=1e-6)
-    close(masks, ref_masks)
+    close(hist, ref_hist, tol=1e-6, mean_tol=1e-7)
+    close(masks, ref_masks, tol=1e-6, mean_tol=1e-7)
     assert (masks - masks[:, :1]).abs().max() > 1e-3  # the areas give different masks
 
 
