@@ -61,9 +61,11 @@ def _reference(model, x, c, m0, offsets, ms, iterations, lr, l1, tv, beta, jitte
     return 1 - show(m)[0]
 
 
-def test_equals_the_reference_loop_on_the_demo_model(rng):
-    model = pyxai.models.demo_cnn()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_equals_the_reference_loop_on_the_demo_model(rng, dtype):
+    model = pyxai.models.demo_cnn().to(dtype)
     x, labels, _ = pyxai.data.shapes(3, seed=int(torch.randint(1000, (1,), generator=rng)))
+    x = x.to(dtype)
     kw = dict(mask_size=16, iterations=6, lr=0.1, l1=1e-3, tv=1e-2, tv_beta=3, jitter=4,
               blur_radius=10, mask_blur=2)
     seed = int(torch.randint(2**31, (1,), generator=rng))
@@ -73,17 +75,22 @@ def test_equals_the_reference_loop_on_the_demo_model(rng):
     assert same_state(before, state_fingerprint(model)) == []
     assert sal.shape == (3, 1, 64, 64) and hist.shape == (3, 3, 6)
     gen = torch.Generator().manual_seed(seed)
-    m0 = torch.rand(3, 16, 16, generator=gen, dtype=torch.float64).float()
+    m0 = torch.rand(3, 16, 16, generator=gen, dtype=torch.float64).to(dtype)
     offsets = torch.randint(0, 4, (6, 3, 2), generator=gen)
     for b in range(3):
         ref = _reference(model, x[b], int(labels[b]), m0[b], offsets[:, b], 16, 6, 0.1, 1e-3, 1e-2,
                          3.0, 4, 10, 2)
-        # 8-bit masks: a float-rounding difference (batched vs single forwards) can flip a level
-        # (1/255) at a few pixels, and Adam's normalised steps carry it a little further
-        # (over 60 seeds x 3 images the worst was 2 levels at one pixel and a mean of 2.0e-4, seed
-        # 10; the median case differs nowhere)
-        assert (sal[b] - ref).abs().max() <= 4 / 255 + 1e-6
-        assert (sal[b] - ref).abs().mean() < 4e-4
+        err = (sal[b] - ref).abs()
+        if dtype == torch.float64:  # the algorithm: float64 rounding flips no 8-bit level
+            assert err.max() <= 1e-9
+            continue
+        # float32, 8-bit masks: a float-rounding difference (batched vs single forwards) can flip
+        # a level (1/255) at a few pixels, and Adam's normalised steps carry it further: over 60
+        # seeds x 3 images the worst was 2 levels at one pixel and a mean of 2.0e-4 (seed 10; the
+        # median case differs nowhere), but CI seed 1975408678 gave 5 levels at a pixel; the
+        # max is bounded at 8 levels, the mean as before
+        assert err.max() <= 8 / 255 + 1e-6
+        assert err.mean() < 4e-4
     # the history: the score at iteration 0 is the target's probability under the initial mask
     assert torch.all((hist[:, 0] >= 0) & (hist[:, 0] <= 1))
     assert torch.allclose(hist[:, 1, 0], 1e-3 * (m0 - 1).abs().sum((1, 2)), rtol=1e-5)
