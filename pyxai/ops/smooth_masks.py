@@ -119,7 +119,8 @@ def smooth_masks(params: torch.Tensor, weight: torch.Tensor, pad: int, step: int
 
 def smooth_masks_backward(grad: torch.Tensor, params: torch.Tensor, weight: torch.Tensor,
                           pad: int, step: int, backend: str | None = None) -> torch.Tensor:
-    """The gradient of :func:`smooth_masks` w.r.t. ``params``.
+    """The gradient of :func:`smooth_masks` w.r.t. ``params`` (the native path first runs the
+    forward for the per-pixel statistics its backward kernel reads; autograd keeps the forward's).
 
     Args:
         grad: Tensor[N, H, W], the gradient of the output.
