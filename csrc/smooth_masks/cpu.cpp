@@ -3,8 +3,8 @@
 // Both work a row of pixels at a time, kLanes (8) pixels together: every pass over the K taps of
 // a chunk reads the chunk's weights packed contiguously and writes [K][kLanes] buffers that stay
 // in L1 (float: GCC vector extensions, one AVX2 register a pass; double: scalar lane loops). The
-// per-pixel arithmetic and its order are the reference's, so the bits do not depend on the
-// layout. The forward runs one task per (block of rows, mask) and writes each pixel's max and
+// per-pixel operations and their order are the reference's (multiply-adds fused on CPUs with FMA),
+// so the bits do not depend on the layout or the thread count. The forward runs one task per (block of rows, mask) and writes each pixel's max and
 // denominator (stats) besides its output; the backward, one task per (block of rows, mask), takes
 // them and recomputes each tap's exponential once in a single pass over the taps (each block sums
 // into its own buffer: fixed order, no atomics).
@@ -113,11 +113,16 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
   return c;
 }
 
-// x86-64 CPUs with AVX2 run an AVX2 build of the chunk loops, others the baseline (SSE2) build,
-// picked at load time by CPU feature ("arch=" clones test the CPU model, which fails on AMD).
-// No FMA, so both builds do the same arithmetic.
+// x86-64 CPUs of level x86-64-v3 (AVX2 and FMA; GCC picks the clone by CPU features, also on AMD,
+// where a CPU-model "arch=haswell" clone is not taken) run a build of the chunk loops whose
+// multiply-adds are fused (fp-contract=fast: the exponential's polynomial and range reduction,
+// the gradient's products): forward and backward 25 % faster on a 2-core AMD EPYC (24 masks of
+// 64 x 64, one thread: 18.8 -> 14.0 ms and 19.0 -> 14.5 ms). Other CPUs run the baseline (SSE2)
+// build, unfused: its last bits differ from the FMA build's (both within the reference's float
+// tolerance); each build is deterministic.
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define PYXAI_ROW_CLONES __attribute__((target_clones("avx2", "default")))
+#define PYXAI_ROW_CLONES \
+  __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
 #else
 #define PYXAI_ROW_CLONES
 #endif
@@ -197,7 +202,7 @@ PYXAI_ROW_CLONES void pool_chunk(const TapBox& box, const T* w, const T* v, int6
 
 // The gradients of the chunk's taps in box added to g (tap k at + k * g_stride), from the
 // forward's per-pixel m, sum and max mx: a_k = w_k v_k, e_k = exp(20 a_k - mx) (the forward's
-// exponentials, bit for bit) and d out / d a_k = ((a - m) * 20 + 1) * e / sum, times
+// exponentials, by the same operations) and d out / d a_k = ((a - m) * 20 + 1) * e / sum, times
 // grad * weight; grad / sum is taken once per pixel (the reference divides per tap: the last
 // bits differ). Taps outside box read the padding: their gradients are dropped.
 template <typename T>
@@ -222,7 +227,7 @@ PYXAI_ROW_CLONES void grad_taps(const TapBox& box, const T* w, const T* v, int64
 
 #if defined(__GNUC__)
 // float chunks as GCC vector extensions (one AVX2 register, two SSE2 ones in the baseline build):
-// the same IEEE operations, lane by lane, as the scalar template above, so the same bits.
+// the same IEEE operations, lane by lane, as the scalar template above (fused alike).
 typedef float F8 __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t I8 __attribute__((vector_size(kLanes * sizeof(int32_t))));
 static_assert(sizeof(F8) == kLanes * sizeof(float), "one float per lane");

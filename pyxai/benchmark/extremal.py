@@ -8,9 +8,11 @@ target):
   backwards at ``B * A`` model inputs), and TorchRay 1.0.0.2 (when installed) one image and one
   area at a time, as its API works (on a deep copy: it writes ``requires_grad=False`` into the
   model). Jitter on: TorchRay's jitter is a deterministic flip, so parity is checked.
-  ``pyxai NHWC`` is the same with ``channels_last=True`` (faster convolutions; the
-  floor stays the model in the default layout, as TorchRay calls it).
-* ``meaningful``: pyxai (also ``pyxai NHWC``, ``channels_last=True``), the reference backend, and
+  ``pyxai NHWC`` is the same with ``channels_last=True`` (faster convolutions), ``pyxai
+  NHWC+fold`` also with ``fold_batch_norm=True`` (the BatchNorms folded into the convolutions
+  of a view of the model); the floor stays the model as it is, in the default layout, as
+  TorchRay calls it.
+* ``meaningful``: pyxai (also ``pyxai NHWC`` and ``pyxai NHWC+fold``), the reference backend, and
   the floor (``iterations`` forwards + backwards at B inputs).
 
 quick=True: 1 image x 2 areas, 6 steps (parity and the shape of the costs; 2 x 2 x 20 took the
@@ -58,6 +60,8 @@ def extremal_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         "pyxai": lambda: pyxai.ExtremalPerturbation(model, **kw).attribute(x, labels),
         "pyxai NHWC": lambda: pyxai.ExtremalPerturbation(
             model, channels_last=True, **kw).attribute(x, labels),
+        "pyxai NHWC+fold": lambda: pyxai.ExtremalPerturbation(
+            model, channels_last=True, fold_batch_norm=True, **kw).attribute(x, labels),
         "reference": lambda: pyxai.ExtremalPerturbation(model, backend="reference", **kw
                                                         ).attribute(x, labels),
         "floor": _grad_floor(model, x, n_img * len(areas), steps),
@@ -87,10 +91,12 @@ def extremal_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         # is compared, and it is the same as 1-ulp random noise added to the reference's masks
         # gives (measured: 3e-3 after 100 steps; 6e-2 after 300)
         parity=[("reference", "torchray", 3e-2), ("pyxai", "reference", 0.1, mean_error),
-                ("pyxai NHWC", "reference", 0.1, mean_error)],
+                ("pyxai NHWC", "reference", 0.1, mean_error),
+                ("pyxai NHWC+fold", "reference", 0.1, mean_error)],
         device=device,
         notes=f"step 7, sigma 21, blur, jitter; pyxai NHWC = the channels_last=True "
-              f"option (the floor and TorchRay use the default layout); floor = {steps} "
+              f"option, +fold = also fold_batch_norm=True (the floor and TorchRay run the model "
+              f"as it is, in the default layout); floor = {steps} "
               f"forward+backward passes of "
               f"{n_img * len(areas)} inputs; torchray = {n_img * len(areas)} calls of one image "
               f"and one area",
@@ -111,6 +117,8 @@ def meaningful_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
             "pyxai": lambda: pyxai.MeaningfulPerturbation(model, **kw).attribute(x, labels),
             "pyxai NHWC": lambda: pyxai.MeaningfulPerturbation(
                 model, channels_last=True, **kw).attribute(x, labels),
+            "pyxai NHWC+fold": lambda: pyxai.MeaningfulPerturbation(
+                model, channels_last=True, fold_batch_norm=True, **kw).attribute(x, labels),
             "reference": lambda: pyxai.MeaningfulPerturbation(model, backend="reference", **kw
                                                               ).attribute(x, labels),
             "floor": _grad_floor(model, x, n_img, steps),
@@ -118,9 +126,11 @@ def meaningful_cases(quick: bool = False, device: str = "cpu") -> list[Case]:
         # NHWC convolutions round differently, and the 8-bit mask turns that into levels that
         # the optimisation carries on: the mean error grows with the steps (measured 2.0e-3 after
         # 50 steps, 8.3e-3 after 150; max 0.02 / 0.10), so it is compared, not the max
-        parity=[("reference", "pyxai", 1e-2), ("pyxai NHWC", "pyxai", 0.05, mean_error)],
+        parity=[("reference", "pyxai", 1e-2), ("pyxai NHWC", "pyxai", 0.05, mean_error),
+                ("pyxai NHWC+fold", "pyxai", 0.05, mean_error)],
         device=device,
-        notes=f"pyxai NHWC = the channels_last=True option (the floor uses the default layout); "
+        notes=f"pyxai NHWC = the channels_last=True option, +fold = also fold_batch_norm=True "
+              f"(the floor runs the model as it is, in the default layout); "
               f"floor = {steps} forward+backward passes of {n_img} inputs; the 8-bit mask lets a "
               "rounding difference flip a level, hence the parity tolerance",
     )]

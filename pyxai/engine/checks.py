@@ -69,6 +69,13 @@ def check_int(value: object, name: str) -> int:
     return value
 
 
+def check_bool(value: object, name: str) -> bool:
+    """Validate a switch argument: a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def check_finite(value: float | torch.Tensor, name: str) -> None:
     """A number or Tensor argument (baseline, sigma, bound) must hold no NaN or Inf.
 

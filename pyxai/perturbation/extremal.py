@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from pyxai.engine.base import Explainer
-from pyxai.engine.checks import check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.checks import check_bool, check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.fold import fold_batch_norm
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import forward_view
@@ -189,6 +190,10 @@ class ExtremalPerturbation(Explainer):
             CPU (oneDNN) and on CUDA; a model that calls ``view`` on its input needs the default.
             The results differ from the default by the convolution's rounding only. Default:
             False.
+        fold_batch_norm: run the model as a frozen view with each eval-mode BatchNorm folded into
+            the convolution it reads (:func:`pyxai.engine.fold.fold_batch_norm`; the model is not
+            touched): one pass over the activations fewer, forward and backward. The results
+            differ from the default by float rounding only. Default: False.
 
     Examples::
 
@@ -215,6 +220,7 @@ class ExtremalPerturbation(Explainer):
         batch_size: int | None = None,
         backend: str | None = None,
         channels_last: bool = False,
+        fold_batch_norm: bool = False,
     ) -> None:
         super().__init__(forward_func)
         self.areas = _check_areas(areas)
@@ -248,9 +254,8 @@ class ExtremalPerturbation(Explainer):
             check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
         self.backend = backend
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
-        self.channels_last = channels_last
+        self.channels_last = check_bool(channels_last, "channels_last")
+        self.fold_batch_norm = check_bool(fold_batch_norm, "fold_batch_norm")
 
     # ------------------------------------------------------------------------------------------
     def attribute(
@@ -272,6 +277,8 @@ class ExtremalPerturbation(Explainer):
         x = self._check_inputs(inputs)
         b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         forward = forward_view(self.forward_func)
+        if self.fold_batch_norm:
+            forward = fold_batch_norm(forward, x[:1])
         score = self._scorer(forward, x, target)
         gen = MaskGenerator((h, w), self.step, self.sigma, x.device)
         pyramid = perturbation_pyramid(x, self.num_levels, self.perturbation, MAX_BLUR)

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from pyxai.engine.base import Explainer
-from pyxai.engine.checks import check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.checks import check_bool, check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.fold import fold_batch_norm
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import forward_view
@@ -115,6 +116,10 @@ class MeaningfulPerturbation(Explainer):
             input needs the default. The results differ from the default by the convolutions'
             rounding only (which the 8-bit mask can turn into a level here and there). Default:
             False.
+        fold_batch_norm: run the model as a frozen view with each eval-mode BatchNorm folded into
+            the convolution it reads (:func:`pyxai.engine.fold.fold_batch_norm`; the model is not
+            touched): one pass over the activations fewer, forward and backward. The results
+            differ from the default by float rounding only. Default: False.
 
     Examples::
 
@@ -141,6 +146,7 @@ class MeaningfulPerturbation(Explainer):
         batch_size: int | None = None,
         backend: str | None = None,
         channels_last: bool = False,
+        fold_batch_norm: bool = False,
     ) -> None:
         super().__init__(forward_func)
         self.mask_size = check_positive_int(mask_size, "mask_size")
@@ -164,9 +170,8 @@ class MeaningfulPerturbation(Explainer):
             check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
         self.backend = backend
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
-        self.channels_last = channels_last
+        self.channels_last = check_bool(channels_last, "channels_last")
+        self.fold_batch_norm = check_bool(fold_batch_norm, "fold_batch_norm")
 
     # ------------------------------------------------------------------------------------------
     def attribute(
@@ -195,6 +200,8 @@ class MeaningfulPerturbation(Explainer):
         if self.jitter >= min(h, w):
             raise ValueError(f"jitter={self.jitter} is not smaller than the image ({h} x {w})")
         forward = forward_view(self.forward_func)
+        if self.fold_batch_norm:
+            forward = fold_batch_norm(forward, x[:1])
         score = self._scorer(forward, x, target)
         big, null = self._images(x)
         gen = torch.Generator().manual_seed(self.seed)

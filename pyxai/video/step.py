@@ -44,7 +44,8 @@ import torch
 from torch import nn
 
 from pyxai.engine.base import Explainer
-from pyxai.engine.checks import check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.checks import check_bool, check_inputs, check_int, check_positive_int, check_same_device
+from pyxai.engine.fold import fold_batch_norm
 from pyxai.engine.sync import hot_path
 from pyxai.engine.targets import Target, resolve_target
 from pyxai.engine.view import ModelView, is_training
@@ -126,6 +127,10 @@ class STEP(Explainer):
             8 x 32 x 32): 25 % faster for a small 3-D CNN, 6 % slower for r3d_18, so off by
             default; the results differ from the default by the convolutions' rounding only.
             Default: False.
+        fold_batch_norm: run the model as a frozen view with each eval-mode BatchNorm folded into
+            the convolution it reads (:func:`pyxai.engine.fold.fold_batch_norm`; the model is not
+            touched): one pass over the activations fewer, forward and backward. The results
+            differ from the default by float rounding only. Default: False.
 
     Examples::
 
@@ -156,6 +161,7 @@ class STEP(Explainer):
         temporal_diff: bool = False,
         backend: str | None = None,
         channels_last: bool = False,
+        fold_batch_norm: bool = False,
     ) -> None:
         super().__init__(model)
         self.areas = _check_areas(areas)
@@ -195,9 +201,8 @@ class STEP(Explainer):
         self.stable_sort = bool(stable_sort)
         self.temporal_diff = bool(temporal_diff)
         self.backend = backend
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
-        self.channels_last = channels_last
+        self.channels_last = check_bool(channels_last, "channels_last")
+        self.fold_batch_norm = check_bool(fold_batch_norm, "fold_batch_norm")
 
     # ------------------------------------------------------------------------------------------
     def attribute(
@@ -221,6 +226,8 @@ class STEP(Explainer):
         n_areas = len(self.areas)
         rows = n_areas * n  # masks, area-major: row a * N + b
         model = _clip_model(self.forward_func)
+        if self.fold_batch_norm:
+            model = fold_batch_norm(model, x[:1])
         score = self._scorer(model, x, target)
         gen = MaskGenerator((h, w), MASK_STEP, self.sigma or default_sigma(w), x.device)
         out_px = gen.shape_out[0] * gen.shape_out[1]

@@ -240,22 +240,24 @@ def test_seed_and_the_model_left_as_found(rng):
     assert 0 <= a.min() and a.max() <= 1
 
 
-def test_channels_last_3d_gives_the_same_masks_and_leaves_the_model_as_found(rng):
-    """channels_last_3d clips change only the convolutions' rounding: over a few steps (before the
-    optimisation amplifies it) the masks and the history equal the default layout's."""
+@pytest.mark.parametrize("option", ["channels_last", "fold_batch_norm"])
+def test_fast_options_give_the_same_masks_and_leave_the_model_as_found(rng, option):
+    """channels_last_3d clips and BatchNorms folded into the convolutions change only the
+    rounding: over a few steps (before the optimisation amplifies it) the masks and the history
+    equal the default's."""
     model = tiny_net(rng)
     x = torch.rand(2, 3, 6, 24, 24, generator=rng)
     kw = dict(areas=(0.1, 0.3), max_iter=3, sigma=7.0, core_frames=3, core_start=0)
     before = state_fingerprint(model)
     base, h0 = pyxai.STEP(model, **kw).attribute(x, 1, return_history=True)
-    fast, h1 = pyxai.STEP(model, channels_last=True, **kw).attribute(x, 1, return_history=True)
+    fast, h1 = pyxai.STEP(model, **{option: True}, **kw).attribute(x, 1, return_history=True)
     torch.testing.assert_close(fast, base, atol=TOL, rtol=0)
     assert (fast - base).abs().mean() <= MEAN_TOL
     torch.testing.assert_close(h1, h0, atol=1e-4, rtol=1e-4)
     assert same_state(before, state_fingerprint(model)) == []
     assert all(p.is_contiguous() for p in model.parameters())
-    with pytest.raises(TypeError, match="channels_last must be a bool"):
-        pyxai.STEP(model, channels_last=1)
+    with pytest.raises(TypeError, match=f"{option} must be a bool"):
+        pyxai.STEP(model, **{option: 1})
 
 
 @pytest.mark.parametrize("stable_sort", [False, True])
