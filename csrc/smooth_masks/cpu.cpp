@@ -1,8 +1,8 @@
 // smooth_masks family, CPU kernels: smooth_masks and its backward (formulas in smooth_masks.h).
 //
-// Both work a row of pixels at a time, kLanes (8) pixels together: every pass over the K taps of
+// Both work a row of pixels at a time, kLanes (16) pixels together: every pass over the K taps of
 // a chunk reads the chunk's weights packed contiguously and writes [K][kLanes] buffers that stay
-// in L1 (float: GCC vector extensions, one AVX2 register a pass; double: scalar lane loops). The
+// in L1 (float: GCC vector extensions, one AVX-512 register a pass; double: scalar lane loops). The
 // per-pixel operations and their order are the reference's (multiply-adds fused on CPUs with FMA),
 // so the bits do not depend on the layout or the thread count. The forward runs one task per (block of rows, mask) and writes each pixel's max and
 // denominator (stats) besides its output; the backward, one task per (block of rows, mask), takes
@@ -79,7 +79,7 @@ namespace {
 
 constexpr int64_t kBlockRows = 16;    // rows per backward task
 constexpr int64_t kFwdBlockRows = 8;  // rows per forward task
-constexpr int64_t kLanes = 8;       // pixels of a row computed together (one AVX2 vector)
+constexpr int64_t kLanes = 16;      // pixels of a row computed together (one AVX-512 vector)
 
 // The taps of a chunk that read the grid: rows [ky0, ky1) x columns [kx0, kx1) of the t x t taps.
 // Every other tap reads the zero padding in all the chunk's lanes (a = 0 exactly), so its
@@ -113,16 +113,19 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
   return c;
 }
 
-// x86-64 CPUs of level x86-64-v3 (AVX2 and FMA; GCC picks the clone by CPU features, also on AMD,
-// where a CPU-model "arch=haswell" clone is not taken) run a build of the chunk loops whose
-// multiply-adds are fused (fp-contract=fast: the exponential's polynomial and range reduction,
-// the gradient's products): forward and backward 25 % faster on a 2-core AMD EPYC (24 masks of
-// 64 x 64, one thread: 18.8 -> 14.0 ms and 19.0 -> 14.5 ms). Other CPUs run the baseline (SSE2)
-// build, unfused: its last bits differ from the FMA build's (both within the reference's float
-// tolerance); each build is deterministic.
+// The chunk loops are built three times and picked at load time by CPU features (GCC's
+// "arch=x86-64-vN" clones test features, so they are taken on AMD too, unlike CPU-model clones
+// such as "arch=haswell"): x86-64-v4 (AVX-512: one register a chunk), x86-64-v3 (AVX2 + FMA: two)
+// and the baseline (SSE2: four). The v4 and v3 builds fuse multiply-adds (fp-contract=fast: the
+// exponential's polynomial and range reduction, the gradient's products). Measured on a 2-core
+// AMD EPYC (24 masks of 64 x 64, forward / backward, best of 30): 8 lanes unfused (AVX2) 18.8 /
+// 19.0 ms on 1 thread; fused 14.0 / 14.5 ms; 16 lanes fused (AVX-512) 10.8-14.1 / 12.1-12.5 ms
+// (2 threads: 7.3 / 7.2 -> 5.5-7.0 / 6.1-6.7 ms). The builds' last bits differ (within the
+// reference's float tolerance); each is deterministic.
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
 #define PYXAI_ROW_CLONES \
-  __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),   \
+                 optimize("fp-contract=fast")))
 #else
 #define PYXAI_ROW_CLONES
 #endif
@@ -226,33 +229,33 @@ PYXAI_ROW_CLONES void grad_taps(const TapBox& box, const T* w, const T* v, int64
 }
 
 #if defined(__GNUC__)
-// float chunks as GCC vector extensions (one AVX2 register, two SSE2 ones in the baseline build):
+// float chunks as GCC vector extensions (one AVX-512 register, two AVX2 or four SSE2 ones):
 // the same IEEE operations, lane by lane, as the scalar template above (fused alike).
-typedef float F8 __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t I8 __attribute__((vector_size(kLanes * sizeof(int32_t))));
-static_assert(sizeof(F8) == kLanes * sizeof(float), "one float per lane");
+typedef float FV __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t IV __attribute__((vector_size(kLanes * sizeof(int32_t))));
+static_assert(sizeof(FV) == kLanes * sizeof(float), "one float per lane");
 
-inline F8 load8(const float* p) {
-  F8 v;
+inline FV loadv(const float* p) {
+  FV v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-inline void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof(v)); }
-inline F8 splat8(float x) { return F8{} + x; }
-inline I8 splat8i(int32_t x) { return I8{} + x; }
+inline void storev(float* p, FV v) { std::memcpy(p, &v, sizeof(v)); }
+inline FV splatv(float x) { return FV{} + x; }
+inline IV splativ(int32_t x) { return IV{} + x; }
 
 // exp_neg lane by lane (the scalar function's operations in its order).
-inline __attribute__((always_inline)) F8 exp_neg8(F8 x) {
-  const I8 lo = splat8i(-127);
-  const F8 fx = x * 1.44269504088896341f + 0.5f;
-  I8 i = __builtin_convertvector(fx, I8);  // truncation (x86: INT_MIN for huge or NaN x)
+inline __attribute__((always_inline)) FV exp_negv(FV x) {
+  const IV lo = splativ(-127);
+  const FV fx = x * 1.44269504088896341f + 0.5f;
+  IV i = __builtin_convertvector(fx, IV);  // truncation (x86: INT_MIN for huge or NaN x)
   i = i < lo ? lo : i;
-  i += __builtin_convertvector(i, F8) > fx;  // floor: a true comparison is -1
-  const I8 keep = i > lo;                    // -1 where the result does not underflow
+  i += __builtin_convertvector(i, FV) > fx;  // floor: a true comparison is -1
+  const IV keep = i > lo;                    // -1 where the result does not underflow
   i = i < lo ? lo : i;
-  F8 y = exp_poly(x, __builtin_convertvector(i, F8));
-  y *= reinterpret_cast<F8>((i + 127) << 23);
-  return reinterpret_cast<F8>(reinterpret_cast<I8>(y) & keep);
+  FV y = exp_poly(x, __builtin_convertvector(i, FV));
+  y *= reinterpret_cast<FV>((i + 127) << 23);
+  return reinterpret_cast<FV>(reinterpret_cast<IV>(y) & keep);
 }
 
 template <>
@@ -261,18 +264,18 @@ PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const
                                         float* sum, float* mxo) {
   const float cold = kColdness;
   const int64_t t = box.t;
-  F8 mx = splat8(-std::numeric_limits<float>::infinity());
+  FV mx = splatv(-std::numeric_limits<float>::infinity());
   for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
     for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k) {
-      const F8 ak = load8(w + k * kLanes) * load8(v + k * v_stride);
-      store8(a + k * kLanes, ak);
-      const F8 c = cold * ak;
+      const FV ak = loadv(w + k * kLanes) * loadv(v + k * v_stride);
+      storev(a + k * kLanes, ak);
+      const FV c = cold * ak;
       mx = mx < c ? c : mx;  // std::max(mx, c)
     }
-  const F8 zero = cold * F8{};  // 20 a of a padding tap
+  const FV zero = cold * FV{};  // 20 a of a padding tap
   if (!box.full()) mx = mx < zero ? zero : mx;
-  const F8 e0 = exp_neg8(zero - mx);
-  F8 sm = F8{};
+  const FV e0 = exp_negv(zero - mx);
+  FV sm = FV{};
   for (int64_t ky = 0; ky < t; ++ky) {
     if (ky < box.ky0 || ky >= box.ky1) {
       for (int64_t kx = 0; kx < t; ++kx) sm += e0;
@@ -280,19 +283,19 @@ PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const
     }
     for (int64_t kx = 0; kx < box.kx0; ++kx) sm += e0;
     for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k) {
-      const F8 ek = exp_neg8(cold * load8(a + k * kLanes) - mx);
-      store8(e + k * kLanes, ek);
+      const FV ek = exp_negv(cold * loadv(a + k * kLanes) - mx);
+      storev(e + k * kLanes, ek);
       sm += ek;
     }
     for (int64_t kx = box.kx1; kx < t; ++kx) sm += e0;
   }
-  F8 out = F8{};
+  FV out = FV{};
   for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
     for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k)
-      out += load8(a + k * kLanes) * (load8(e + k * kLanes) / sm);
-  store8(m, out);
-  store8(sum, sm);
-  store8(mxo, mx);
+      out += loadv(a + k * kLanes) * (loadv(e + k * kLanes) / sm);
+  storev(m, out);
+  storev(sum, sm);
+  storev(mxo, mx);
 }
 
 template <>
@@ -301,14 +304,14 @@ PYXAI_ROW_CLONES void grad_taps<float>(const TapBox& box, const float* w, const 
                                        const float* mx, const float* grad, float* g,
                                        int64_t g_stride) {
   const float cold = kColdness;
-  const F8 mv = load8(m), xv = load8(mx), qv = load8(grad) / load8(sum);
+  const FV mv = loadv(m), xv = loadv(mx), qv = loadv(grad) / loadv(sum);
   for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
     for (int64_t k = ky * box.t + box.kx0; k < ky * box.t + box.kx1; ++k) {
-      const F8 wk = load8(w + k * kLanes);
-      const F8 a = wk * load8(v + k * v_stride);
-      const F8 e = exp_neg8(cold * a - xv);
-      const F8 t = ((a - mv) * cold + 1.0f) * e * qv * wk;
-      store8(g + k * g_stride, load8(g + k * g_stride) + t);
+      const FV wk = loadv(w + k * kLanes);
+      const FV a = wk * loadv(v + k * v_stride);
+      const FV e = exp_negv(cold * a - xv);
+      const FV t = ((a - mv) * cold + 1.0f) * e * qv * wk;
+      storev(g + k * g_stride, loadv(g + k * g_stride) + t);
     }
 }
 #endif
