@@ -124,8 +124,9 @@ def fold_batch_norm(forward_func: Callable[..., Any], probe: torch.Tensor
     """``forward_func`` with its eval-mode BatchNorms folded into the convolutions they read.
 
     Args:
-        forward_func: the model (anything else is returned as it is, as is a model in training
-            mode, one without BatchNorm or one where nothing folds).
+        forward_func: the model (anything else is returned as it is, as are a TorchScript
+            module, a model in training mode, one without BatchNorm and one where nothing
+            folds).
         probe: Tensor[N, ...] a model input, run once (no grad) to see which pairs fold.
 
     Returns:
@@ -133,8 +134,9 @@ def fold_batch_norm(forward_func: Callable[..., Any], probe: torch.Tensor
         ``forward_func``.
     """
     model = forward_func
-    if not isinstance(model, nn.Module) or is_training(model) or _global_hooks() or not any(
-            isinstance(m, _BatchNorm) for m in model.modules()):
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule) \
+            or is_training(model) or _global_hooks() \
+            or not any(isinstance(m, _BatchNorm) for m in model.modules()):
         return forward_func
     view = ModelView(model, frozen=True).module
     convs = [m for m in view.modules() if type(m) in _CONVS and not _hooked(m)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pytest
 import torch
@@ -120,7 +121,7 @@ def _plain(rng) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("case", ["residual", "shared", "bn_first", "conv_hook", "bn_hook",
-                                  "training", "no_running_stats", "callable", "no_bn"])
+                                  "training", "no_running_stats", "callable", "no_bn", "script"])
 def test_what_does_not_fold_is_left_as_it_is(rng, case):
     x = torch.randn(2, 3, 8, 8, generator=rng)
     model = {"residual": _Residual, "shared": _Shared, "bn_first": _BnFirst}.get(case)
@@ -139,6 +140,10 @@ def test_what_does_not_fold_is_left_as_it_is(rng, case):
         return
     elif case == "no_bn":
         model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
+    elif case == "script":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+            model = torch.jit.script(model)
     before = state_fingerprint(model)
     assert fold_batch_norm(model, x[:1]) is model
     assert same_state(before, state_fingerprint(model)) == []
