@@ -2,12 +2,14 @@
 //
 // Both work a row of pixels at a time, kLanes (16) pixels together: every pass over the K taps of
 // a chunk reads the chunk's weights packed contiguously and writes [K][kLanes] buffers that stay
-// in L1 (float: GCC vector extensions, one AVX-512 register a pass; double: scalar lane loops). The
-// per-pixel operations and their order are the reference's (multiply-adds fused on CPUs with FMA),
-// so the bits do not depend on the layout or the thread count. The forward runs one task per (block of rows, mask) and writes each pixel's max and
-// denominator (stats) besides its output; the backward, one task per (block of rows, mask), takes
-// them and recomputes each tap's exponential once in a single pass over the taps (each block sums
-// into its own buffer: fixed order, no atomics).
+// in L1 (float: GCC vector extensions, one AVX-512 register a pass; double: scalar lane loops).
+// The per-pixel operations are the reference's, except that the forward divides its sum of
+// a_k e_k by the denominator once (the reference divides each e_k), the backward divides the
+// output gradient once, and multiply-adds are fused on CPUs with FMA; the bits do not depend on
+// the layout or the thread count. The forward runs one task per (block of rows, mask) and writes
+// each pixel's max and denominator (stats) besides its output; the backward, one task per (block
+// of rows, mask), takes them and recomputes each tap's exponential once in a single pass over the
+// taps (each block sums into its own buffer: fixed order, no atomics).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -133,28 +135,29 @@ std::vector<int64_t> column_cells(const SmoothShape& s) {
 // Scratch of one task. A row is computed kLanes pixels at a time, every pass over the K taps of
 // a chunk reading and writing [K][kLanes] buffers that stay in L1:
 //   v [K][wp]: tap values of the mid row v_r (shared by its rows), wp = W rounded up to kLanes;
-//   a, e [K][kLanes] (forward): the chunk's weighted taps and exponentials;
+//   a [K][kLanes] (forward): the chunk's weighted taps;
 //   m, sum, mx [wp] (forward): the row's output, denominators and maxima;
 //   g [K][kLanes] (backward): a chunk's taps' gradients summed over the rows of one mid row.
 template <typename T>
 struct Row {
   int64_t wp;
-  std::vector<T> v, a, e, m, sum, mx, g;
+  std::vector<T> v, a, m, sum, mx, g;
   const T* v_grid = nullptr;  // the padded grid and mid row v holds
   int64_t v_r = -1;
   Row(const SmoothShape& s, bool backward)
       : wp(ceil_div(s.w, kLanes) * kLanes), v(s.taps * s.taps * wp, T(0)),
-        a(backward ? 0 : s.taps * s.taps * kLanes), e(a.size()), m(backward ? 0 : wp),
+        a(backward ? 0 : s.taps * s.taps * kLanes), m(backward ? 0 : wp),
         sum(m.size()), mx(m.size()), g(backward ? s.taps * s.taps * kLanes : 0, T(0)) {}
 };
 
 // The pooled mask of kLanes pixels: w, v the first pixel's weight and tap value of tap 0 (tap k
-// at + k * kLanes, + k * v_stride); fills a, e (the taps of box) and writes m, sum, mxo. Per pixel the
-// arithmetic and its order are those of the reference: max_k 20 a_k, e_k = exp(20 a_k - max),
-// sum_k e_k in tap order, m = sum_k a_k (e_k / sum) in tap order.
+// at + k * kLanes, + k * v_stride); fills a (the taps of box) and writes m, sum, mxo. Per pixel:
+// max_k 20 a_k, e_k = exp(20 a_k - max), sum_k e_k and sum_k a_k e_k in tap order in one pass,
+// m = (sum_k a_k e_k) / sum (the reference divides each e_k by the sum first: the last bits
+// differ).
 template <typename T>
 PYXAI_ROW_CLONES void pool_chunk(const TapBox& box, const T* w, const T* v, int64_t v_stride,
-                                 T* a, T* e, T* m, T* sum, T* mxo) {
+                                 T* a, T* m, T* sum, T* mxo) {
   const T cold = static_cast<T>(kColdness);
   const int64_t t = box.t;
   T mx[kLanes], e0[kLanes], sm[kLanes], out[kLanes];
@@ -174,30 +177,24 @@ PYXAI_ROW_CLONES void pool_chunk(const TapBox& box, const T* w, const T* v, int6
   for (int64_t j = 0; j < kLanes; ++j) {
     e0[j] = exp_neg(cold * T(0) - mx[j]);
     sm[j] = T(0);
+    out[j] = T(0);
   }
   for (int64_t ky = 0; ky < t; ++ky)
     for (int64_t kx = 0; kx < t; ++kx) {
       const int64_t k = ky * t + kx;
-      if (!box.inside(ky, kx)) {
+      if (!box.inside(ky, kx)) {  // a = 0: its output term is +0
         for (int64_t j = 0; j < kLanes; ++j) sm[j] += e0[j];
         continue;
       }
       const T* ak = a + k * kLanes;
-      T* ek = e + k * kLanes;
       for (int64_t j = 0; j < kLanes; ++j) {
-        ek[j] = exp_neg(cold * ak[j] - mx[j]);
-        sm[j] += ek[j];
+        const T ek = exp_neg(cold * ak[j] - mx[j]);
+        sm[j] += ek;
+        out[j] += ak[j] * ek;
       }
     }
-  for (int64_t j = 0; j < kLanes; ++j) out[j] = T(0);
-  for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
-    for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k) {
-      const T* ak = a + k * kLanes;
-      const T* ek = e + k * kLanes;
-      for (int64_t j = 0; j < kLanes; ++j) out[j] += ak[j] * (ek[j] / sm[j]);
-    }
   for (int64_t j = 0; j < kLanes; ++j) {
-    m[j] = out[j];
+    m[j] = out[j] / sm[j];
     sum[j] = sm[j];
     mxo[j] = mx[j];
   }
@@ -260,8 +257,8 @@ inline __attribute__((always_inline)) FV exp_negv(FV x) {
 
 template <>
 PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const float* v,
-                                        int64_t v_stride, float* a, float* e, float* m,
-                                        float* sum, float* mxo) {
+                                        int64_t v_stride, float* a, float* m, float* sum,
+                                        float* mxo) {
   const float cold = kColdness;
   const int64_t t = box.t;
   FV mx = splatv(-std::numeric_limits<float>::infinity());
@@ -275,7 +272,7 @@ PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const
   const FV zero = cold * FV{};  // 20 a of a padding tap
   if (!box.full()) mx = mx < zero ? zero : mx;
   const FV e0 = exp_negv(zero - mx);
-  FV sm = FV{};
+  FV sm = FV{}, out = FV{};
   for (int64_t ky = 0; ky < t; ++ky) {
     if (ky < box.ky0 || ky >= box.ky1) {
       for (int64_t kx = 0; kx < t; ++kx) sm += e0;
@@ -283,17 +280,14 @@ PYXAI_ROW_CLONES void pool_chunk<float>(const TapBox& box, const float* w, const
     }
     for (int64_t kx = 0; kx < box.kx0; ++kx) sm += e0;
     for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k) {
-      const FV ek = exp_negv(cold * loadv(a + k * kLanes) - mx);
-      storev(e + k * kLanes, ek);
+      const FV ak = loadv(a + k * kLanes);
+      const FV ek = exp_negv(cold * ak - mx);
       sm += ek;
+      out += ak * ek;
     }
     for (int64_t kx = box.kx1; kx < t; ++kx) sm += e0;
   }
-  FV out = FV{};
-  for (int64_t ky = box.ky0; ky < box.ky1; ++ky)
-    for (int64_t k = ky * t + box.kx0; k < ky * t + box.kx1; ++k)
-      out += loadv(a + k * kLanes) * (loadv(e + k * kLanes) / sm);
-  storev(m, out);
+  storev(m, out / sm);
   storev(sum, sm);
   storev(mxo, mx);
 }
@@ -370,7 +364,7 @@ void compute_row(const SmoothShape& s, const T* pg, const T* wt, const int64_t* 
   gather_taps(s, pg, cols, r, row);
   for (int64_t x0 = 0; x0 < s.w; x0 += kLanes)
     pool_chunk(chunk_box(s, cols, r, x0), wt + (y * nc + x0 / kLanes) * kk * kLanes,
-               row.v.data() + x0, row.wp, row.a.data(), row.e.data(), row.m.data() + x0,
+               row.v.data() + x0, row.wp, row.a.data(), row.m.data() + x0,
                row.sum.data() + x0, row.mx.data() + x0);
 }
 
