@@ -166,17 +166,19 @@ def fold_batch_norm(forward_func: Callable[..., Any], probe: torch.Tensor
     finally:
         for h in handles:
             h.remove()
-    producer = {id(c[0]): conv for conv in convs if len(c := calls[id(conv)]) == 1}
+    # the tensor output of each convolution that ran once (outputs and inputs stay alive in
+    # calls, so equal ids are the same tensor)
+    producer = {id(c[0]): conv for conv in convs
+                if len(c := calls[id(conv)]) == 1 and isinstance(c[0], torch.Tensor)}
     holders = _named(view)
     names = {id(m): n for n, m in view.named_modules()}
     folded = 0
     for bn in bns:
         seen = calls[id(bn)]
-        if len(seen) != 1 or seen[0] is None or id(seen[0]) not in producer:
-            continue
+        if len(seen) != 1 or id(seen[0]) not in producer or reads.reads[id(seen[0])] != 1:
+            continue  # not run once on a convolution's output that only it reads
         conv = producer[id(seen[0])]
-        if reads.watched.get(id(seen[0])) is not seen[0] or reads.reads[id(seen[0])] != 1 \
-                or conv.out_channels != bn.num_features:
+        if conv.out_channels != bn.num_features:
             continue
         fused = _FoldedConv(conv, bn)
         for parent, key in holders.get(id(conv), []):
@@ -184,5 +186,4 @@ def fold_batch_norm(forward_func: Callable[..., Any], probe: torch.Tensor
         for parent, key in holders.get(id(bn), []):
             parent._modules[key] = _FoldedBatchNorm(fused, names.get(id(bn), "?"))
         folded += 1
-    reads.watched.clear()
     return view if folded else forward_func

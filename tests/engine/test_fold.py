@@ -63,50 +63,39 @@ def test_folded_view_computes_the_model(rng, name):
     assert not any(p.requires_grad for p in f.parameters())  # input gradients only
 
 
-class _Residual(nn.Module):
-    """conv -> bn, but the conv's output is also added back (a second reader)."""
+class _ConvBn(nn.Module):
+    """A 3-channel convolution and a BatchNorm; subclasses wire them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.bn = nn.BatchNorm2d(3)
+
+
+class _Residual(_ConvBn):
+    """conv -> bn, but the conv's output is also added back (a second reader)."""
 
     def forward(self, x):
         y = self.conv(x)
         return (self.bn(y) + y).flatten(1)
 
 
-class _Shared(nn.Module):
+class _Shared(_ConvBn):
     """One convolution called twice, once into the BatchNorm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x):
         return (self.bn(self.conv(x)) + self.conv(x)).flatten(1)
 
 
-class _BnFirst(nn.Module):
+class _BnFirst(_ConvBn):
     """BatchNorm before the convolution (nothing to fold into)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(3)
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, x):
         return self.conv(self.bn(x)).flatten(1)
 
 
-class _Routed(nn.Module):
+class _Routed(_ConvBn):
     """conv -> bn on positive inputs, conv -> neg -> bn otherwise: the wiring depends on x."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x):
         y = self.conv(x)
